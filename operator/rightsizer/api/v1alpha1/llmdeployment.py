@@ -1,0 +1,242 @@
+"""LLMDeployment: one model served by vLLM, sized, placed and scaled by rightsizer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from rightsizer.api.v1alpha1.common import Condition, StatusModel, WireModel
+from rightsizer.api.v1alpha1.plan import Plan
+
+DEFAULT_ENGINE_VERSION = "0.19.0"
+"""The vLLM release whose memory accounting is calibrated best (see docs/sizing.md)."""
+
+
+class Quantization(StrEnum):
+    """Weight format. `auto` reads the checkpoint's quantization_config; `fp8` on an unquantized checkpoint
+    quantizes online (vLLM --quantization fp8); the others need a checkpoint already in that format."""
+
+    AUTO = "auto"
+    NONE = "none"
+    FP8 = "fp8"
+    W8A8 = "w8a8"
+    W4A16_GPTQ = "w4a16-gptq"
+    W4A16_AWQ = "w4a16-awq"
+    MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
+
+
+class ModelDType(StrEnum):
+    """Compute dtype (vLLM --dtype). `auto` follows the checkpoint, downcasting float32 to bfloat16 as vLLM does."""
+
+    AUTO = "auto"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+
+class KVCacheDType(StrEnum):
+    """KV cache element type (vLLM --kv-cache-dtype). fp8 halves KV memory per token."""
+
+    AUTO = "auto"
+    FP8 = "fp8"
+
+
+class ConfigMapKeyRef(WireModel):
+    """A key of a ConfigMap in the LLMDeployment's namespace."""
+
+    name: str = Field(description="ConfigMap name.", min_length=1)
+    key: str = Field(default="config.json", description="Key holding the model's config.json.")
+
+
+class SecretKeyRef(WireModel):
+    """A key of a Secret in the LLMDeployment's namespace."""
+
+    name: str = Field(description="Secret name.", min_length=1)
+    key: str = Field(default="token", description="Key holding the value.")
+
+
+class ModelSource(WireModel):
+    """Which model to serve and where its architecture facts (config.json) come from."""
+
+    name: str = Field(
+        description="Hugging Face repository id, e.g. meta-llama/Llama-3.1-8B-Instruct; vLLM loads it by this name.",
+        min_length=1,
+    )
+    revision: str | None = Field(default=None, description="Branch, tag or commit of the repository.")
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="Inline config.json content. Overrides every other source of architecture facts.",
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="A ConfigMap key holding config.json; used when `config` is not set."
+    )
+    quantization: Quantization = Field(default=Quantization.AUTO, description="Weight format.")
+    dtype: ModelDType = Field(default=ModelDType.AUTO, description="Compute dtype.")
+    served_name: str | None = Field(
+        default=None, description="Model name clients send in requests (vLLM --served-model-name); default: `name`."
+    )
+
+
+class Engine(WireModel):
+    """The vLLM container."""
+
+    version: str = Field(
+        default=DEFAULT_ENGINE_VERSION,
+        description="vLLM release, e.g. 0.19.0. Selects the memory-accounting profile and the default image.",
+        pattern=r"^\d+\.\d+(\.\d+)?$",
+    )
+    image: str | None = Field(default=None, description="Container image; default vllm/vllm-openai:v<version>.")
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Arguments appended to the computed ones. Sizing flags here are refused: set the spec fields.",
+    )
+
+
+class Serving(WireModel):
+    """How vLLM serves: context length, KV cache, memory budget, engine."""
+
+    max_model_len: int | None = Field(
+        default=None, description="Longest prompt + output in tokens; default: the model's own default.", ge=16
+    )
+    kv_cache_dtype: KVCacheDType = Field(default=KVCacheDType.AUTO, description="KV cache element type.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, description="Share of each GPU's memory vLLM may use; default: the release's default.",
+        gt=0, le=0.99,
+    )
+    engine: Engine = Field(default_factory=Engine, description="The vLLM container.")
+    hf_token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret with a Hugging Face token, for gated models (HF_TOKEN in the pod)."
+    )
+    model_cache_claim: str | None = Field(
+        default=None, description="PersistentVolumeClaim mounted as the Hugging Face cache, to skip re-downloads."
+    )
+
+
+class Workload(WireModel):
+    """The traffic the deployment must serve. Sizes max-num-seqs and replica capacity."""
+
+    input_tokens: int = Field(default=1024, description="Typical prompt length in tokens.", ge=1)
+    output_tokens: int = Field(default=256, description="Typical output length in tokens.", ge=1)
+    concurrency: int | None = Field(
+        default=None, description="Peak concurrent requests across all replicas.", ge=1
+    )
+    request_rate: float | None = Field(default=None, description="Peak requests per second across all replicas.", gt=0)
+
+
+class SLO(WireModel):
+    """Latency targets, at the 95th percentile."""
+
+    ttft_p95_ms: float | None = Field(default=None, alias="ttftP95Ms", description="Time to first token.", gt=0)
+    itl_p95_ms: float | None = Field(default=None, alias="itlP95Ms", description="Inter-token latency.", gt=0)
+
+
+class GpuRequirements(WireModel):
+    """Which GPUs may serve, and optional parallelism pins."""
+
+    products: list[str] = Field(
+        default_factory=list,
+        description="Allowed GPU products in order of preference (GPU Feature Discovery names such as NVIDIA-H200, "
+        "or aliases H200, H100, B200, A100-80GB, L40S). Empty: any pool the operator knows.",
+    )
+    tensor_parallel_size: int | None = Field(default=None, description="Pin vLLM --tensor-parallel-size.", ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, description="Pin vLLM --pipeline-parallel-size.", ge=1)
+
+
+class Replicas(WireModel):
+    """Replica bounds. `desired` is what /scale reads and writes (kubectl scale, the autoscaler, HPA or KEDA)."""
+
+    min: int = Field(default=1, description="Fewest replicas.", ge=0)
+    max: int | None = Field(default=None, description="Most replicas; default: min.", ge=0)
+    desired: int | None = Field(
+        default=None, description="Replicas wanted now, kept within min..max. Written through the scale subresource."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> Replicas:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"replicas.max ({self.max}) is below replicas.min ({self.min}): raise max or lower min")
+        return self
+
+    @property
+    def upper(self) -> int:
+        return self.min if self.max is None else self.max
+
+
+class Autoscaling(WireModel):
+    """The SLO autoscaler. On when an SLO is set and replicas.max > replicas.min, unless disabled."""
+
+    enabled: bool = Field(default=True, description="Let rightsizer set replicas.desired from latency metrics.")
+    scale_up_stabilization_seconds: int = Field(
+        default=0, description="Look-back before scaling up (the highest recommendation in the window wins).", ge=0
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300, description="Look-back before scaling down (the highest recommendation in the window wins).",
+        ge=0,
+    )
+    scale_to_zero: bool = Field(
+        default=False, description="Allow 0 replicas when idle (requests then wait for a cold start)."
+    )
+
+
+class LLMDeploymentSpec(WireModel):
+    """What to serve and the constraints it must meet; rightsizer computes the rest."""
+
+    model: ModelSource
+    serving: Serving = Field(default_factory=Serving)
+    workload: Workload = Field(default_factory=Workload)
+    slo: SLO = Field(default_factory=SLO)
+    gpu: GpuRequirements = Field(default_factory=GpuRequirements)
+    replicas: Replicas = Field(default_factory=Replicas)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+
+
+class ScalingDecision(StatusModel):
+    """One autoscaler decision, for status.autoscaling.history."""
+
+    time: str = Field(description="RFC 3339 time of the decision.")
+    from_replicas: int = Field(description="Replicas before.")
+    to_replicas: int = Field(description="Replicas after.")
+    reason: str = Field(description="Why.")
+
+
+class AutoscalingStatus(StatusModel):
+    """What the SLO autoscaler observed and decided last."""
+
+    observed_ttft_p95_ms: float | None = Field(default=None, alias="observedTtftP95Ms")
+    observed_itl_p95_ms: float | None = Field(default=None, alias="observedItlP95Ms")
+    target_ttft_p95_ms: float | None = Field(default=None, alias="targetTtftP95Ms")
+    target_itl_p95_ms: float | None = Field(default=None, alias="targetItlP95Ms")
+    waiting_requests: float | None = Field(default=None, description="Requests queued across replicas.")
+    running_requests: float | None = Field(default=None, description="Requests running across replicas.")
+    desired_replicas: int | None = Field(default=None, description="The autoscaler's recommendation.")
+    reason: str | None = Field(default=None, description="Why it recommends that.")
+    last_scale_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
+    history: list[ScalingDecision] = Field(default_factory=list, description="The last decisions, newest last.")
+
+
+class LLMDeploymentStatus(StatusModel):
+    """What rightsizer computed and observed."""
+
+    observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Sized, PolicyCompliant, Progressing, "
+                                        "Available, Degraded, Ready.")
+    plan: Plan | None = Field(default=None, description="The serving plan, as `rightsizer plan -o json` prints it.")
+    replicas: int | None = Field(default=None, description="Replicas wanted (the scale subresource's status).")
+    ready_replicas: int | None = Field(default=None, description="Replicas whose pods are all Ready.")
+    selector: str | None = Field(default=None, description="Label selector of the serving pods (for HPA).")
+    autoscaling: AutoscalingStatus | None = Field(default=None, description="The SLO autoscaler's view.")
+
+
+class LLMDeployment(WireModel):
+    """A whole LLMDeployment object (metadata kept as a plain mapping)."""
+
+    model_config = WireModel.model_config | {"extra": "ignore"}
+
+    api_version: str = Field(default="rightsizer.dev/v1alpha1")
+    kind: str = Field(default="LLMDeployment")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: LLMDeploymentSpec
+    status: LLMDeploymentStatus | None = None

@@ -1,0 +1,74 @@
+"""The serving plan: what rightsizer computed for one LLMDeployment, in status and in `rightsizer plan -o json`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from rightsizer.api.v1alpha1.common import StatusModel
+
+
+class MemoryBreakdown(StatusModel):
+    """Per-GPU memory of the binding rank (the one with the fewest KV blocks), as vLLM accounts it. GiB = 2^30 B."""
+
+    total_gib_per_gpu: float = Field(alias="totalGiBPerGpu", description="GPU memory as torch sees it.")
+    requested_gib_per_gpu: float = Field(
+        alias="requestedGiBPerGpu", description="total × gpuMemoryUtilization: the budget vLLM may use."
+    )
+    weights_gib_per_gpu: float = Field(alias="weightsGiBPerGpu", description="Model weights on this rank.")
+    activation_gib_per_gpu: float = Field(
+        alias="activationGiBPerGpu", description="Peak activation of vLLM's profiling run (forward and sampler)."
+    )
+    non_torch_gib_per_gpu: float = Field(
+        alias="nonTorchGiBPerGpu", description="Memory outside torch's allocator: NCCL, cuBLAS, all-reduce buffers."
+    )
+    cuda_graph_gib_per_gpu: float = Field(alias="cudaGraphGiBPerGpu", description="CUDA-graph memory estimate.")
+    cuda_graph_subtracted: bool = Field(
+        description="Whether this vLLM release subtracts the CUDA-graph estimate before sizing the KV cache."
+    )
+    kv_cache_gib_per_gpu: float = Field(alias="kvCacheGiBPerGpu", description="What is left for the KV cache.")
+
+
+class PredictedPerformance(StatusModel):
+    """The performance model's prediction for one replica at the declared workload."""
+
+    concurrency: float = Field(description="Concurrent requests per replica the prediction is for.")
+    ttft_p50_ms: float = Field(alias="ttftP50Ms", description="Time to first token, median.")
+    ttft_p95_ms: float = Field(alias="ttftP95Ms", description="Time to first token, 95th percentile.")
+    itl_p50_ms: float = Field(alias="itlP50Ms", description="Inter-token latency, median.")
+    itl_p95_ms: float = Field(alias="itlP95Ms", description="Inter-token latency, 95th percentile.")
+    output_tokens_per_second: float = Field(description="Generated tokens per second per replica.")
+    max_request_rate: float = Field(description="Requests per second one replica sustains within the SLO.")
+    meets_slo: bool = Field(alias="meetsSLO", description="Whether the prediction meets spec.slo.")
+
+
+class Plan(StatusModel):
+    """Everything vLLM will be started with, and why. Per replica unless a field says otherwise."""
+
+    gpu_product: str = Field(description="GPU product (GPU Feature Discovery name) the plan runs on.")
+    pool: str = Field(description="The GPU pool chosen.")
+    gpus_per_node: int = Field(description="GPUs per node in the chosen pool.")
+    gpus_per_replica: int = Field(description="tensorParallelSize × pipelineParallelSize.")
+    nodes_per_replica: int = Field(description="Nodes one replica spans (>1 means a LeaderWorkerSet).")
+    tensor_parallel_size: int = Field(description="vLLM --tensor-parallel-size.")
+    pipeline_parallel_size: int = Field(description="vLLM --pipeline-parallel-size.")
+    max_num_seqs: int = Field(description="vLLM --max-num-seqs: concurrent sequences per replica.")
+    max_model_len: int = Field(description="vLLM --max-model-len: longest prompt + output in tokens.")
+    max_num_batched_tokens: int = Field(description="vLLM --max-num-batched-tokens: chunked-prefill token budget.")
+    gpu_memory_utilization: float = Field(description="vLLM --gpu-memory-utilization.")
+    dtype: str = Field(description="Activation/weight dtype vLLM resolves (bfloat16, float16, float32).")
+    quantization: str = Field(description="Weight format: none, fp8, w8a8, w4a16-gptq, w4a16-awq, mxfp4, nvfp4.")
+    kv_cache_dtype: str = Field(description="vLLM --kv-cache-dtype.")
+    block_size: int = Field(description="KV block size in tokens vLLM will use.")
+    kv_cache_blocks: int = Field(description="KV blocks per replica (the minimum over ranks).")
+    kv_cache_tokens: int = Field(description='Tokens vLLM logs as "GPU KV cache size".')
+    max_concurrency: float = Field(description="vLLM's maximum concurrency at maxModelLen (its startup log).")
+    workload_concurrency: float = Field(
+        description="Sequences of the declared workload length the KV cache holds at once."
+    )
+    replicas: int = Field(description="Replicas the declared workload needs (within spec.replicas).")
+    engine_version: str = Field(description="vLLM release whose memory accounting the plan follows.")
+    memory: MemoryBreakdown
+    performance: PredictedPerformance | None = Field(default=None, description="Predicted latency and throughput.")
+    vllm_args: list[str] = Field(description="The exact vLLM server arguments.")
+    reasons: list[str] = Field(description="Why each choice was made, for a person.")
+    warnings: list[str] = Field(default_factory=list, description="Things that work but deserve attention.")
