@@ -25,5 +25,5 @@ class SizingError(RightsizerError):
     """No plan satisfies the spec on the GPUs available."""
 
 
-class UnsupportedEngineVersion(RightsizerError):
+class UnsupportedEngineVersionError(RightsizerError):
     """The vLLM release has no accounting profile."""

@@ -313,7 +313,7 @@ def _linear_attention(cfg: Mapping[str, Any]) -> LinearAttentionFacts:
     )
 
 
-def checkpoint_quantization(cfg: Mapping[str, Any]) -> CheckpointQuantization | None:  # noqa: C901, PLR0911
+def checkpoint_quantization(cfg: Mapping[str, Any]) -> CheckpointQuantization | None:
     """Read quantization_config into one of our formats; None for an unquantized checkpoint."""
     qc = cfg.get("quantization_config")
     if not isinstance(qc, Mapping):

@@ -72,8 +72,9 @@ def _mla_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     if m.q_lora_rank:
         yield ParamGroup("self_attn.q_a_proj", h * m.q_lora_rank, Sharding.REPLICATED, Stage.LAYER, layer, True)
         yield ParamGroup("self_attn.q_a_layernorm", m.q_lora_rank, Sharding.REPLICATED, Stage.LAYER, layer)
-        yield ParamGroup("self_attn.q_b_proj", m.q_lora_rank * heads * qk_head, Sharding.COLUMN, Stage.LAYER, layer,
-                         True)
+        yield ParamGroup(
+            "self_attn.q_b_proj", m.q_lora_rank * heads * qk_head, Sharding.COLUMN, Stage.LAYER, layer, True
+        )
     else:
         yield ParamGroup("self_attn.q_proj", h * heads * qk_head, Sharding.COLUMN, Stage.LAYER, layer, True)
     kv_a = h * (m.kv_lora_rank + m.qk_rope_head_dim)
@@ -196,11 +197,12 @@ def pipeline_layers(num_layers: int, pp: int) -> list[range]:
 def groups_on_stage(groups: list[ParamGroup], stage_index: int, pp: int, layers: range) -> Iterator[ParamGroup]:
     """Parameter groups a pipeline stage holds. With tied embeddings the last stage keeps its own LM-head copy."""
     for g in groups:
-        if g.stage == Stage.LAYER and g.layer in layers:
-            yield g
-        elif g.stage == Stage.FIRST and stage_index == 0:
-            yield g
-        elif g.stage == Stage.LAST and stage_index == pp - 1:
+        on_stage = {
+            Stage.LAYER: g.layer in layers,
+            Stage.FIRST: stage_index == 0,
+            Stage.LAST: stage_index == pp - 1,
+        }[g.stage]
+        if on_stage:
             yield g
 
 

@@ -126,7 +126,7 @@ PRODUCTS: tuple[GpuProduct, ...] = (
 )
 
 
-class UnknownGpuProduct(LookupError):
+class UnknownGpuProductError(LookupError):
     def __init__(self, name: str, known: Iterable[GpuProduct]) -> None:
         choices = ", ".join(f"{p.product} ({p.short_name})" for p in known)
         super().__init__(f"unknown GPU product {name!r}; known products: {choices}")
@@ -145,7 +145,7 @@ def lookup(name: str, catalog: Iterable[GpuProduct] = PRODUCTS) -> GpuProduct:
         names = (product.product, *product.aliases)
         if wanted in {_normalise(n) for n in names} or wanted in {_normalise("NVIDIA-" + a) for a in product.aliases}:
             return product
-    raise UnknownGpuProduct(name, products)
+    raise UnknownGpuProductError(name, products)
 
 
 def from_node_labels(product: str, memory_mib: int | None) -> GpuProduct:
@@ -155,7 +155,7 @@ def from_node_labels(product: str, memory_mib: int | None) -> GpuProduct:
     """
     try:
         return lookup(product)
-    except UnknownGpuProduct:
+    except UnknownGpuProductError:
         if memory_mib is None:
             raise
         return GpuProduct(

@@ -68,7 +68,9 @@ class GpuPoolSpec(WireModel):
         "short aliases such as H200, H100, B200, A100-80GB, L40S are accepted."
     )
     gpus_per_node: int = Field(description="GPUs on each node of the pool.", ge=1, le=64)
-    max_nodes: int | None = Field(default=None, description="Upper bound on nodes (autoscaler limit); unset: unknown.", ge=0)
+    max_nodes: int | None = Field(
+        default=None, description="Upper bound on nodes (autoscaler limit); unset: unknown.", ge=0
+    )
     price_per_gpu_hour: float | None = Field(
         default=None, description="Price of one GPU-hour in any currency, used to choose the cheapest pool.", ge=0
     )
@@ -78,4 +80,3 @@ class GpuPoolSpec(WireModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Tolerations pods need to land on this pool's tainted nodes."
     )
-

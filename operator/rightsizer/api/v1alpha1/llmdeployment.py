@@ -103,8 +103,10 @@ class Serving(WireModel):
     )
     kv_cache_dtype: KVCacheDType = Field(default=KVCacheDType.AUTO, description="KV cache element type.")
     gpu_memory_utilization: float | None = Field(
-        default=None, description="Share of each GPU's memory vLLM may use; default: the release's default.",
-        gt=0, le=0.99,
+        default=None,
+        description="Share of each GPU's memory vLLM may use; default: the release's default.",
+        gt=0,
+        le=0.99,
     )
     engine: Engine = Field(default_factory=Engine, description="The vLLM container.")
     hf_token_secret_ref: SecretKeyRef | None = Field(
@@ -120,9 +122,7 @@ class Workload(WireModel):
 
     input_tokens: int = Field(default=1024, description="Typical prompt length in tokens.", ge=1)
     output_tokens: int = Field(default=256, description="Typical output length in tokens.", ge=1)
-    concurrency: int | None = Field(
-        default=None, description="Peak concurrent requests across all replicas.", ge=1
-    )
+    concurrency: int | None = Field(default=None, description="Peak concurrent requests across all replicas.", ge=1)
     request_rate: float | None = Field(default=None, description="Peak requests per second across all replicas.", gt=0)
 
 
@@ -173,7 +173,8 @@ class Autoscaling(WireModel):
         default=0, description="Look-back before scaling up (the highest recommendation in the window wins).", ge=0
     )
     scale_down_stabilization_seconds: int = Field(
-        default=300, description="Look-back before scaling down (the highest recommendation in the window wins).",
+        default=300,
+        description="Look-back before scaling down (the highest recommendation in the window wins).",
         ge=0,
     )
     scale_to_zero: bool = Field(
@@ -221,8 +222,9 @@ class LLMDeploymentStatus(StatusModel):
     """What rightsizer computed and observed."""
 
     observed_generation: int | None = Field(default=None, description="metadata.generation last reconciled.")
-    conditions: list[Condition] = Field(default_factory=list, description="Sized, PolicyCompliant, Progressing, "
-                                        "Available, Degraded, Ready.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Sized, PolicyCompliant, Progressing, Available, Degraded, Ready."
+    )
     plan: Plan | None = Field(default=None, description="The serving plan, as `rightsizer plan -o json` prints it.")
     replicas: int | None = Field(default=None, description="Replicas wanted (the scale subresource's status).")
     ready_replicas: int | None = Field(default=None, description="Replicas whose pods are all Ready.")

@@ -1,0 +1,113 @@
+"""Fixtures for tests against a real Kubernetes API server.
+
+Which cluster:
+  * `KUBECONFIG` set: that cluster (kind, a real cluster, or the local plane via `source ~/.cache/rightsizer/cluster/
+    env.sh`). Nothing is started or stopped.
+  * otherwise the local plane: `e2e/cluster/up` runs (build on first use, then a reuse check of a few seconds).
+    If the plane was already healthy it is left running; if this session started it, the session stops it at the end
+    (`e2e/cluster/down`), unless RIGHTSIZER_KEEP_PLANE=1. Bring it up once by hand for a fast edit-test loop.
+
+Guard: the suite refuses a current context that does not look like a disposable test cluster (a loopback API server,
+or a context named rightsizer-local, kind-*, kwok-*, k3d-*, minikube*, envtest*) unless RIGHTSIZER_ALLOW_CONTEXT names
+that exact context.
+
+A cold first build takes ~10 minutes; run `e2e/cluster/build` (or `e2e/cluster/up`) before pytest so that it does not
+count against the per-test timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+UP, DOWN = REPO / "e2e" / "cluster" / "up", REPO / "e2e" / "cluster" / "down"
+NAMESPACE_LABEL = "rightsizer.dev/integration-test"
+
+
+def plane_is_healthy() -> bool:
+    return subprocess.run([str(UP), "status"], capture_output=True, check=False).returncode == 0
+
+
+def bring_up_local_plane() -> str:
+    """Runs e2e/cluster/up (progress shown on stderr) and returns the kubeconfig path it prints last."""
+    result = subprocess.run([str(UP)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        pytest.exit(f"e2e/cluster/up failed (exit {result.returncode}); its output is above", returncode=3)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def guard_context(kubeconfig: str) -> None:
+    """Refuses to run against anything that does not look like a test cluster, unless explicitly allowed."""
+    name, server = current_context(kubeconfig)
+    if looks_like_test_cluster(name, server) or os.environ.get("RIGHTSIZER_ALLOW_CONTEXT") == name:
+        return
+    pytest.exit(
+        f"refusing to run integration tests against context {name!r} ({server}): it does not look like a test "
+        f"cluster. Set RIGHTSIZER_ALLOW_CONTEXT={name} if this really is a disposable cluster.",
+        returncode=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    """Path of the kubeconfig the whole session uses; also exported as KUBECONFIG for kopf and subprocesses."""
+    started_here = False
+    path = os.environ.get("KUBECONFIG")
+    if not path:
+        started_here = not plane_is_healthy()
+        path = bring_up_local_plane()
+        os.environ["KUBECONFIG"] = path
+    guard_context(path)
+    yield path
+    if started_here and os.environ.get("RIGHTSIZER_KEEP_PLANE") != "1":
+        subprocess.run([str(DOWN)], check=False, stdout=sys.stderr)
+        del os.environ["KUBECONFIG"]
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: str) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=kubeconfig)
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def apps(api_client: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (waits until it is gone, so GPUs are free for the next test)."""
+    name = f"it-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    # The ServiceAccount admission plugin rejects pods until the controller-manager has made "default".
+    wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    wait_for(lambda: gone(lambda: core.read_namespace(name)), 120, f"namespace {name} to be deleted")

@@ -1,0 +1,110 @@
+"""config.json from a server with the Hugging Face Hub's URL layout: a real local HTTP server, not a patched client."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rightsizer.errors import ModelConfigError
+from rightsizer.facts import catalog
+from rightsizer.hub import HubClient
+
+TOKEN = "hf_test_token"
+CONFIG = catalog.lookup("meta-llama/Llama-3.1-8B-Instruct")
+
+
+class HubHandler(BaseHTTPRequestHandler):
+    requests: list[str] = []  # noqa: RUF012 - shared log, inspected by the tests
+
+    def do_GET(self) -> None:
+        HubHandler.requests.append(self.path)
+        if self.path == "/acme/tiny/resolve/main/config.json":
+            self._json(200, CONFIG)
+        elif self.path == "/acme/tiny/resolve/v2/config.json":
+            self._json(200, {**(CONFIG or {}), "num_hidden_layers": 16})
+        elif self.path == "/acme/gated/resolve/main/config.json":
+            if self.headers.get("Authorization") == f"Bearer {TOKEN}":
+                self._json(200, CONFIG)
+            else:
+                self._json(401, {"error": "Access to model acme/gated is restricted."})
+        elif self.path == "/acme/garbage/resolve/main/config.json":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>not json</html>")
+        else:
+            self._json(404, {"error": "Entry not found"})
+
+    def _json(self, status: int, body: object) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_downloads_and_caches(hub_url: str, tmp_path: Path) -> None:
+    client = HubClient(endpoint=hub_url, cache_dir=tmp_path)
+    HubHandler.requests.clear()
+    assert client.config("acme/tiny")["num_hidden_layers"] == 32
+    assert client.config("acme/tiny")["num_hidden_layers"] == 32
+    assert HubHandler.requests == ["/acme/tiny/resolve/main/config.json"]  # the second read came from the cache
+
+
+def test_revision_is_part_of_the_url_and_the_cache_key(hub_url: str, tmp_path: Path) -> None:
+    client = HubClient(endpoint=hub_url, cache_dir=tmp_path)
+    assert client.config("acme/tiny", "v2")["num_hidden_layers"] == 16
+    assert client.config("acme/tiny")["num_hidden_layers"] == 32
+
+
+def test_gated_model_needs_a_token(hub_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        HubClient(endpoint=hub_url, cache_dir=tmp_path).config("acme/gated")
+    assert HubClient(endpoint=hub_url, cache_dir=tmp_path, token=TOKEN).config("acme/gated")["hidden_size"] == 4096
+
+
+def test_missing_and_garbage(hub_url: str, tmp_path: Path) -> None:
+    client = HubClient(endpoint=hub_url, cache_dir=tmp_path)
+    with pytest.raises(ModelConfigError, match=r"has no config\.json"):
+        client.config("acme/missing")
+    with pytest.raises(ModelConfigError, match="not JSON"):
+        client.config("acme/garbage")
+
+
+def test_offline_hub_is_a_clear_error(tmp_path: Path) -> None:
+    client = HubClient(endpoint="http://127.0.0.1:9", cache_dir=tmp_path, timeout_seconds=2)
+    with pytest.raises(ModelConfigError, match="cannot reach"):
+        client.config("acme/tiny")
+
+
+def test_cli_plans_a_model_from_the_hub(
+    hub_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rightsizer.cli import main
+
+    monkeypatch.setenv("HF_ENDPOINT", hub_url)
+    monkeypatch.setenv("RIGHTSIZER_CONFIG_CACHE", str(tmp_path / "cache"))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("kind: LLMDeployment\nmetadata: {name: t}\nspec:\n  model: {name: acme/tiny}\n")
+    assert main(["plan", "-f", str(manifest), "-o", "json", "--gpu", "H100"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["gpuProduct"] == "NVIDIA-H100-80GB-HBM3"
