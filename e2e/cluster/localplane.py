@@ -7,6 +7,7 @@ the LeaderWorkerSet controller run as plain processes on 127.0.0.1, built from G
     localplane.py down
     localplane.py restart COMPONENT
     localplane.py status
+    localplane.py nodes [--pools FILE] [--gpu-only]
 
 `up` prints progress on stderr and the admin kubeconfig path as the last line of stdout, so
 `export KUBECONFIG=$(e2e/cluster/up)` works. See docs/local-cluster.md.
@@ -1021,6 +1022,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     restart_parser = sub.add_parser("restart", help="stop and start one component: " + ", ".join(BY_NAME))
     restart_parser.add_argument("component", choices=list(BY_NAME))
     sub.add_parser("status", help="show each component's pid, health and memory; exit 1 unless all are healthy")
+    nodes = sub.add_parser("nodes", help="print the simulated Node manifests as YAML (for kind: e2e/kind/up)")
+    nodes.add_argument("--pools", type=Path, default=HERE / "pools.yaml", help="node pools file (default: %(default)s)")
+    nodes.add_argument("--gpu-only", action="store_true", help="leave out pools without GPUs")
     return parser.parse_args(argv)
 
 
@@ -1030,6 +1034,10 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "status":
             return 0 if show_status(paths) else 1
+        if args.command == "nodes":
+            pools = [p for p in load_pools(args.pools) if p.get("gpu") or not args.gpu_only]
+            print(yaml.safe_dump_all(node_manifests(pools, paths.versions["KWOK_VERSION"]), sort_keys=False), end="")
+            return 0
         with plane_lock():
             if args.command == "down":
                 tear_down(paths)

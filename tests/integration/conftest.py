@@ -28,10 +28,12 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from e2e.cluster import localplane
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
+from tests.integration.plane import UP, LocalPlane
 
 REPO = Path(__file__).resolve().parents[2]
-UP, DOWN = REPO / "e2e" / "cluster" / "up", REPO / "e2e" / "cluster" / "down"
+DOWN = REPO / "e2e" / "cluster" / "down"
 NAMESPACE_LABEL = "rightsizer.dev/integration-test"
 
 
@@ -73,6 +75,14 @@ def kubeconfig() -> Iterator[str]:
     if started_here and os.environ.get("RIGHTSIZER_KEEP_PLANE") != "1":
         subprocess.run([str(DOWN)], check=False, stdout=sys.stderr)
         del os.environ["KUBECONFIG"]
+
+
+@pytest.fixture(scope="session")
+def local_plane(kubeconfig: str) -> LocalPlane:
+    """The local plane's handles; tests that use it are skipped on other clusters (kind, real ones)."""
+    if current_context(kubeconfig)[0] != localplane.CONTEXT:
+        pytest.skip("needs the local plane from e2e/cluster/up")
+    return LocalPlane()
 
 
 @pytest.fixture(scope="session")
