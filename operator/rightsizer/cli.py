@@ -124,6 +124,28 @@ def cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the operator (kopf) in this process until interrupted."""
+    import logging
+
+    import kopf
+
+    import rightsizer.handlers  # noqa: F401 - registers the handlers with kopf
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rightsizer", description="Right-size vLLM deployments on GPU pools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("directory", nargs="?", default="crds")
     c.add_argument("--check", action="store_true", help="fail if the files on disk are stale")
     c.set_defaults(func=cmd_crds)
+
+    r = sub.add_parser("run", help="run the operator")
+    r.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
+    r.add_argument("--peering", help="kopf peering name for high availability (one active operator per name)")
+    r.add_argument("--priority", type=int, default=0, help="peering priority; the highest one acts")
+    r.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("models", help="list the built-in model catalog")
     m.set_defaults(func=cmd_models)

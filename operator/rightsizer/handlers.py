@@ -1,0 +1,170 @@
+"""kopf wiring: indexes that mirror the cluster, and handlers that each call the reconciler in a line or two.
+
+Reconciliation is level-based: any event on an LLMDeployment, on one of its children or pods, or a change of the
+GPU pools triggers the same idempotent reconcile; a background loop re-checks everything every
+RIGHTSIZER_RECONCILE_INTERVAL_SECONDS as a safety net (no timers, so no finalizer on user objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from rightsizer.api import constants as c
+from rightsizer.hub import HubClient
+from rightsizer.k8s import Kube, TemporaryApiError
+from rightsizer.reconcile import Observed, Reconciler
+from rightsizer.settings import OperatorSettings
+
+log = logging.getLogger("rightsizer")
+LLMD = (c.GROUP, c.VERSION, c.LLMD_PLURAL)
+MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+class State:
+    """The process-wide reconciler, created at startup."""
+
+    reconciler: Reconciler | None = None
+    pools_fingerprint: str = ""
+
+
+def _observed(namespace: str, name: str, indices: Mapping[str, Any]) -> Observed:
+    key = (namespace, name)
+    children = {}
+    for body in indices["children"].get(key, []):
+        children[(str(body["kind"]), str(body["metadata"]["name"]))] = body
+    pods = list(indices["pods"].get(key, []))
+    nodes = list(indices["gpu_nodes"].get(None, []))
+    return Observed(children=children, pods=pods, nodes=nodes)
+
+
+def reconcile_one(body: kopf.Body, indices: Mapping[str, Any]) -> None:
+    reconciler = State.reconciler
+    if reconciler is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+    with _locks[(namespace, name)]:
+        try:
+            events = reconciler.reconcile(body, _observed(namespace, name, indices))
+        except TemporaryApiError as err:
+            log.warning("reconcile of %s/%s will be retried: %s", namespace, name, err)
+            return
+    for event in events:
+        poster = kopf.info if event.type == "Normal" else kopf.warn
+        poster(body, reason=event.reason, message=event.message)
+
+
+# --- indexes: the operator's view of the cluster, kept current by watches ------------------------------------
+
+
+@kopf.index(*LLMD)
+def llmds(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], kopf.Body]:
+    return {(namespace, name): body}
+
+
+def _child_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    instance = labels.get(c.LABEL_INSTANCE)
+    return {(namespace, instance): body} if instance else {}
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.index(_group, _version, _plural, labels=MANAGED, id="children")(_child_index)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return _child_index(namespace, labels, body)
+
+
+@kopf.index("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
+def gpu_nodes(body: kopf.Body, **_: Any) -> dict[None, kopf.Body]:
+    return {None: body}
+
+
+# --- handlers -------------------------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    config = OperatorSettings()
+    settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+    reconciler = Reconciler(Kube.from_environment(), config, HubClient.from_env() if config.allow_hub else None)
+    if config.pools_file is not None:
+        from rightsizer.cli import load_pools
+
+        reconciler.declared_pools = load_pools(Path(config.pools_file))
+    State.reconciler = reconciler
+    indices = {name: kwargs[name] for name in ("llmds", "children", "pods", "gpu_nodes")}
+    memo["resync"] = asyncio.create_task(_resync_forever(config.reconcile_interval_seconds, indices))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:
+    """Re-check every LLMDeployment periodically: retries after transient errors, picks up Hub recoveries."""
+    while True:
+        await asyncio.sleep(interval)
+        for bodies in list(indices["llmds"].values()):
+            for body in list(bodies):
+                await asyncio.to_thread(reconcile_one, body, indices)
+
+
+@kopf.on.event(*LLMD)
+def llmd_changed(type: str, body: kopf.Body, **indices: Any) -> None:  # kopf passes the event type as `type`
+    if type != "DELETED":
+        reconcile_one(body, indices)
+
+
+def _owner_changed(namespace: str | None, labels: Mapping[str, str], **indices: Any) -> None:
+    owner = labels.get(c.LABEL_INSTANCE)
+    for body in indices["llmds"].get((namespace, owner), []):
+        reconcile_one(body, indices)
+
+
+for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"owner-of-{_plural}")(_owner_changed)
+
+
+@kopf.on.event("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
+def gpu_node_changed(**indices: Any) -> None:
+    """A GPU node appeared, left or changed: if the pools changed, every LLMDeployment may need a new plan."""
+    reconciler = State.reconciler
+    if reconciler is None:
+        return
+    pools = reconciler.pools(list(indices["gpu_nodes"].get(None, [])))
+    fingerprint = repr([(p.name, p.product, p.gpus_per_node, p.max_nodes) for p in pools])
+    if fingerprint == State.pools_fingerprint:
+        return
+    State.pools_fingerprint = fingerprint
+    for bodies in list(indices["llmds"].values()):
+        for body in list(bodies):
+            reconcile_one(body, indices)

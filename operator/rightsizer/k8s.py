@@ -1,0 +1,149 @@
+"""The only module that talks to the Kubernetes API (besides kopf's own watching).
+
+Writes go through server-side apply with the `rightsizer` field manager, so re-applying the same object is a no-op
+on the server and fields other managers own are left alone. Every write is counted (rightsizer_api_writes_total),
+which is how the steady state is proven to write nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from prometheus_client import Counter
+
+from rightsizer.api import constants as c
+
+JSON = Mapping[str, Any]
+
+API_WRITES = Counter("rightsizer_api_writes_total", "Writes rightsizer sent to the Kubernetes API", ["verb", "kind"])
+
+
+class TemporaryApiError(Exception):
+    """A failure worth retrying later (conflict, throttling, server error, connection)."""
+
+
+class MissingApiError(Exception):
+    """The cluster does not serve a kind rightsizer needs (e.g. LeaderWorkerSet without the LWS controller)."""
+
+
+def _transient(err: ApiException) -> bool:
+    return err.status in (409, 429) or (err.status or 0) >= 500
+
+
+class Kube:
+    """A thin wrapper over the dynamic client: apply, delete, status patch, reads."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._api_client = api_client
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    @cached_property
+    def dynamic(self) -> DynamicClient:
+        with self._lock:
+            return DynamicClient(self._api_client or client.ApiClient())
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
+
+    def apply(self, obj: JSON) -> dict[str, Any]:
+        resource = self._resource(str(obj["apiVersion"]), str(obj["kind"]))
+        meta = obj["metadata"]
+        API_WRITES.labels("apply", obj["kind"]).inc()
+        try:
+            result = resource.server_side_apply(
+                body=dict(obj),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=c.FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except ApiException as err:
+            if _transient(err):
+                raise TemporaryApiError(f"apply {obj['kind']}/{meta['name']}: {err.status} {err.reason}") from None
+            raise
+        return dict(result.to_dict())
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        resource = self._resource(api_version, kind)
+        API_WRITES.labels("delete", kind).inc()
+        try:
+            resource.delete(name=name, namespace=namespace, propagation_policy="Background")
+        except NotFoundError:
+            return
+        except ApiException as err:
+            if err.status == 404:
+                return
+            if _transient(err):
+                raise TemporaryApiError(f"delete {kind}/{name}: {err.status} {err.reason}") from None
+            raise
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: JSON) -> None:
+        resource = self._resource(api_version, kind)
+        API_WRITES.labels("status", kind).inc()
+        try:
+            resource.status.patch(
+                body={"status": dict(status)},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return  # deleted meanwhile
+            if _transient(err):
+                raise TemporaryApiError(f"status of {kind}/{name}: {err.status} {err.reason}") from None
+            raise
+
+    def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
+        try:
+            cm = client.CoreV1Api(self._api_client).read_namespaced_config_map(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                from rightsizer.errors import ModelConfigError
+
+                raise ModelConfigError(
+                    "spec.model.configMapRef",
+                    f"ConfigMap {namespace}/{name} does not exist",
+                    "create it or fix spec.model.configMapRef.name",
+                ) from None
+            raise TemporaryApiError(f"ConfigMap {name}: {err.status}") from None
+        data = cm.data or {}
+        if key not in data:
+            from rightsizer.errors import ModelConfigError
+
+            raise ModelConfigError(
+                "spec.model.configMapRef.key",
+                f"ConfigMap {name} has no key {key!r}",
+                f"use one of: {', '.join(sorted(data)) or '(none)'}",
+            )
+        return str(data[key])
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        import base64
+
+        try:
+            secret = client.CoreV1Api(self._api_client).read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise TemporaryApiError(f"Secret {name}: {err.status}") from None
+        value = (secret.data or {}).get(key)
+        return base64.b64decode(value).decode() if value else None

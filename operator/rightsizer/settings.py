@@ -1,0 +1,67 @@
+"""Operator configuration, from environment variables (prefix RIGHTSIZER_). Every field is documented here and in
+docs/operator.md; the Helm chart sets them from values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rightsizer.api import constants as c
+
+# Labels that cloud providers and autoscalers put on nodes to name their pool; the first one a node carries wins.
+DEFAULT_POOL_LABELS = (
+    c.LABEL_POOL,
+    "karpenter.sh/nodepool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "kubernetes.azure.com/agentpool",
+)
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RIGHTSIZER_", env_nested_delimiter="__", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty watches the whole cluster."
+    )
+    pools_file: Path | None = Field(
+        default=None,
+        description="YAML list of declared GPU pools (name, product, gpusPerNode, maxNodes, pricePerGpuHour, "
+        "nodeSelector, tolerations): pools that scale from zero, or prices for discovered pools.",
+    )
+    pool_label_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_POOL_LABELS),
+        description="Node labels that name a node's pool, in order of preference. Nodes without any are grouped "
+        "by GPU product.",
+    )
+    image_repository: str = Field(
+        default="vllm/vllm-openai", description="Image repository for vLLM when spec.serving.engine.image is unset."
+    )
+    allow_hub: bool = Field(
+        default=True, description="Fetch config.json from the Hugging Face Hub for models not in the catalog."
+    )
+    reconcile_interval_seconds: float = Field(
+        default=60.0, description="How often every LLMDeployment is re-checked even without events.", gt=0
+    )
+    startup_base_seconds: int = Field(
+        default=300, description="Start-up probe budget before any weights are loaded (compile, graph capture)."
+    )
+    startup_seconds_per_weight_gib: float = Field(
+        default=4.0, description="Extra start-up budget per GiB of weights per pod (download and load at ~256 MB/s)."
+    )
+    shm_size: str = Field(default="16Gi", description="Size of the memory-backed /dev/shm volume (NCCL, TP > 1).")
+    webhook_enabled: bool = Field(default=False, description="Serve the admission webhook.")
+    webhook_host: str = Field(default="127.0.0.1", description="Address the webhook server listens on.")
+    webhook_port: int = Field(default=9444, description="Port the webhook server listens on.")
+    webhook_cert_file: Path | None = Field(default=None, description="TLS certificate of the webhook server.")
+    webhook_key_file: Path | None = Field(default=None, description="TLS key of the webhook server.")
+    webhook_ca_file: Path | None = Field(default=None, description="CA bundle registered with the API server.")
+    webhook_url_host: str | None = Field(
+        default=None, description="Host name the API server uses to reach the webhook (default: webhook_host)."
+    )
+    metrics_port: int = Field(default=0, description="Port of the operator's Prometheus /metrics; 0 disables it.")
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus to read vLLM latency from; unset: scrape the pods' /metrics directly."
+    )

@@ -1,0 +1,198 @@
+"""Status from what was computed and observed. Pure: the same inputs give the same status, and a condition's
+lastTransitionTime moves only when its status flips (as metav1.Condition requires)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rightsizer.api.v1alpha1.common import Condition
+from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus
+from rightsizer.api.v1alpha1.plan import Plan
+
+JSON = Mapping[str, Any]
+
+SIZED = "Sized"
+POLICY_COMPLIANT = "PolicyCompliant"
+PROGRESSING = "Progressing"
+AVAILABLE = "Available"
+DEGRADED = "Degraded"
+READY = "Ready"
+CONDITION_ORDER = (SIZED, POLICY_COMPLIANT, PROGRESSING, AVAILABLE, DEGRADED, READY)
+
+
+@dataclass(frozen=True)
+class WorkloadObservation:
+    """What the workload child (Deployment or LeaderWorkerSet) and its pods report."""
+
+    exists: bool
+    desired: int
+    updated: int
+    ready: int
+    observed_current: bool  # the child's status reflects its latest spec (observedGeneration == generation)
+    unschedulable: str | None = None  # the scheduler's message for a pending pod, if any
+
+
+def observe(workload: JSON | None, pods: Sequence[JSON], desired: int) -> WorkloadObservation:
+    if workload is None:
+        return WorkloadObservation(False, desired, 0, 0, False, _unschedulable(pods))
+    status = workload.get("status", {}) or {}
+    generation = workload.get("metadata", {}).get("generation")
+    return WorkloadObservation(
+        exists=True,
+        desired=desired,
+        updated=int(status.get("updatedReplicas", 0) or 0),
+        ready=int(status.get("readyReplicas", 0) or 0),
+        observed_current=status.get("observedGeneration", generation) == generation,
+        unschedulable=_unschedulable(pods),
+    )
+
+
+def _unschedulable(pods: Sequence[JSON]) -> str | None:
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        for condition in pod.get("status", {}).get("conditions", []) or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return str(condition.get("message") or condition.get("reason") or "unschedulable")
+    return None
+
+
+def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """Replace the condition of the same type, keeping its lastTransitionTime if the status did not change."""
+    result = []
+    replaced = False
+    for existing in conditions:
+        if existing.type == new.type:
+            keep_time = existing.status == new.status
+            result.append(
+                new.model_copy(update={"last_transition_time": existing.last_transition_time}) if keep_time else new
+            )
+            replaced = True
+        else:
+            result.append(existing)
+    if not replaced:
+        result.append(new)
+    order = {t: i for i, t in enumerate(CONDITION_ORDER)}
+    return sorted(result, key=lambda c: order.get(c.type, len(order)))
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    generation: int
+    now: str
+    plan: Plan | None
+    sizing_error: tuple[str, str] | None  # (reason, message) when sizing failed
+    policy_violation: tuple[str, str] | None  # (reason, message) when policy denies
+    observation: WorkloadObservation
+    replicas: int
+    selector: str
+    previous_conditions: Sequence[Condition] = ()
+    autoscaling: AutoscalingStatus | None = None
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, inputs: StatusInputs) -> Condition:
+    return Condition(
+        type=kind,
+        status="True" if ok else "False",
+        reason=reason,
+        message=message,
+        last_transition_time=inputs.now,
+        observed_generation=inputs.generation,
+    )
+
+
+def conditions(inputs: StatusInputs) -> list[Condition]:
+    obs = inputs.observation
+    out = list(inputs.previous_conditions)
+    if inputs.sizing_error is not None:
+        reason, message = inputs.sizing_error
+        out = set_condition(out, _condition(SIZED, False, reason, message, inputs))
+    elif inputs.plan is not None:
+        p = inputs.plan
+        message = (
+            f"{p.gpus_per_replica} × {p.gpu_product} per replica (TP {p.tensor_parallel_size}, PP "
+            f"{p.pipeline_parallel_size}) on pool {p.pool}; max-num-seqs {p.max_num_seqs}, "
+            f"{p.kv_cache_tokens:,} KV tokens"
+        )
+        out = set_condition(out, _condition(SIZED, True, "Planned", message, inputs))
+    if inputs.policy_violation is not None:
+        reason, message = inputs.policy_violation
+        out = set_condition(out, _condition(POLICY_COMPLIANT, False, reason, message, inputs))
+    elif any(c.type == POLICY_COMPLIANT for c in out) or inputs.plan is not None:
+        out = set_condition(out, _condition(POLICY_COMPLIANT, True, "Compliant", "no policy violated", inputs))
+
+    rolling = obs.exists and (not obs.observed_current or obs.updated < obs.desired or obs.ready < obs.desired)
+    if not obs.exists and inputs.plan is None:
+        progressing = _condition(PROGRESSING, False, "NotStarted", "no workload: the spec cannot be sized", inputs)
+    elif obs.unschedulable:
+        progressing = _condition(PROGRESSING, True, "Unschedulable", obs.unschedulable, inputs)
+    elif rolling or not obs.exists:
+        progressing = _condition(
+            PROGRESSING, True, "RollingOut", f"{obs.ready}/{obs.desired} replicas ready, {obs.updated} updated", inputs
+        )
+    else:
+        progressing = _condition(PROGRESSING, False, "Complete", f"{obs.ready}/{obs.desired} replicas ready", inputs)
+    out = set_condition(out, progressing)
+
+    available = obs.ready >= max(obs.desired, 1) if obs.desired > 0 else obs.exists
+    reason = "MinimumReplicasAvailable" if available else ("ScaledToZero" if obs.desired == 0 else "Waiting")
+    out = set_condition(
+        out, _condition(AVAILABLE, available, reason, f"{obs.ready} of {obs.desired} replicas ready", inputs)
+    )
+
+    degraded_reason, degraded_message = _degradation(inputs)
+    out = set_condition(
+        out,
+        _condition(DEGRADED, degraded_reason is not None, degraded_reason or "AsExpected", degraded_message, inputs),
+    )
+    sized = inputs.sizing_error is None and inputs.plan is not None
+    compliant = inputs.policy_violation is None
+    ready = sized and compliant and available
+    ready_reason = (
+        "Ready"
+        if ready
+        else "NotSized"
+        if not sized
+        else "PolicyViolation"
+        if not compliant
+        else "Unschedulable"
+        if obs.unschedulable
+        else "Waiting"
+    )
+    ready_message = (
+        "serving"
+        if ready
+        else (
+            inputs.sizing_error
+            or inputs.policy_violation
+            or ("", obs.unschedulable or f"{obs.ready} of {obs.desired} replicas ready")
+        )[1]
+    )
+    return set_condition(out, _condition(READY, ready, ready_reason, ready_message, inputs))
+
+
+def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
+    obs = inputs.observation
+    if inputs.sizing_error is not None and obs.exists:
+        return "SizingFailed", f"running replicas kept as they are; {inputs.sizing_error[1]}"
+    if inputs.policy_violation is not None and obs.exists:
+        return "PolicyViolation", f"running replicas kept; no scale-up; {inputs.policy_violation[1]}"
+    if obs.unschedulable and obs.ready < obs.desired:
+        return "Unschedulable", obs.unschedulable
+    return None, "all is as planned"
+
+
+def status_fields(inputs: StatusInputs) -> dict[str, Any]:
+    """The status object to write (camelCase), excluding nothing: compare it with the live status to skip writes."""
+    from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentStatus
+
+    status = LLMDeploymentStatus(
+        observed_generation=inputs.generation,
+        conditions=conditions(inputs),
+        plan=inputs.plan,
+        replicas=inputs.replicas,
+        ready_replicas=inputs.observation.ready,
+        selector=inputs.selector,
+        autoscaling=inputs.autoscaling,
+    )
+    return status.to_wire()

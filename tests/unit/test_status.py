@@ -1,0 +1,81 @@
+"""Status conditions: shapes, transitions, and lastTransitionTime that moves only on a flip."""
+
+from rightsizer.api.v1alpha1.common import Condition
+from rightsizer.status import StatusInputs, WorkloadObservation, conditions, observe, set_condition
+
+
+def inputs(
+    ready: int = 2,
+    desired: int = 2,
+    exists: bool = True,
+    error: tuple[str, str] | None = None,
+    unschedulable: str | None = None,
+    now: str = "2026-01-01T00:00:00Z",
+    previous: list[Condition] | None = None,
+) -> StatusInputs:
+    obs = WorkloadObservation(exists, desired, ready, ready, True, unschedulable)
+    return StatusInputs(
+        generation=3,
+        now=now,
+        plan=None,
+        sizing_error=error,
+        policy_violation=None,
+        observation=obs,
+        replicas=desired,
+        selector="x=y",
+        previous_conditions=previous or [],
+    )
+
+
+def by_type(conds: list[Condition]) -> dict[str, Condition]:
+    return {c.type: c for c in conds}
+
+
+def test_ready_requires_a_plan() -> None:
+    conds = by_type(conditions(inputs()))
+    assert conds["Ready"].status == "False" and conds["Ready"].reason == "NotSized"
+    assert all(c.observed_generation == 3 for c in conds.values())
+
+
+def test_sizing_failure_keeps_running_replicas_and_degrades() -> None:
+    conds = by_type(conditions(inputs(error=("NoFeasiblePlan", "spec.gpu.products: no pool"))))
+    assert conds["Sized"].status == "False" and conds["Sized"].reason == "NoFeasiblePlan"
+    assert conds["Degraded"].status == "True" and "running replicas kept" in conds["Degraded"].message
+    assert conds["Available"].status == "True"
+
+
+def test_unschedulable_pods_are_reported() -> None:
+    message = "0/7 nodes are available: 4 Insufficient nvidia.com/gpu."
+    conds = by_type(conditions(inputs(ready=1, unschedulable=message)))
+    assert conds["Progressing"].reason == "Unschedulable" and conds["Degraded"].message == message
+
+
+def test_transition_time_only_moves_on_flip() -> None:
+    first = conditions(inputs(ready=0, now="t1"))
+    second = conditions(inputs(ready=0, now="t2", previous=first))
+    assert by_type(second)["Available"].last_transition_time == "t1"
+    third = conditions(inputs(ready=2, now="t3", previous=second))
+    assert by_type(third)["Available"].last_transition_time == "t3"
+
+
+def test_set_condition_orders_by_type() -> None:
+    conds = set_condition([], Condition(type="Ready", status="True", reason="R", last_transition_time="t"))
+    conds = set_condition(conds, Condition(type="Sized", status="True", reason="R", last_transition_time="t"))
+    assert [c.type for c in conds] == ["Sized", "Ready"]
+
+
+def test_observe_reads_deployment_status_and_pending_pods() -> None:
+    workload = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "readyReplicas": 1, "updatedReplicas": 2},
+    }
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "Insufficient gpu"}
+            ]
+        },
+    }
+    obs = observe(workload, [pod], 2)
+    assert (obs.ready, obs.updated, obs.observed_current, obs.unschedulable) == (1, 2, True, "Insufficient gpu")
