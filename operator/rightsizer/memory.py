@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from rightsizer.facts.gpus import GpuProduct
 from rightsizer.facts.vllm_profiles import GIB, VllmProfile
@@ -150,6 +151,21 @@ def _expert_padding(f: ModelFacts, s: EngineSettings) -> float:
 
 def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> float:
     """Bytes of weights one GPU of pipeline stage `stage` loads ("Model loading took X GiB")."""
+    # Only the settings that change weights form the cache key, so the max_num_seqs search reuses the result.
+    weights_only = replace(s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1,
+                           gpu_memory_utilization=1.0, kv_cache_dtype="auto")
+    return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)
+
+
+def clear_caches() -> None:
+    """Forget the memoised parameter inventories and weight totals (for cold-start measurements)."""
+    inventory.cache_clear()
+    _weight_bytes.cache_clear()
+
+
+@lru_cache(maxsize=4096)
+def _weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, first_layer: int, end_layer: int) -> float:
+    layers = range(first_layer, end_layer)
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     groups = inventory(f)
     total = 0.0

@@ -7,9 +7,10 @@ weight bytes of each tensor/pipeline-parallel rank, for any quantization format.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 from rightsizer.modelcfg import LayerKind, ModelFacts
 
@@ -133,8 +134,9 @@ def _mlp_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
             yield ParamGroup("mlp.shared_expert_gate", h, Sharding.REPLICATED, Stage.LAYER, layer)
 
 
-def inventory(f: ModelFacts) -> list[ParamGroup]:
-    """Every parameter group of the model, in checkpoint order."""
+@cache
+def inventory(f: ModelFacts) -> tuple[ParamGroup, ...]:
+    """Every parameter group of the model, in checkpoint order (computed once per model)."""
     h = f.hidden_size
     groups = [ParamGroup("embed_tokens", f.vocab_size * h, Sharding.VOCAB, Stage.FIRST)]
     for layer, kind in enumerate(f.layer_kinds):
@@ -150,7 +152,7 @@ def inventory(f: ModelFacts) -> list[ParamGroup]:
     groups.append(ParamGroup("norm", h * (2 if f.norm_bias else 1), Sharding.REPLICATED, Stage.LAST))
     if not f.tie_word_embeddings:
         groups.append(ParamGroup("lm_head", f.vocab_size * h, Sharding.VOCAB, Stage.LAST))
-    return groups
+    return tuple(groups)
 
 
 def total_parameters(f: ModelFacts) -> int:
@@ -194,7 +196,7 @@ def pipeline_layers(num_layers: int, pp: int) -> list[range]:
     return ranges
 
 
-def groups_on_stage(groups: list[ParamGroup], stage_index: int, pp: int, layers: range) -> Iterator[ParamGroup]:
+def groups_on_stage(groups: Sequence[ParamGroup], stage_index: int, pp: int, layers: range) -> Iterator[ParamGroup]:
     """Parameter groups a pipeline stage holds. With tied embeddings the last stage keeps its own LM-head copy."""
     for g in groups:
         on_stage = {

@@ -2,76 +2,49 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
+from bench.calibration_set import CalibrationPoint, points
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
 from rightsizer.memory import EngineSettings, ReplicaMemory, replica_memory
 from rightsizer.modelcfg import QuantFormat
 from tests.unit.helpers import facts_of
 
-# The calibration rows name quantized checkpoints whose architecture is in the catalog under the base model.
-CHECKPOINTS = {
-    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.FP8, None),
-    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.W8A8, None),
-    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": (
-        "meta-llama/Llama-3.1-8B-Instruct",
-        QuantFormat.W4A16_GPTQ,
-        128,
-    ),
-    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": ("meta-llama/Llama-3.1-8B-Instruct", QuantFormat.W8A8, None),
-}
+
+def _rows(path: Path) -> list[CalibrationPoint]:
+    return points(path)
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
-
-
-def _predict(row: dict[str, str]) -> ReplicaMemory:
-    model, fmt, group = CHECKPOINTS.get(row["model"], (row["model"], QuantFormat.NONE, None))
-    if row["quantization"] == "fp8":  # --quantization fp8: online quantization of a bf16 checkpoint
-        fmt = QuantFormat.FP8
-    settings = EngineSettings(
-        tensor_parallel_size=int(row["tp"]),
-        pipeline_parallel_size=int(row["pp"]),
-        max_num_seqs=1024,  # vLLM 0.19 server defaults on H100, as in the sweep
-        max_num_batched_tokens=8192,
-        max_model_len=int(row["max_model_len"]),
-        gpu_memory_utilization=float(row["gpu_memory_utilization"]),
-        dtype=row["dtype"].removeprefix("torch."),
-        kv_cache_dtype=row["kv_cache_dtype"],
-        weight_format=fmt,
-        group_size=group,
-    )
-    return replica_memory(facts_of(model), settings, lookup("H100"), profile_for(row["vllm_version"]))
+def _predict(point: CalibrationPoint) -> ReplicaMemory:
+    return replica_memory(point.facts, point.settings, lookup("H100"), profile_for(point.row["vllm_version"]))
 
 
 def test_every_calibration_point_within_one_percent(calibration_csv: Path) -> None:
     rows = _rows(calibration_csv)
     assert len(rows) >= 28
-    for row in rows:
-        predicted = _predict(row).kv_cache_tokens
-        logged = int(row["kv_cache_tokens"])
-        assert abs(predicted - logged) / logged < 0.01, f"{row['model']} tp{row['tp']} pp{row['pp']}: {predicted}"
+    for point in rows:
+        predicted = _predict(point).kv_cache_tokens
+        logged = int(point.row["kv_cache_tokens"])
+        assert abs(predicted - logged) / logged < 0.01, f"{point.label}: {predicted} vs {logged}"
 
 
 def test_components_match_the_log_for_single_stage_rows(calibration_csv: Path) -> None:
-    for row in _rows(calibration_csv):
+    for point in _rows(calibration_csv):
+        row = point.row
         if row["pp"] != "1":
             continue  # with PP the log shows stage 0, the plan reports the binding (last) stage
-        rank = _predict(row).binding
+        rank = _predict(point).binding
         assert rank.weights / GIB == pytest.approx(float(row["weights_memory_gib"]), abs=0.07)
         assert rank.activation / GIB == pytest.approx(float(row["activation_memory_gib"]), abs=0.05)
         assert rank.non_torch / GIB == pytest.approx(float(row["non_torch_forward_gib"]), abs=0.06)
 
 
 def test_max_concurrency_matches_the_log(calibration_csv: Path) -> None:
-    for row in _rows(calibration_csv):
-        assert _predict(row).max_concurrency == pytest.approx(float(row["max_concurrency"]), rel=0.01)
+    for point in _rows(calibration_csv):
+        assert _predict(point).max_concurrency == pytest.approx(float(point.row["max_concurrency"]), rel=0.01)
 
 
 def _settings(tp: int, max_len: int, u: float, **kw: object) -> EngineSettings:

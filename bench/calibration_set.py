@@ -1,0 +1,77 @@
+"""The vLLM 0.19 calibration set (startup logs on H100-80GB) as rightsizer inputs, shared by the accuracy
+benchmark and the calibration tests."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from rightsizer.facts import catalog
+from rightsizer.memory import EngineSettings
+from rightsizer.modelcfg import ModelFacts, QuantFormat, parse
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CSV = REPO.parent / "shared" / "data" / "calibration" / "vllm-0.19.0-h100.csv"
+LOCAL_CSV = REPO / "tests" / "data" / "vllm-0.19.0-h100.csv"
+
+# Quantized checkpoints in the sweep, by the catalog model that has their architecture.
+CHECKPOINTS: dict[str, tuple[str, QuantFormat, int | None]] = {
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.FP8, None),
+    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.W8A8, None),
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": (
+        "meta-llama/Llama-3.1-8B-Instruct",
+        QuantFormat.W4A16_GPTQ,
+        128,
+    ),
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": (
+        "meta-llama/Llama-3.1-8B-Instruct",
+        QuantFormat.W8A8,
+        None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    row: dict[str, str]
+    facts: ModelFacts
+    settings: EngineSettings
+
+    @property
+    def label(self) -> str:
+        r = self.row
+        return (
+            f"{r['model'].split('/')[-1][:36]} tp{r['tp']} pp{r['pp']} {r['dtype'].removeprefix('torch.')} "
+            f"q={r['quantization']} kv={r['kv_cache_dtype']} L={r['max_model_len']}"
+        )
+
+
+def csv_path() -> Path:
+    return SHARED_CSV if SHARED_CSV.exists() else LOCAL_CSV
+
+
+def points(path: Path | None = None) -> list[CalibrationPoint]:
+    with (path or csv_path()).open() as handle:
+        rows = list(csv.DictReader(handle))
+    result = []
+    for row in rows:
+        model, fmt, group = CHECKPOINTS.get(row["model"], (row["model"], QuantFormat.NONE, None))
+        if row["quantization"] == "fp8":  # --quantization fp8: online quantization of a bf16 checkpoint
+            fmt = QuantFormat.FP8
+        config = catalog.lookup(model)
+        assert config is not None, model
+        settings = EngineSettings(
+            tensor_parallel_size=int(row["tp"]),
+            pipeline_parallel_size=int(row["pp"]),
+            max_num_seqs=1024,  # vLLM 0.19 server defaults on H100, as the sweep ran
+            max_num_batched_tokens=8192,
+            max_model_len=int(row["max_model_len"]),
+            gpu_memory_utilization=float(row["gpu_memory_utilization"]),
+            dtype=row["dtype"].removeprefix("torch."),
+            kv_cache_dtype=row["kv_cache_dtype"],
+            weight_format=fmt,
+            group_size=group,
+        )
+        result.append(CalibrationPoint(row, parse(config), settings))
+    return result
