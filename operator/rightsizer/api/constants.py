@@ -42,3 +42,15 @@ GFD_FAMILY: Final = "nvidia.com/gpu.family"
 # The extended resource the NVIDIA device plugin advertises, and the taint managed GPU pools carry.
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_TAINT_KEY: Final = "nvidia.com/gpu"
+
+# The label the API server puts on every namespace (immutable, its own name): policies can select by name with it.
+LABEL_NAMESPACE_NAME: Final = "kubernetes.io/metadata.name"
+
+# Upstream vLLM image repository; images are tagged v<release> (vllm/vllm-openai:v0.19.0).
+VLLM_IMAGE_REPOSITORY: Final = "vllm/vllm-openai"
+
+# SizingPolicy: its own condition, and the per-namespace GPU-quota ledger admissions reserve in (docs/policy.md).
+POLICY_CONDITION_ACCEPTED: Final = "Accepted"
+CONDITION_POLICY_COMPLIANT: Final = "PolicyCompliant"
+QUOTA_LEDGER_NAME: Final = "rightsizer-gpu-quota"  # a coordination.k8s.io/v1 Lease in each namespace with a quota
+ANNOTATION_GPU_RESERVATIONS: Final = f"{GROUP}/gpu-reservations"  # the ledger's JSON, on that Lease

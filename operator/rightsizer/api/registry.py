@@ -5,6 +5,7 @@ from __future__ import annotations
 from rightsizer.api import constants as c
 from rightsizer.api.crdgen import KindSpec, PrinterColumn
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, LLMDeploymentStatus
+from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicySpec, SizingPolicyStatus
 
 LLMDEPLOYMENT = KindSpec(
     kind=c.LLMD_KIND,
@@ -48,4 +49,28 @@ LLMDEPLOYMENT = KindSpec(
     ),
 )
 
-KINDS: tuple[KindSpec, ...] = (LLMDEPLOYMENT,)
+SIZINGPOLICY = KindSpec(
+    kind=c.POLICY_KIND,
+    plural=c.POLICY_PLURAL,
+    singular=c.POLICY_SINGULAR,
+    short_names=c.POLICY_SHORT_NAMES,
+    scope="Cluster",
+    description="What a platform team allows the LLMDeployments of the namespaces it selects: GPU products and "
+    "pools, limits, a per-namespace GPU quota, approved images and formats, required fields and defaults.",
+    spec_model=SizingPolicySpec,
+    status_model=SizingPolicyStatus,
+    printer_columns=(
+        PrinterColumn("Products", ".spec.allowed.gpuProducts", description="Allowed GPU products (empty: any)"),
+        PrinterColumn("Max-GPUs", ".spec.limits.maxGpusPerReplica", "integer", description="GPUs per replica"),
+        PrinterColumn("Max-Replicas", ".spec.limits.maxReplicas", "integer"),
+        PrinterColumn("Accepted", f'.status.conditions[?(@.type=="{c.POLICY_CONDITION_ACCEPTED}")].status'),
+        PrinterColumn("Quota", ".spec.limits.namespaceQuota", description="GPUs per namespace", priority=1),
+        PrinterColumn("Selector", ".spec.namespaceSelector", priority=1),
+        PrinterColumn("Pools", ".spec.allowed.pools", priority=1),
+        PrinterColumn("Max-Len", ".spec.limits.maxModelLen", "integer", priority=1),
+        PrinterColumn("Images", ".spec.allowed.engineImages", priority=1),
+        PrinterColumn("Formats", ".spec.allowed.quantizations", priority=1),
+    ),
+)
+
+KINDS: tuple[KindSpec, ...] = (LLMDEPLOYMENT, SIZINGPOLICY)

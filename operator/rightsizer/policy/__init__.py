@@ -1,0 +1,96 @@
+"""Platform sizing policy (SizingPolicy): pure functions the admission webhook, the reconciler, the autoscaler and
+`rightsizer plan --policy` share. No I/O: callers pass what they read from the API server or its cache.
+
+Typical flow for one LLMDeployment in namespace `ns` with labels `labels`:
+
+    effective = combine(ns, selecting(all_policies, ns, labels))
+    defaulted = apply_defaults(spec, effective, facts)            # mutating webhook: json_patch(obj, applied)
+    pools = restrict-and-size: plan_within_policy(SizingRequest(defaulted.spec, facts, pools), effective, name)
+    decision = evaluate(defaulted.spec, plan, effective)           # validating webhook and reconcile
+    quota = admit(AdmissionRequest(...), effective, charges, ledger, now)   # validating webhook, under CAS
+    bounds = replica_bounds(spec, plan, effective, used)           # autoscaler: bound_recommendation(...)
+"""
+
+from rightsizer.policy.bounds import ReplicaBounds, bound_recommendation, replica_bounds
+from rightsizer.policy.decision import Decision, Violation, ViolationKind
+from rightsizer.policy.defaults import Defaulted, Defaulting, apply_defaults, json_patch
+from rightsizer.policy.effective import EffectiveDefaults, EffectivePolicy, Sourced, combine, product_key
+from rightsizer.policy.evaluate import engine_image, evaluate, plan_violations
+from rightsizer.policy.explain import explain_dict, explain_lines
+from rightsizer.policy.images import image_allowed, normalise_image, normalise_prefix
+from rightsizer.policy.placement import (
+    PolicyPlan,
+    declared_pools,
+    plan_within_policy,
+    restrict_pools,
+    with_declared,
+)
+from rightsizer.policy.quota import (
+    RESERVATION_GRACE,
+    AdmissionRequest,
+    GpuCharge,
+    QuotaAdmission,
+    QuotaCheck,
+    Reservation,
+    admit,
+    charge_of,
+    check_quota,
+    decode_ledger,
+    encode_ledger,
+    live_reservations,
+    namespace_usage,
+    replicas_fitting,
+    starting_replicas,
+)
+from rightsizer.policy.selection import namespace_labels, selecting, selector_matches
+from rightsizer.policy.validity import policy_problems
+
+__all__ = [
+    "RESERVATION_GRACE",
+    "AdmissionRequest",
+    "Decision",
+    "Defaulted",
+    "Defaulting",
+    "EffectiveDefaults",
+    "EffectivePolicy",
+    "GpuCharge",
+    "PolicyPlan",
+    "QuotaAdmission",
+    "QuotaCheck",
+    "ReplicaBounds",
+    "Reservation",
+    "Sourced",
+    "Violation",
+    "ViolationKind",
+    "admit",
+    "apply_defaults",
+    "bound_recommendation",
+    "charge_of",
+    "check_quota",
+    "combine",
+    "declared_pools",
+    "decode_ledger",
+    "encode_ledger",
+    "engine_image",
+    "evaluate",
+    "explain_dict",
+    "explain_lines",
+    "image_allowed",
+    "json_patch",
+    "live_reservations",
+    "namespace_labels",
+    "namespace_usage",
+    "normalise_image",
+    "normalise_prefix",
+    "plan_violations",
+    "plan_within_policy",
+    "policy_problems",
+    "product_key",
+    "replica_bounds",
+    "replicas_fitting",
+    "restrict_pools",
+    "selecting",
+    "selector_matches",
+    "starting_replicas",
+    "with_declared",
+]

@@ -1,0 +1,53 @@
+"""Replica bounds under policy, for the autoscaler and the reconciler.
+
+A policy tightened after admission never removes running replicas: it only stops scale-ups beyond the new bound
+(docs/policy.md). `bound_recommendation` encodes that rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.policy.decision import policies_phrase
+from rightsizer.policy.effective import EffectivePolicy
+from rightsizer.policy.quota import replicas_fitting
+
+
+@dataclass(frozen=True)
+class ReplicaBounds:
+    lower: int
+    upper: int
+    reasons: tuple[str, ...]  # why upper is below spec.replicas.max, for the autoscaler's status
+
+
+def replica_bounds(
+    spec: LLMDeploymentSpec, plan: Plan, effective: EffectivePolicy, used: Mapping[str, int] | None = None
+) -> ReplicaBounds:
+    """spec.replicas.min..max, capped by limits.maxReplicas and by the replicas the namespace quota leaves room for
+    next to `used` (namespace_usage of the *other* deployments; None: quota not considered)."""
+    upper, reasons = spec.replicas.upper, []
+    limit = effective.max_replicas
+    if limit is not None and limit.value < upper:
+        upper = limit.value
+        reasons.append(f"limits.maxReplicas {limit.value} from {policies_phrase(limit.policies)}")
+    fitting = replicas_fitting(plan, effective, used) if used is not None else None
+    if fitting is not None and fitting[0] < upper:
+        fit, quota = fitting
+        upper = fit
+        counted = quota.value[0] or "GPUs"
+        reasons.append(
+            f"namespace quota of {quota.value[1]} {counted} from {policies_phrase(quota.policies)} leaves room for "
+            f"{fit} replica(s) of {plan.gpus_per_replica} GPUs"
+        )
+    return ReplicaBounds(min(spec.replicas.min, upper), upper, tuple(reasons))
+
+
+def bound_recommendation(recommended: int, current: int, bounds: ReplicaBounds) -> int:
+    """The replicas to set: scale-ups stop at `bounds.upper` (never below `current`: running replicas stay),
+    scale-downs stop at `bounds.lower`."""
+    if recommended > current:
+        return max(current, min(recommended, bounds.upper))
+    return max(recommended, bounds.lower)
