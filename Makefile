@@ -1,0 +1,64 @@
+# rightsizer: `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV := .venv/.pyproject.sha256
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
+
+##@ Everyday
+.PHONY: demo test
+demo: ## Bring up the local GPU cluster, run the operator and deploy the examples
+	hack/demo
+
+test: lint typecheck verify test-unit test-contract test-integration ## Everything CI runs
+
+$(VENV): pyproject.toml
+	hack/bootstrap
+
+##@ Checks
+.PHONY: lint fmt typecheck verify
+lint: $(VENV) ## ruff (lint and format check)
+	.venv/bin/ruff check operator tests bench e2e
+	.venv/bin/ruff format --check operator tests bench e2e
+
+fmt: $(VENV) ## Format the code
+	.venv/bin/ruff format operator tests bench e2e
+	.venv/bin/ruff check --fix operator tests bench e2e
+
+typecheck: $(VENV) ## mypy (strict) and the import-layer contracts
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+verify: $(VENV) ## Fail if generated files (CRDs) are stale
+	.venv/bin/rightsizer crds crds --check
+
+crds: $(VENV) ## Regenerate crds/ from the API models
+	.venv/bin/rightsizer crds crds
+
+##@ Tests
+.PHONY: test-unit test-contract test-integration
+test-unit: $(VENV) ## Pure-core unit tests
+	$(PY) -m pytest tests/unit -q
+
+test-contract: $(VENV) ## Generated vLLM arguments and metric names against the pinned vLLM release
+	$(PY) hack/vllm_wheel.py --fetch
+	$(PY) -m pytest tests/contract -q
+
+test-integration: $(VENV) ## Against a real API server (brings the local plane up when KUBECONFIG is unset)
+	e2e/cluster/build
+	$(PY) -m pytest tests/integration -q -m integration
+
+##@ Cluster
+.PHONY: cluster-up cluster-down
+cluster-up: ## Build (first time) and start the local control plane with simulated GPU nodes
+	e2e/cluster/up
+
+cluster-down: ## Stop the local control plane
+	e2e/cluster/down
+
+##@ Benchmarks
+.PHONY: bench
+bench: $(VENV) ## Sizing accuracy and speed
+	$(PY) bench/sizing_accuracy.py
