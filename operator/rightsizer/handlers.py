@@ -18,6 +18,7 @@ from typing import Any
 
 import kopf
 
+from rightsizer import metrics
 from rightsizer.api import constants as c
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, TemporaryApiError
@@ -59,12 +60,18 @@ def reconcile_one(body: kopf.Body, indices: Mapping[str, Any]) -> None:
     if reconciler is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
     namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
-    with _locks[(namespace, name)]:
+    with _locks[(namespace, name)], metrics.RECONCILE_SECONDS.time():
         try:
             events = reconciler.reconcile(body, _observed(namespace, name, indices))
         except TemporaryApiError as err:
+            metrics.RECONCILES.labels("retry").inc()
             log.warning("reconcile of %s/%s will be retried: %s", namespace, name, err)
             return
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            log.exception("reconcile of %s/%s failed; it is retried on the next event or resync", namespace, name)
+            return
+    metrics.RECONCILES.labels("ok").inc()
     for event in events:
         poster = kopf.info if event.type == "Normal" else kopf.warn
         poster(body, reason=event.reason, message=event.message)
@@ -116,6 +123,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
 
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     State.reconciler = reconciler
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.metrics_port, addr=config.metrics_address)
+        log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     indices = {name: kwargs[name] for name in ("llmds", "children", "pods", "gpu_nodes")}
     memo["resync"] = asyncio.create_task(_resync_forever(config.reconcile_interval_seconds, indices))
 

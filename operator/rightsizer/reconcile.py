@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rightsizer import metrics
 from rightsizer.actions import Apply, ChildKey, Delete, plan_actions
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
@@ -162,6 +163,7 @@ class Reconciler:
 
         previous_plan = previous_status.get("plan")
         if sizing_error is not None:
+            metrics.SIZING_FAILURES.labels(sizing_error[0]).inc()
             if (previous_status.get("conditions") or [{}])[0].get("message") != sizing_error[1]:
                 events.append(Event("Warning", sizing_error[0], sizing_error[1]))
             kept = Plan.model_validate(previous_plan) if previous_plan else None
@@ -170,6 +172,7 @@ class Reconciler:
         assert planned is not None
 
         if previous_plan != planned.to_wire():
+            metrics.PLANS.labels(planned.gpu_product).inc()
             events.append(
                 Event(
                     "Normal",

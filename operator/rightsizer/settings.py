@@ -62,6 +62,7 @@ class OperatorSettings(BaseSettings):
         default=None, description="Host name the API server uses to reach the webhook (default: webhook_host)."
     )
     metrics_port: int = Field(default=0, description="Port of the operator's Prometheus /metrics; 0 disables it.")
+    metrics_address: str = Field(default="0.0.0.0", description="Address the metrics server listens on.")
     prometheus_url: str | None = Field(
         default=None, description="Prometheus to read vLLM latency from; unset: scrape the pods' /metrics directly."
     )

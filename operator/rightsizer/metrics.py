@@ -1,0 +1,15 @@
+"""The operator's own Prometheus metrics (served on RIGHTSIZER_METRICS_PORT)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECONCILES = Counter("rightsizer_reconciles_total", "Reconciles of LLMDeployments", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "rightsizer_reconcile_duration_seconds",
+    "Time one reconcile takes",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+PLANS = Counter("rightsizer_plan_changes_total", "Plans that changed (new sizing decisions)", ["gpu_product"])
+SIZING_FAILURES = Counter("rightsizer_sizing_failures_total", "Reconciles that could not size the spec", ["reason"])
+SCALING_DECISIONS = Counter("rightsizer_scaling_decisions_total", "Autoscaler changes of replicas", ["direction"])
