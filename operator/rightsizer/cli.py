@@ -92,6 +92,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     pools = load_pools(Path(args.pools)) if args.pools else default_pools()
     hub = None if args.offline else HubClient.from_env()
     resolved = resolve(spec.model, config_file=Path(args.model_config) if args.model_config else None, hub=hub)
+    if args.policy:
+        from rightsizer.cli_policy import plan_under_policy
+
+        return plan_under_policy(args, deployment, spec, resolved, pools if args.pools else None)
     result = plan(SizingRequest(spec, resolved.facts, pools), spec.model.name)
     name = deployment.metadata.get("name", Path(args.file).stem)
     if args.output == "json":
@@ -161,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pools", help="YAML list of GPU pools (name, product, gpusPerNode, maxNodes, pricePerGpuHour)")
     p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
     p.set_defaults(func=cmd_plan)
+
+    from rightsizer.cli_policy import add_policy_arguments, add_policy_commands
+
+    add_policy_arguments(p)
+    add_policy_commands(sub)
 
     c = sub.add_parser("crds", help="generate the CustomResourceDefinitions from the API models")
     c.add_argument("directory", nargs="?", default="crds")

@@ -32,7 +32,8 @@ class Defaulted:
         return "spec." + ".".join(self.path)
 
     def one_line(self) -> str:
-        return f"{self.field} = {self.value}: {self.why}"
+        shown = f"{self.value:g}" if isinstance(self.value, float) else str(self.value)
+        return f"{self.field} = {shown}: {self.why}"
 
 
 @dataclass(frozen=True)

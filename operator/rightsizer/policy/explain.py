@@ -31,7 +31,7 @@ def _rows(effective: EffectivePolicy) -> list[tuple[str, Sourced[Any] | None]]:
         ("limits.maxGpusPerReplica", effective.max_gpus_per_replica),
         ("limits.maxReplicas", effective.max_replicas),
         ("limits.maxModelLen", effective.max_model_len),
-        *((f"limits.namespaceQuota[{q.value[0] or 'all products'}]", _quota(q)) for q in effective.quotas),
+        *((f"limits.namespaceQuota[{q.value[0] or 'all products'}].maxGpus", _quota(q)) for q in effective.quotas),
         *((f"required.slo.{r.value.value}", Sourced("required", r.policies)) for r in effective.required_slo),
         ("defaults.engine.version", d.engine_version),
         ("defaults.engine.imageRepository", d.image_repository),
@@ -41,8 +41,8 @@ def _rows(effective: EffectivePolicy) -> list[tuple[str, Sourced[Any] | None]]:
     ]
 
 
-def _quota(quota: Sourced[tuple[str | None, int]]) -> Sourced[str]:
-    return Sourced(f"{quota.value[1]:,} GPUs", quota.policies)
+def _quota(quota: Sourced[tuple[str | None, int]]) -> Sourced[int]:
+    return Sourced(quota.value[1], quota.policies)
 
 
 def _pool_text(effective: EffectivePolicy) -> list[str]:

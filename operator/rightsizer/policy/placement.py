@@ -53,16 +53,19 @@ def restrict_pools(pools: Sequence[GpuPool], effective: EffectivePolicy) -> list
 def _no_allowed_pool(pools: Sequence[GpuPool], effective: EffectivePolicy) -> Violation:
     offered = ", ".join(f"{p.name} ({p.product})" for p in pools) or "none"
     parts: list[str] = []
+    limits: list[str] = []
     sources: list[str] = []
     if effective.gpu_products is not None:
         parts.append(f"products {listing(effective.gpu_products.value)}")
+        limits.append("allowed.gpuProducts")
         sources += effective.gpu_products.policies
     if effective.pool_names is not None:
         parts.append(f"pools {listing(effective.pool_names.value)}")
+        limits.append("allowed.pools")
         sources += effective.pool_names.policies
     policies = tuple(dict.fromkeys(sources))
-    message = f"no known GPU pool is allowed (known: {offered}); {allow_phrase(policies)} {' and '.join(parts)}"
-    return Violation(ViolationKind.NO_ALLOWED_POOL, "spec.gpu.products", "allowed.gpuProducts", policies, message)
+    message = f"no known GPU pool is allowed; known: {offered}; {allow_phrase(policies)} {' and '.join(parts)}"
+    return Violation(ViolationKind.NO_ALLOWED_POOL, "spec.gpu.products", ", ".join(limits), policies, message)
 
 
 def _within_shape_limits(candidate: Candidate, effective: EffectivePolicy) -> bool:
