@@ -48,13 +48,31 @@ SPEC_FIELD_FOR_FLAG = {
 }
 
 
+def computed_flag(arg: str) -> str | None:
+    """The computed flag `arg` would set, or None. vLLM's FlexibleArgumentParser reads `_` as `-` in a long option's
+    name, and argparse takes any unambiguous prefix of a long option (`--max-model` is `--max-model-len`); a prefix
+    of several is an error in vLLM anyway. tests/contract checks this against the pinned release's parser."""
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("--"):
+        return flag if flag in COMPUTED_FLAGS else None
+    flag = "--" + flag[2:].split(".", 1)[0].replace("_", "-")
+    if flag in COMPUTED_FLAGS:
+        return flag
+    prefixed = sorted(f for f in COMPUTED_FLAGS if f.startswith(flag))
+    return prefixed[0] if len(flag) > 2 and prefixed else None
+
+
 def check_extra_args(extra: Sequence[str]) -> None:
     for arg in extra:
-        flag = arg.split("=", 1)[0]
-        if flag in COMPUTED_FLAGS:
+        flag = computed_flag(arg)
+        if flag is not None:
             field = SPEC_FIELD_FOR_FLAG.get(flag)
             fix = f"set {field} instead" if field else "remove it: rightsizer computes it from the memory model"
-            raise SizingError("spec.serving.engine.extraArgs", f"{flag} is computed by rightsizer", fix)
+            spelled = arg.split("=", 1)[0]
+            problem = f"{spelled} is computed by rightsizer" + (
+                "" if spelled == flag else f" (a spelling of {flag} to vLLM)"
+            )
+            raise SizingError("spec.serving.engine.extraArgs", problem, fix)
 
 
 def server_args(

@@ -1,0 +1,109 @@
+"""The vLLM Prometheus metrics rightsizer reads, and which name each release exposes them under. Pure data.
+
+Source: `vllm/v1/metrics/loggers.py` (`PrometheusStatLogger.__init__`) of each release's PyPI wheel. Checked, release
+by release, by tests/contract/test_vllm_contract.py; the boundaries below were read from the wheels of 0.9.1, 0.9.2,
+0.10.0, 0.11.0, 0.12.0, 0.13.0, 0.14.0, 0.15.0, 0.19.0, 0.20.0, 0.22.0 and 0.33.0:
+
+* inter-token latency: `vllm:time_per_output_token_seconds` until 0.11; 0.11 adds `vllm:inter_token_latency_seconds`
+  and keeps the old name, 0.12-0.14 show the old name only with `--show-hidden-metrics-for-version`, 0.15 drops it.
+* KV-cache usage: `vllm:gpu_cache_usage_perc` until 0.10; 0.9.2 adds `vllm:kv_cache_usage_perc`, 0.11 hides the old
+  name, 0.12 drops it.
+* TTFT, end-to-end latency, running and waiting requests: the same name in every release above.
+
+A name "hidden" in a release is not counted as exposed: rightsizer never passes `--show-hidden-metrics-for-version`.
+Series names follow prometheus_client: a histogram is read through `<name>_bucket` (label `le`), `_sum`, `_count`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rightsizer.errors import SizingError
+
+Release = tuple[int, int, int]
+
+HISTOGRAM_BUCKET = "_bucket"
+HISTOGRAM_SUM = "_sum"
+HISTOGRAM_COUNT = "_count"
+HISTOGRAM_SUFFIXES = (HISTOGRAM_BUCKET, HISTOGRAM_SUM, HISTOGRAM_COUNT)
+BUCKET_LABEL = "le"
+MODEL_LABEL = "model_name"  # = --served-model-name
+
+
+class Signal(StrEnum):
+    """What the autoscaler measures."""
+
+    TTFT = "ttft"  # time to first token, seconds
+    ITL = "itl"  # inter-token latency (decode step time), seconds
+    E2E_LATENCY = "e2e_latency"  # request latency, seconds
+    KV_CACHE_USAGE = "kv_cache_usage"  # share of KV-cache blocks in use, 0-1
+    REQUESTS_RUNNING = "requests_running"
+    REQUESTS_WAITING = "requests_waiting"
+
+
+class Kind(StrEnum):
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True)
+class MetricName:
+    """One name a signal has had: exposed by default from `since` until `hidden_from` or `removed_in`."""
+
+    name: str
+    kind: Kind
+    since: Release = (0, 0, 0)
+    hidden_from: Release | None = None  # from here only with --show-hidden-metrics-for-version
+    removed_in: Release | None = None
+
+    def exposed_by_default(self, release: Release) -> bool:
+        end = min((r for r in (self.hidden_from, self.removed_in) if r is not None), default=None)
+        return self.since <= release and (end is None or release < end)
+
+    def series(self) -> tuple[str, ...]:
+        return tuple(self.name + s for s in HISTOGRAM_SUFFIXES) if self.kind == Kind.HISTOGRAM else (self.name,)
+
+
+# Per signal, newest name first: the order in which to try them.
+NAMES: dict[Signal, tuple[MetricName, ...]] = {
+    Signal.TTFT: (MetricName("vllm:time_to_first_token_seconds", Kind.HISTOGRAM),),
+    Signal.ITL: (
+        MetricName("vllm:inter_token_latency_seconds", Kind.HISTOGRAM, since=(0, 11, 0)),
+        MetricName("vllm:time_per_output_token_seconds", Kind.HISTOGRAM, hidden_from=(0, 12, 0), removed_in=(0, 15, 0)),
+    ),
+    Signal.E2E_LATENCY: (MetricName("vllm:e2e_request_latency_seconds", Kind.HISTOGRAM),),
+    Signal.KV_CACHE_USAGE: (
+        MetricName("vllm:kv_cache_usage_perc", Kind.GAUGE, since=(0, 9, 2)),
+        MetricName("vllm:gpu_cache_usage_perc", Kind.GAUGE, hidden_from=(0, 11, 0), removed_in=(0, 12, 0)),
+    ),
+    Signal.REQUESTS_RUNNING: (MetricName("vllm:num_requests_running", Kind.GAUGE),),
+    Signal.REQUESTS_WAITING: (MetricName("vllm:num_requests_waiting", Kind.GAUGE),),
+}
+
+
+def parse_release(version: str) -> Release:
+    """The release tuple of a version: "0.19.0" and "v0.19" give (0, 19, 0), "0.8.5.post1" gives (0, 8, 5)."""
+    parts = version.strip().lstrip("v").split(".")
+    numbers = []
+    for part in parts[:3]:
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    if len(numbers) < 2:
+        raise SizingError(
+            "spec.serving.engine.version", f"{version!r} is not a vLLM release number", "write it like 0.19.0"
+        )
+    return (numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0)
+
+
+def names_for(signal: Signal, version: str) -> tuple[MetricName, ...]:
+    """The names `version` exposes `signal` under with default flags, newest first (two during a rename's overlap,
+    e.g. 0.11 exposes both ITL names; query the first, fall back to the next)."""
+    release = parse_release(version)
+    return tuple(n for n in NAMES[signal] if n.exposed_by_default(release))
+
+
+def metric_names(version: str) -> dict[Signal, tuple[str, ...]]:
+    """Every signal's names for a release, newest first."""
+    return {signal: tuple(n.name for n in names_for(signal, version)) for signal in Signal}

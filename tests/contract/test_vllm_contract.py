@@ -1,0 +1,269 @@
+"""rightsizer's `vllm serve` arguments and Prometheus metric names against the real vLLM release they target.
+
+The parser and the metrics are read from the release's wheel (tests/contract/vllm_release.py). The plans are made by
+the real sizing code, over models, GPUs and spec fields chosen so that every flag server_args() can emit is emitted
+at least once (test_the_cases_cover_every_flag_we_emit keeps it so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rightsizer.api.v1alpha1.llmdeployment import DEFAULT_ENGINE_VERSION, LLMDeploymentSpec
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.errors import RightsizerError, SizingError
+from rightsizer.facts import vllm_metrics
+from rightsizer.facts.gpus import lookup
+from rightsizer.facts.vllm_metrics import Kind, Signal
+from rightsizer.facts.vllm_profiles import profile_for
+from rightsizer.pools import GpuPool
+from rightsizer.sizing import SizingRequest, plan
+from rightsizer.vllm_args import COMPUTED_FLAGS, check_extra_args
+from tests.contract.conftest import cached_releases, load_or_skip
+from tests.contract.vllm_release import ReleaseContract
+from tests.unit.helpers import facts_of
+
+ENUM_FLAGS = ("--kv-cache-dtype", "--quantization", "--dtype")
+
+# name -> (model, GPU products, spec fields); each exercises a different branch of server_args().
+CASES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
+    "8b-h100-defaults": ("meta-llama/Llama-3.1-8B-Instruct", ["H100"], {}),
+    "70b-bf16-h200-tp2": ("meta-llama/Llama-3.1-70B-Instruct", ["H200"], {}),
+    "70b-online-fp8-h200": ("meta-llama/Llama-3.1-70B-Instruct", ["H200"], {"model": {"quantization": "fp8"}}),
+    "405b-h100-tp8-pp2": ("meta-llama/Llama-3.1-405B-Instruct", ["H100"], {}),
+    "qwen3-moe-fp8-kv": ("Qwen/Qwen3-30B-A3B", ["H100"], {"serving": {"kvCacheDtype": "fp8", "maxModelLen": 32768}}),
+    "mistral-fp16-revision-served-name": (
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        ["L40S"],
+        {
+            "model": {"dtype": "float16", "revision": "main", "servedName": "chat"},
+            "serving": {"gpuMemoryUtilization": 0.85},
+        },
+    ),
+    "gemma3-bf16-fp8-kv-l40s-tp2": (
+        "google/gemma-3-27b-it",
+        ["L40S"],
+        {"model": {"dtype": "bfloat16"}, "serving": {"kvCacheDtype": "fp8"}},
+    ),
+    "gpt-oss-mxfp4-checkpoint": ("openai/gpt-oss-20b", ["H100"], {}),
+    "deepseek-mla-a100": ("deepseek-ai/DeepSeek-V2-Lite-Chat", ["A100-80GB"], {}),
+    "extra-args": (
+        "Qwen/Qwen3-8B",
+        ["H100"],
+        {"serving": {"engine": {"extraArgs": ["--no-enable-prefix-caching", "--enforce-eager"]}}},
+    ),
+}
+
+
+def make_plan(case: str, version: str = DEFAULT_ENGINE_VERSION) -> Plan:
+    model, products, fields = CASES[case]
+    spec: dict[str, Any] = {**fields, "model": {"name": model, **fields.get("model", {})}}
+    spec["serving"] = {**fields.get("serving", {})}
+    spec["serving"]["engine"] = {**spec["serving"].get("engine", {}), "version": version}
+    pools = [GpuPool(lookup(p).short_name.lower(), lookup(p), 8, None, None) for p in products]
+    return plan(SizingRequest(LLMDeploymentSpec.model_validate(spec), facts_of(model), pools), model)
+
+
+def flag_values(args: list[str]) -> dict[str, str | None]:
+    """`--flag value` pairs of a plan's args (a flag followed by another flag has no value)."""
+    pairs: dict[str, str | None] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("-"):
+            following = args[i + 1] if i + 1 < len(args) else None
+            pairs[arg] = following if following is not None and not following.startswith("-") else None
+    return pairs
+
+
+def supported(version: str) -> bool:
+    try:
+        profile_for(version)
+    except RightsizerError:  # releases before the V1 accounting rightsizer models
+        return False
+    return True
+
+
+# --- arguments ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_pinned_parser_accepts_every_plan(pinned: ReleaseContract, case: str) -> None:
+    args = make_plan(case).vllm_args
+    assert pinned.parser().problems(args) == [], f"vLLM {pinned.version} refuses {args}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_flag_is_an_exact_option_string(pinned: ReleaseContract, case: str) -> None:
+    """Exact, not an abbreviation argparse happens to resolve today: a new vLLM flag would make it ambiguous."""
+    flags = pinned.parser_model.flags()
+    assert [f for f in flag_values(make_plan(case).vllm_args) if f not in flags] == []
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_enum_values_are_ones_the_release_declares(pinned: ReleaseContract, case: str) -> None:
+    for flag, value in flag_values(make_plan(case).vllm_args).items():
+        if flag not in ENUM_FLAGS:
+            continue
+        declared = pinned.parser_model.option(flag).declared_values
+        assert declared is not None and value in declared, f"{flag} {value} not in vLLM {pinned.version}: {declared}"
+        if flag == "--quantization":  # vllm/config/model.py refuses these without --allow-deprecated-quantization
+            assert value not in pinned.deprecated_quantization
+
+
+def test_the_cases_cover_every_flag_we_emit() -> None:
+    emitted = {f for case in CASES for f in flag_values(make_plan(case).vllm_args)}
+    computed_long = {f for f in COMPUTED_FLAGS if f.startswith("--")}
+    never_emitted = {"--kv-cache-memory-bytes", "--kv-cache-memory", "--num-gpu-blocks-override"}  # guard-only names
+    assert computed_long - never_emitted <= emitted
+    assert {"--enforce-eager", "--no-enable-prefix-caching"} <= emitted  # extraArgs pass through
+
+
+@pytest.mark.parametrize("version", [v for v in cached_releases() if supported(v)] or [DEFAULT_ENGINE_VERSION])
+def test_every_cached_supported_release_accepts_the_plans(version: str) -> None:
+    """The same check for each release whose wheel is cached and that rightsizer sizes for (0.10 onwards)."""
+    contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
+    parser = contract.parser()
+    refused = {case: parser.problems(make_plan(case, version).vllm_args) for case in CASES}
+    assert {case: p for case, p in refused.items() if p} == {}
+
+
+def test_every_computed_flag_name_exists(pinned: ReleaseContract) -> None:
+    """Each name the extraArgs guard refuses is one the release's parser binds: an option string, or (for
+    --kv-cache-memory, vLLM's own log hint) an abbreviation argparse resolves with allow_abbrev."""
+    parser = pinned.parser()
+    unbound = sorted(f for f in COMPUTED_FLAGS if parser.resolve(f) is None)
+    assert unbound == []
+    abbreviations = sorted(f for f in COMPUTED_FLAGS if f not in pinned.parser_model.flags())
+    assert pinned.parser_model.allow_abbrev
+    assert all(parser.resolve(f) is parser.resolve(f"{f}-bytes") for f in abbreviations)
+
+
+def test_the_guard_knows_every_spelling_of_a_computed_option(pinned: ReleaseContract) -> None:
+    """Aliases (-tp) and `--no-` forms of what we compute must be refused in extraArgs too."""
+    parser = pinned.parser()
+    computed = {id(o): o for f in COMPUTED_FLAGS if (o := parser.resolve(f)) is not None}
+    missing = sorted(s for o in computed.values() for s in o.spellings() if s not in COMPUTED_FLAGS)
+    assert missing == []
+
+
+def test_the_guard_refuses_what_argparse_would_bind_to_a_computed_option(pinned: ReleaseContract) -> None:
+    """vLLM's parser also takes `--max_model_len` (FlexibleArgumentParser turns `_` into `-`) and any unambiguous
+    prefix (`--max-model`); appended after the computed flags, such an extra arg would silently win."""
+    parser = pinned.parser()
+    computed = {id(o) for f in COMPUTED_FLAGS if (o := parser.resolve(f)) is not None}
+    spellings = set()
+    for flag in (f for f in COMPUTED_FLAGS if f.startswith("--")):
+        spellings.add(flag.replace("-", "_").replace("__", "--", 1))
+        spellings |= {flag[:n] for n in range(4, len(flag)) if (o := parser.resolve(flag[:n])) and id(o) in computed}
+    let_through = []
+    for spelling in sorted(spellings):
+        try:
+            check_extra_args([f"{spelling}=1"])
+        except SizingError:
+            continue
+        let_through.append(spelling)
+    assert let_through == []
+
+
+def test_no_real_option_is_a_prefix_of_a_computed_flag(pinned: ReleaseContract) -> None:
+    """So refusing prefixes of computed flags in extraArgs never refuses a flag the user may set."""
+    computed = {f for f in COMPUTED_FLAGS if f.startswith("--")}
+    clashes = sorted(
+        (s, f) for s in pinned.parser_model.flags() - computed for f in computed if f.startswith(s) and s != f
+    )
+    assert clashes == []
+
+
+# --- the checker can fail -------------------------------------------------------------------------------------------
+
+BASE = ["--model", "m", "--tensor-parallel-size", "2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["--max-num-sequences", "8"], "unrecognized arguments"),  # made up
+        (["--tensor-parallel", "2"], ""),  # an unambiguous prefix: argparse (allow_abbrev) takes it
+        (["--max-num", "8"], "ambiguous option"),  # prefix of three options
+        (["--kv-cache-dtype", "fp9"], "invalid choice"),
+        (["--dtype", "bf16"], "invalid choice"),
+        (["--quantization", "fp4x"], "not one of the values the config declares"),
+        (["--gpu-memory-utilization", "1.5"], "violates le 1"),
+        (["--max-num-seqs", "0"], "violates ge 1"),
+        (["--max-model-len", "lots"], "invalid"),
+        (["--max-model-len"], "expected one argument"),
+        (["--no-max-model-len"], "unrecognized arguments"),  # only booleans have --no- forms
+        (["--enforce-eager", "yes"], "unrecognized arguments"),  # a boolean takes no value
+        (["--no-enable-prefix-caching"], ""),
+        (["-tp", "4", "-q", "fp8", "--max-model-len", "32k", "--max_num_seqs", "4"], ""),
+    ],
+)
+def test_the_parser_model_refuses_what_vllm_refuses(pinned: ReleaseContract, extra: list[str], why: str) -> None:
+    problems = pinned.parser().problems(BASE + extra)
+    if why:
+        assert problems and why in problems[0], problems
+    else:
+        assert problems == []
+
+
+def test_a_plan_with_a_made_up_flag_fails_the_contract(pinned: ReleaseContract) -> None:
+    args = [*make_plan("8b-h100-defaults").vllm_args, "--kv-cache-fraction", "0.5"]
+    assert pinned.parser().problems(args)
+    assert "--kv-cache-fraction" not in pinned.parser_model.flags()
+
+
+def test_known_options_are_extracted_with_their_shape(pinned: ReleaseContract) -> None:
+    model = pinned.parser_model
+    assert model.option("-tp") is model.option("--tensor-parallel-size")
+    assert "--no-enable-prefix-caching" in model.option("--enable-prefix-caching").spellings()
+    assert model.option("--kv-cache-dtype").choices is not None and "fp8" in model.option("--kv-cache-dtype").choices
+    assert model.option("--max-model-len").value_type == "human_int_or_auto"
+    assert ("le", 1.0) in model.option("--gpu-memory-utilization").bounds
+    assert model.option("--port").value_type == "int"  # from FrontendArgs' dataclass fields
+
+
+def test_the_json_cache_round_trips(pinned: ReleaseContract) -> None:
+    assert ReleaseContract.from_json(pinned.to_json()) == pinned
+
+
+# --- metrics --------------------------------------------------------------------------------------------------------
+
+KIND = {Kind.GAUGE: "gauge", Kind.HISTOGRAM: "histogram"}
+
+
+@pytest.mark.parametrize("signal", list(Signal))
+def test_the_pinned_release_exposes_every_signal(pinned: ReleaseContract, signal: Signal) -> None:
+    names = vllm_metrics.names_for(signal, pinned.version)
+    assert names, f"no name for {signal} in vLLM {pinned.version}"
+    for name in names:
+        registered = pinned.metric(name.name)
+        assert registered is not None, f"{name.name} is not in vLLM {pinned.version}"
+        assert registered.source.startswith("vllm/v1/metrics/loggers.py")
+        assert registered.always_registered, f"{name.name} needs {registered.conditions}"
+        assert registered.kind == KIND[name.kind]
+        assert set(name.series()) <= pinned.exposed_series()
+
+
+def release_contracts() -> list[str]:
+    return cached_releases() or [DEFAULT_ENGINE_VERSION]
+
+
+@pytest.mark.parametrize("version", release_contracts())
+def test_the_per_release_names_match_each_cached_release(version: str) -> None:
+    """For every release in the cache: the names given are exposed by default, and every name of a signal that the
+    release exposes by default is given (so the rename boundaries are exact, not just safe)."""
+    contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
+    exposed = contract.exposed_series()
+    for signal, candidates in vllm_metrics.NAMES.items():
+        given = {n.name for n in vllm_metrics.names_for(signal, version)}
+        actually = {n.name for n in candidates if set(n.series()) <= exposed}
+        assert given == actually, f"{signal} in vLLM {version}: facts say {given}, the wheel exposes {actually}"
+
+
+def test_renamed_names_are_gone_from_the_pinned_release(pinned: ReleaseContract) -> None:
+    exposed = pinned.exposed_series(hidden=True)
+    assert "vllm:gpu_cache_usage_perc" not in exposed
+    assert "vllm:time_per_output_token_seconds_bucket" not in exposed
+    assert "vllm:prompt_tokens_total" in exposed  # counters gain _total
+    assert "vllm:prompt_tokens" not in exposed
