@@ -261,6 +261,16 @@ def test_the_per_release_names_match_each_cached_release(version: str) -> None:
         assert given == actually, f"{signal} in vLLM {version}: facts say {given}, the wheel exposes {actually}"
 
 
+@pytest.mark.parametrize("version", release_contracts())
+def test_each_name_is_exposed_hidden_or_absent_as_the_facts_say(version: str) -> None:
+    contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
+    release = vllm_metrics.parse_release(version)
+    for name in (n for names in vllm_metrics.NAMES.values() for n in names):
+        registered = contract.metric(name.name)
+        actual = "absent" if registered is None else "hidden" if registered.hidden else "exposed"
+        assert name.state(release) == actual, f"{name.name} in vLLM {version}"
+
+
 def test_renamed_names_are_gone_from_the_pinned_release(pinned: ReleaseContract) -> None:
     exposed = pinned.exposed_series(hidden=True)
     assert "vllm:gpu_cache_usage_perc" not in exposed

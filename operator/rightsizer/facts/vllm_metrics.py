@@ -57,9 +57,14 @@ class MetricName:
     hidden_from: Release | None = None  # from here only with --show-hidden-metrics-for-version
     removed_in: Release | None = None
 
+    def state(self, release: Release) -> str:
+        """In `release`: "exposed" by default, "hidden" (only with --show-hidden-metrics-for-version) or "absent"."""
+        if release < self.since or (self.removed_in is not None and release >= self.removed_in):
+            return "absent"
+        return "hidden" if self.hidden_from is not None and release >= self.hidden_from else "exposed"
+
     def exposed_by_default(self, release: Release) -> bool:
-        end = min((r for r in (self.hidden_from, self.removed_in) if r is not None), default=None)
-        return self.since <= release and (end is None or release < end)
+        return self.state(release) == "exposed"
 
     def series(self) -> tuple[str, ...]:
         return tuple(self.name + s for s in HISTOGRAM_SUFFIXES) if self.kind == Kind.HISTOGRAM else (self.name,)
