@@ -2,9 +2,9 @@
 read from its PyPI wheel (never installed: vLLM is no dependency of the operator, and torch cannot be installed here).
 
 The pinned release's wheel is downloaded on first use (~450 MB, once, into ${RIGHTSIZER_CACHE:-~/.cache/rightsizer}/
-wheels); CI fetches it up front with `python -m tests.contract.vllm_release`. Set RIGHTSIZER_VLLM_DOWNLOAD=0 to never
+wheels); CI fetches it up front with `hack/vllm_wheel.py --fetch`. Set RIGHTSIZER_VLLM_DOWNLOAD=0 to never
 download: the tests that need the wheel then skip, saying why. Other releases are checked when their wheel or
-extracted contract is already in the cache (fetch one with `python -m tests.contract.vllm_release 0.13.0`).
+extracted contract is already in the cache (fetch one with `hack/vllm_wheel.py --fetch 0.13.0`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ def load_or_skip(version: str, *, download: bool = True) -> ReleaseContract:
     try:
         return vllm_release.load(version, download=download and download_allowed())
     except WheelUnavailableError as reason:
-        pytest.skip(
-            f"vLLM {version} wheel unavailable ({reason}); CI fetches it: python -m tests.contract.vllm_release"
-        )
+        pytest.skip(f"vLLM {version} wheel unavailable ({reason}); fetch it: hack/vllm_wheel.py --fetch")
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ Extraction parses a few hundred source files (about a second); the result is cac
 (`<cache>/wheels/vllm-<version>.contract.json`), keyed by the version and a fingerprint of the extractor's own
 source, so that changing the extractor re-extracts and CI pays for the download once.
 
-CLI (what CI runs before the contract tests; downloads ~450 MB once per release):
-    python -m tests.contract.vllm_release [VERSION ...]     # default: rightsizer's pinned release
+CLI: `hack/vllm_wheel.py --fetch [VERSION ...]` (what CI runs before the contract tests; ~450 MB once per release),
+or `python -m tests.contract.vllm_release [VERSION ...]`; the default is rightsizer's pinned release.
 """
 
 from __future__ import annotations
