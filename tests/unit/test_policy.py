@@ -38,6 +38,7 @@ from rightsizer.policy import (
     json_patch,
     live_reservations,
     namespace_usage,
+    needs_evaluation,
     normalise_image,
     plan_within_policy,
     policy_problems,
@@ -593,6 +594,33 @@ def test_operator_image_repository_counts_when_the_spec_leaves_the_image_unset()
 def test_without_a_plan_the_decision_warns_that_plan_checks_were_skipped() -> None:
     decision = evaluate(spec_of(SMALL), None, effective(policy("p", limits={"maxGpusPerReplica": 1})))
     assert decision.allowed and any("without a plan" in w for w in decision.warnings)
+
+
+def test_a_pinned_parallelism_over_the_limit_is_reported_once() -> None:
+    spec = small_spec(gpu={"tensorParallelSize": 8})
+    decision = evaluate(spec, plan_with(gpus_per_replica=8), effective(policy("p", limits={"maxGpusPerReplica": 4})))
+    assert [v.field for v in decision.violations] == ["spec.gpu.tensorParallelSize"]
+
+
+SPEC = {"model": {"name": SMALL}}
+ADMISSION_CASES = [
+    ("create", "CREATE", {"spec": SPEC}, None, True),
+    ("spec changed", "UPDATE", {"spec": {**SPEC, "replicas": {"min": 2}}}, {"spec": SPEC}, True),
+    ("metadata only (finalizer, labels)", "UPDATE", {"metadata": {"finalizers": ["x"]}, "spec": SPEC}, {"spec": SPEC},
+     False),
+    ("being deleted", "UPDATE", {"metadata": {"deletionTimestamp": "2025-06-01T00:00:00Z"}, "spec": {}},
+     {"spec": SPEC}, False),
+    ("delete", "DELETE", {"spec": SPEC}, {"spec": SPEC}, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "operation", "obj", "old", "judged"), ADMISSION_CASES, ids=[c[0] for c in ADMISSION_CASES]
+)
+def test_only_spec_changes_are_judged(
+    case: str, operation: str, obj: dict[str, Any], old: dict[str, Any] | None, judged: bool
+) -> None:
+    assert needs_evaluation(operation, obj, old) is judged
 
 
 # --- sizing inside the policy -------------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 """Platform sizing policy (SizingPolicy): pure functions the admission webhook, the reconciler, the autoscaler and
 `rightsizer plan --policy` share. No I/O: callers pass what they read from the API server or its cache.
 
-Typical flow for one LLMDeployment in namespace `ns` with labels `labels`:
+Typical flow for one LLMDeployment in namespace `ns` with labels `labels` (see docs/policy.md):
 
+    if not needs_evaluation(operation, obj, old_obj): allow        # webhook: only spec changes are judged
     effective = combine(ns, selecting(all_policies, ns, labels))
     defaulted = apply_defaults(spec, effective, facts)            # mutating webhook: json_patch(obj, applied)
-    pools = restrict-and-size: plan_within_policy(SizingRequest(defaulted.spec, facts, pools), effective, name)
-    decision = evaluate(defaulted.spec, plan, effective)           # validating webhook and reconcile
+    outcome = plan_within_policy(SizingRequest(defaulted.spec, facts, pools), effective, name)
+    decision = outcome.decision        # = evaluate(spec, plan, effective); reconcile calls evaluate on status.plan
     quota = admit(AdmissionRequest(...), effective, charges, ledger, now)   # validating webhook, under CAS
     bounds = replica_bounds(spec, plan, effective, used)           # autoscaler: bound_recommendation(...)
 """
 
+from rightsizer.policy.admission import needs_evaluation
 from rightsizer.policy.bounds import ReplicaBounds, bound_recommendation, replica_bounds
 from rightsizer.policy.decision import Decision, Violation, ViolationKind
 from rightsizer.policy.defaults import Defaulted, Defaulting, apply_defaults, json_patch
@@ -80,6 +82,7 @@ __all__ = [
     "live_reservations",
     "namespace_labels",
     "namespace_usage",
+    "needs_evaluation",
     "normalise_image",
     "normalise_prefix",
     "plan_violations",

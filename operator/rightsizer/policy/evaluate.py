@@ -181,8 +181,8 @@ def evaluate(
 
 
 def _duplicate(candidate: Violation, found: list[Violation]) -> bool:
-    """The spec-level product check already explains a plan on an unlisted product."""
-    return any(v.kind == candidate.kind and v.field == candidate.field for v in found)
+    """A spec-level finding (products asked for, pinned parallelism) already explains the plan's."""
+    return any(v.kind == candidate.kind for v in found)
 
 
 def _warnings(spec: LLMDeploymentSpec, plan: Plan | None, effective: EffectivePolicy) -> list[str]:
