@@ -29,7 +29,8 @@ class MemoryBreakdown(StatusModel):
 
 
 class PredictedPerformance(StatusModel):
-    """The performance model's prediction for one replica at the declared workload."""
+    """The performance model's prediction for one replica at the declared workload (spec.workload split over
+    the replicas; a full replica, max-num-seqs concurrent requests, when the workload declares no load)."""
 
     concurrency: float = Field(description="Concurrent requests per replica the prediction is for.")
     ttft_p50_ms: float = Field(alias="ttftP50Ms", description="Time to first token, median.")
@@ -38,7 +39,18 @@ class PredictedPerformance(StatusModel):
     itl_p95_ms: float = Field(alias="itlP95Ms", description="Inter-token latency, 95th percentile.")
     output_tokens_per_second: float = Field(description="Generated tokens per second per replica.")
     max_request_rate: float = Field(description="Requests per second one replica sustains within the SLO.")
+    max_concurrency_within_slo: int = Field(
+        default=0,
+        alias="maxConcurrencyWithinSLO",
+        description="Concurrent requests one replica serves within the SLO (0: not even one).",
+    )
     meets_slo: bool = Field(alias="meetsSLO", description="Whether the prediction meets spec.slo.")
+    saturated: bool = Field(
+        default=False, description="The load exceeds what a replica serves: requests queue without bound."
+    )
+    calibrated: bool = Field(
+        default=True, description="False when the GPU has no published measurements behind the efficiency factors."
+    )
 
 
 class Plan(StatusModel):
