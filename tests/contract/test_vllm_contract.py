@@ -7,12 +7,15 @@ at least once (test_the_cases_cover_every_flag_we_emit keeps it so).
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
 
 from rightsizer.api.v1alpha1.llmdeployment import DEFAULT_ENGINE_VERSION, LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.builders.children import desired_children
+from rightsizer.builders.context import BuildContext
 from rightsizer.errors import RightsizerError, SizingError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.gpus import lookup
@@ -90,7 +93,42 @@ def supported(version: str) -> bool:
 @pytest.mark.parametrize("case", CASES)
 def test_the_pinned_parser_accepts_every_plan(pinned: ReleaseContract, case: str) -> None:
     args = make_plan(case).vllm_args
-    assert pinned.parser().problems(args) == [], f"vLLM {pinned.version} refuses {args}"
+    assert pinned.problems(args) == [], f"vLLM {pinned.version} refuses {args}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def serve_argv(workload: dict[str, Any]) -> list[str]:
+    """The arguments `vllm serve` gets in a built workload: the container's args under the image's entrypoint
+    (`vllm serve`) for a Deployment, the `exec vllm serve ...` line of the leader's script for a LeaderWorkerSet."""
+    if workload["kind"] == "Deployment":
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        assert "command" not in container, "a Deployment overriding the image's `vllm serve` entrypoint"
+        return list(container["args"])
+    leader = workload["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    for line in leader["args"][-1].splitlines():
+        words = shlex.split(line)
+        if words[:3] == ["exec", "vllm", "serve"]:
+            return words[3:]
+    raise AssertionError("no `exec vllm serve` line in the leader's script")
+
+
+def build_workload(case: str) -> dict[str, Any]:
+    planned = make_plan(case)
+    model, products, _ = CASES[case]
+    pool = GpuPool(lookup(products[0]).short_name.lower(), lookup(products[0]), 8, None, None)
+    spec = LLMDeploymentSpec.model_validate({"model": {"name": model}})
+    children = desired_children(BuildContext("chat", "team-a", "uid-1", spec, planned, pool, 1))
+    return next(c for c in children if c["kind"] in {"Deployment", "LeaderWorkerSet"})
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_pinned_parser_accepts_the_built_workloads(pinned: ReleaseContract, case: str) -> None:
+    """What the pods really run, multi-node leader flags (LeaderWorkerSet) included."""
+    planned = make_plan(case)
+    workload = build_workload(case)
+    argv = serve_argv(workload)
+    assert argv[: len(planned.vllm_args)] == planned.vllm_args
+    assert pinned.problems(argv) == [], f"vLLM {pinned.version} refuses {workload['kind']} args {argv}"
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -117,14 +155,14 @@ def test_the_cases_cover_every_flag_we_emit() -> None:
     never_emitted = {"--kv-cache-memory-bytes", "--kv-cache-memory", "--num-gpu-blocks-override"}  # guard-only names
     assert computed_long - never_emitted <= emitted
     assert {"--enforce-eager", "--no-enable-prefix-caching"} <= emitted  # extraArgs pass through
+    assert {build_workload(case)["kind"] for case in CASES} == {"Deployment", "LeaderWorkerSet"}
 
 
 @pytest.mark.parametrize("version", [v for v in cached_releases() if supported(v)] or [DEFAULT_ENGINE_VERSION])
 def test_every_cached_supported_release_accepts_the_plans(version: str) -> None:
     """The same check for each release whose wheel is cached and that rightsizer sizes for (0.10 onwards)."""
     contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
-    parser = contract.parser()
-    refused = {case: parser.problems(make_plan(case, version).vllm_args) for case in CASES}
+    refused = {case: contract.problems(make_plan(case, version).vllm_args) for case in CASES}
     assert {case: p for case, p in refused.items() if p} == {}
 
 
@@ -188,7 +226,10 @@ BASE = ["--model", "m", "--tensor-parallel-size", "2"]
         (["--max-num", "8"], "ambiguous option"),  # prefix of three options
         (["--kv-cache-dtype", "fp9"], "invalid choice"),
         (["--dtype", "bf16"], "invalid choice"),
-        (["--quantization", "fp4x"], "not one of the values the config declares"),
+        (["--quantization", "fp4x"], "not one of QUANTIZATION_METHODS"),
+        (["-q=fbgemm_fp8"], "deprecated"),
+        (["-q", "fbgemm_fp8", "--allow-deprecated-quantization"], ""),
+        (["--distributed-executor-backend", "my.pkg.Executor"], ""),  # `str | Literal[...]`: a class path is valid
         (["--gpu-memory-utilization", "1.5"], "violates le 1"),
         (["--max-num-seqs", "0"], "violates ge 1"),
         (["--max-model-len", "lots"], "invalid"),
@@ -200,7 +241,7 @@ BASE = ["--model", "m", "--tensor-parallel-size", "2"]
     ],
 )
 def test_the_parser_model_refuses_what_vllm_refuses(pinned: ReleaseContract, extra: list[str], why: str) -> None:
-    problems = pinned.parser().problems(BASE + extra)
+    problems = pinned.problems(BASE + extra)
     if why:
         assert problems and why in problems[0], problems
     else:
@@ -209,7 +250,7 @@ def test_the_parser_model_refuses_what_vllm_refuses(pinned: ReleaseContract, ext
 
 def test_a_plan_with_a_made_up_flag_fails_the_contract(pinned: ReleaseContract) -> None:
     args = [*make_plan("8b-h100-defaults").vllm_args, "--kv-cache-fraction", "0.5"]
-    assert pinned.parser().problems(args)
+    assert pinned.problems(args)
     assert "--kv-cache-fraction" not in pinned.parser_model.flags()
 
 

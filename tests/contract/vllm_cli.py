@@ -40,7 +40,8 @@ class CliOption:
     value_type: str  # str | int | float | json | human_int | human_int_or_auto | any
     none_allowed: bool  # vLLM's optional_type: "" and "None" parse to None
     choices: tuple[str, ...] | None  # enforced by argparse
-    declared_values: tuple[str, ...] | None  # the field's Literal; for `Literal | str` vLLM checks it after parsing
+    declared_values: tuple[str, ...] | None  # the values the field's Literal lists
+    open_values: bool  # the annotation also takes any `str` (`Literal | str`): values outside the Literal may be valid
     bounds: tuple[tuple[str, float], ...]  # pydantic Field(gt/ge/lt/le) on the config field, checked after parsing
     source: str  # file:line of the add_argument call
 
@@ -329,6 +330,7 @@ class _Kwargs:
     none_allowed: bool = False
     choices: list[str] | None = None
     declared_values: list[str] | None = None
+    open_values: bool = False
     bounds: list[tuple[str, float]] = field(default_factory=list)
     extra_flags: list[str] = field(default_factory=list)
     dest: str | None = None
@@ -372,6 +374,7 @@ def field_kwargs(tree: SourceTree, cls: Symbol, name: str, special: dict[str, st
     runtime = [TypeAtom("external", "Any") if a.typing_only else a for a in atoms]
     literal_values = [str(v) for a in atoms if a.kind == "literal" for v in a.values]
     out = _Kwargs(bounds=_bounds(spec), declared_values=sorted(literal_values) if literal_values else None)
+    out.open_values = any(a.kind == "builtin" and a.name == "str" for a in atoms)
 
     _value_kwargs(out, runtime, name, special)
     if any(a.kind == "none" for a in runtime) and out.action != "boolean_optional":
@@ -538,7 +541,9 @@ def extract_serve_parser(tree: SourceTree) -> ServeParserModel:
     walker.walk(entry)
     special = special_int_types(tree)
     options = [_option(tree, walker, r, special) for r in walker.registrations]
-    options.append(CliOption(("-h", "--help"), "help", "store_true", None, "str", False, None, None, (), "argparse"))
+    options.append(
+        CliOption(("-h", "--help"), "help", "store_true", None, "str", False, None, None, False, (), "argparse")
+    )
     parser_class = _flexible_parser(tree)
     return ServeParserModel(tuple(options), _allow_abbrev(tree, parser_class), _moves_model_option(tree, parser_class))
 
@@ -562,6 +567,7 @@ def _option(tree: SourceTree, walker: _Walker, reg: _Registration, special: dict
         none_allowed=out.none_allowed,
         choices=tuple(out.choices) if out.choices is not None else None,
         declared_values=tuple(out.declared_values) if out.declared_values is not None else None,
+        open_values=out.open_values,
         bounds=tuple(out.bounds),
         source=reg.source,
     )
@@ -720,7 +726,8 @@ def _config_problems(option: CliOption, value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
     found = []
     for item in values:
-        if option.declared_values is not None and isinstance(item, str) and item not in option.declared_values:
+        closed = option.declared_values is not None and not option.open_values
+        if closed and isinstance(item, str) and item not in (option.declared_values or ()):
             found.append(f"{name}: {item!r} is not one of the values the config declares {option.declared_values}")
         if isinstance(item, int | float):
             for op, bound in option.bounds:

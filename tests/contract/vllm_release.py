@@ -43,6 +43,27 @@ class ReleaseContract:
     def parser(self) -> ServeParser:
         return ServeParser(self.parser_model)
 
+    def problems(self, argv: Sequence[str]) -> list[str]:
+        """Why this release's `vllm serve` would refuse `argv`: the parser's verdict, then ModelConfig's check of
+        --quantization (vllm/config/model.py `_verify_quantization`): one of QUANTIZATION_METHODS, i.e. the
+        QuantizationMethods Literal, and a deprecated one only with --allow-deprecated-quantization."""
+        parser = self.parser()
+        found = parser.problems(argv)
+        if found:
+            return found
+        option = self.parser_model.option("--quantization")
+        allow_deprecated = any(parser.resolve(a) is parser.resolve("--allow-deprecated-quantization") for a in argv)
+        for i, arg in enumerate(argv):
+            name, eq, inline = arg.partition("=")
+            if not name.startswith("-") or parser.resolve(name) is not option:
+                continue
+            method = inline if eq else argv[i + 1]  # the parser already refused a missing value
+            if option.declared_values is not None and method not in option.declared_values:
+                found.append(f"--quantization: {method!r} is not one of QUANTIZATION_METHODS {option.declared_values}")
+            elif method in self.deprecated_quantization and not allow_deprecated:
+                found.append(f"--quantization: {method!r} is deprecated; vLLM needs --allow-deprecated-quantization")
+        return found
+
     def metric(self, name: str) -> Metric | None:
         """The registration of `name` in the engine's stat logger (vllm/v1/metrics/loggers.py), else elsewhere."""
         found = [m for m in self.metrics if m.name == name]
