@@ -51,6 +51,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rightsizer.api.v1alpha1.plan import PredictedPerformance
 from rightsizer.facts.gpus import GpuProduct
@@ -73,6 +75,9 @@ from rightsizer.memory import (
 )
 from rightsizer.modelcfg import LayerKind, ModelFacts, QuantFormat
 from rightsizer.params import groups_on_stage, inventory, per_rank_count, pipeline_layers
+
+if TYPE_CHECKING:  # sizing imports this module; the adapter below only reads its objects
+    from rightsizer.sizing import Candidate, SizingRequest
 
 TERA = 1e12
 GIGA = 1e9
@@ -686,3 +691,77 @@ def performance_record(
         saturated=prediction.saturated,
         calibrated=r.calibrated,
     )
+
+
+# --- sizing's view: the default PerformanceHook ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _capacity(r: Replica, input_tokens: int, output_tokens: int, slo: Slo) -> tuple[float, int]:
+    """Request rate and concurrency one replica serves within `slo` (cached: sizing asks for each replica count)."""
+    return (
+        max_request_rate(r, input_tokens, output_tokens, slo),
+        max_concurrency_within(r, input_tokens, output_tokens, slo),
+    )
+
+
+class SloPerformance:
+    """sizing.PerformanceHook backed by this model, for GPUs with bandwidth and FLOP/s figures.
+
+    Predictions use the declared workload's lengths (capped at max_model_len) and the load each replica carries:
+    spec.workload.concurrency or .requestRate split over the replicas, or a full replica (max_num_seqs
+    concurrent requests) when the workload declares neither.
+    """
+
+    def __init__(self, efficiency: Efficiency = VLLM) -> None:
+        self.efficiency = efficiency
+
+    def _replica(self, candidate: Candidate, request: SizingRequest) -> Replica | None:
+        pool = candidate.shape.pool
+        if not has_performance_figures(pool.gpu):
+            return None
+        return build_replica(
+            request.facts,
+            candidate.settings,
+            pool.gpu,
+            candidate.memory,
+            gpus_per_node=pool.gpus_per_node,
+            efficiency=self.efficiency,
+        )
+
+    @staticmethod
+    def _lengths(candidate: Candidate, request: SizingRequest) -> tuple[int, int]:
+        w, limit = request.spec.workload, candidate.settings.max_model_len
+        prompt = min(w.input_tokens, limit - 1)
+        return prompt, max(1, min(w.output_tokens, limit - prompt))
+
+    @staticmethod
+    def _slo(request: SizingRequest) -> Slo:
+        slo = request.spec.slo
+        return Slo(
+            ttft_p95_s=slo.ttft_p95_ms / 1e3 if slo.ttft_p95_ms else None,
+            itl_p95_s=slo.itl_p95_ms / 1e3 if slo.itl_p95_ms else None,
+        )
+
+    def batch_limit(self, candidate: Candidate, request: SizingRequest) -> BatchLimit | None:
+        target = request.spec.slo.itl_p95_ms
+        r = self._replica(candidate, request)
+        if r is None or target is None:
+            return None
+        return largest_batch_within(r, *self._lengths(candidate, request), target / 1e3)
+
+    def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None:
+        r = self._replica(candidate, request)
+        if r is None:
+            return None
+        prompt, output = self._lengths(candidate, request)
+        slo = self._slo(request)
+        rate, concurrency = _capacity(r, prompt, output, slo)
+        w, share = request.spec.workload, max(replicas, 1)
+        if w.concurrency:
+            traffic = Traffic(prompt, output, concurrency=w.concurrency / share)
+        elif w.request_rate:
+            traffic = Traffic(prompt, output, request_rate=w.request_rate / share)
+        else:
+            traffic = Traffic(prompt, output, concurrency=float(r.max_num_seqs))
+        return performance_record(r, predict(r, traffic), slo, rate, concurrency)

@@ -63,12 +63,20 @@ def plan_table(name: str, spec: LLMDeploymentSpec, plan: Plan, source: str) -> s
     ]
     if plan.performance is not None:
         p = plan.performance
+        flags = ("" if p.meets_slo else "  (misses the SLO)") + ("" if p.calibrated else "  (extrapolated)")
         lines.append(
             _row(
                 "Predicted",
-                f"TTFT p95 {p.ttft_p95_ms:.0f} ms · ITL p95 {p.itl_p95_ms:.1f} ms · "
-                f"{p.output_tokens_per_second:,.0f} tok/s · {p.max_request_rate:.2f} req/s "
-                f"per replica within SLO" + ("" if p.meets_slo else "  (misses the SLO)"),
+                f"TTFT p50/p95 {p.ttft_p50_ms:.0f}/{p.ttft_p95_ms:.0f} ms · ITL p50/p95 {p.itl_p50_ms:.1f}/"
+                f"{p.itl_p95_ms:.1f} ms · {p.output_tokens_per_second:,.0f} tok/s ({p.concurrency:g} in flight)"
+                + flags,
+            )
+        )
+        lines.append(
+            _row(
+                "Capacity",
+                f"{p.max_request_rate:.2f} req/s or {p.max_concurrency_within_slo} concurrent requests per replica"
+                + (" within SLO" if spec.slo.ttft_p95_ms or spec.slo.itl_p95_ms else " (no SLO: 90% of saturation)"),
             )
         )
     lines += [

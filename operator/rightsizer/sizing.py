@@ -8,8 +8,9 @@ so the plan does not move when rightsizer's own pods land). Placement problems a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import MemoryBreakdown, Plan, PredictedPerformance
@@ -25,6 +26,7 @@ from rightsizer.memory import (
 from rightsizer.modelcfg import ModelFacts
 from rightsizer.parallelism import pipeline_parallel_problems, tensor_parallel_problems
 from rightsizer.params import total_parameters
+from rightsizer.perf import BatchLimit, SloPerformance
 from rightsizer.pools import GpuPool, allowed, unknown_products
 from rightsizer.quantization import WeightChoice, resolve_weights
 from rightsizer.vllm_args import check_extra_args, server_args
@@ -67,6 +69,8 @@ class Candidate:
     replicas: int
     replicas_short: int  # replicas the workload needs beyond spec.replicas.max
     performance: PredictedPerformance | None = None
+    batch_limit: BatchLimit | None = None  # the ITL target's cap on max_num_seqs, when one applies
+    memory_max_num_seqs: int | None = None  # max_num_seqs before that cap: what memory alone allows
 
     def gpu_hours_per_hour(self) -> int:
         return max(self.replicas, 1) * self.shape.gpus
@@ -90,9 +94,30 @@ class SearchResult:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-# A hook for the performance model: given a feasible candidate, predict latency and the request rate one replica
-# sustains; sizing then also counts replicas for spec.workload.requestRate and prefers plans meeting spec.slo.
-PerformanceHook = Callable[[Candidate, LLMDeploymentSpec], PredictedPerformance]
+class PerformanceHook(Protocol):
+    """What sizing asks of a performance model (rightsizer.perf.SloPerformance unless told otherwise).
+
+    Sizing caps max_num_seqs with batch_limit, counts replicas for spec.workload from predict's capacity
+    (maxConcurrencyWithinSLO, maxRequestRate), and prefers plans that meet spec.slo. None means "no figures".
+    """
+
+    def batch_limit(self, candidate: Candidate, request: SizingRequest) -> BatchLimit | None: ...
+
+    def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None: ...
+
+
+class MemoryOnly:
+    """A hook with no performance model: plans from memory alone (the behaviour before issue 6)."""
+
+    def batch_limit(self, candidate: Candidate, request: SizingRequest) -> BatchLimit | None:
+        return None
+
+    def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None:
+        return None
+
+
+MEMORY_ONLY = MemoryOnly()
+DEFAULT_PERFORMANCE: PerformanceHook = SloPerformance()
 
 
 def _gib(value: float) -> str:
@@ -209,22 +234,45 @@ def _evaluate(shape: Shape, request: SizingRequest, common: _Common) -> Candidat
         if capacity >= seqs:
             break
         seqs = max(1, capacity)
-    concurrency = min(float(seqs), memory.concurrency_at(common.workload_tokens, settings))
+    return _candidate(shape, spec, common, settings, memory)
+
+
+def _candidate(
+    shape: Shape, spec: LLMDeploymentSpec, common: _Common, settings: EngineSettings, memory: ReplicaMemory
+) -> Candidate:
+    concurrency = min(float(settings.max_num_seqs), memory.concurrency_at(common.workload_tokens, settings))
     needed = math.ceil(spec.workload.concurrency / concurrency) if spec.workload.concurrency else 0
     upper = spec.replicas.upper
     replicas = min(max(needed, spec.replicas.min), upper)
     return Candidate(shape, settings, memory, concurrency, replicas, max(0, needed - upper))
 
 
-def _rank(candidates: list[Candidate]) -> list[Candidate]:
+def slo_miss(performance: PredictedPerformance, spec: LLMDeploymentSpec) -> float:
+    """How far a prediction is from spec.slo: the largest predicted/target ratio (≤ 1 when it meets it)."""
+    ratios = [0.0]
+    if spec.slo.ttft_p95_ms:
+        ratios.append(performance.ttft_p95_ms / spec.slo.ttft_p95_ms)
+    if spec.slo.itl_p95_ms:
+        ratios.append(performance.itl_p95_ms / spec.slo.itl_p95_ms)
+    return max(ratios) * (10.0 if performance.saturated else 1.0)
+
+
+def _rank(candidates: list[Candidate], spec: LLMDeploymentSpec) -> list[Candidate]:
     priced = all(c.cost() is not None for c in candidates)
+    has_slo = spec.slo.ttft_p95_ms is not None or spec.slo.itl_p95_ms is not None
+
+    def slo_key(c: Candidate) -> tuple[int, float]:
+        if c.performance is None:  # no figures for this GPU: after plans known to meet the SLO
+            return (1 if has_slo else 0, 0.0)
+        if c.performance.meets_slo:
+            return (0, 0.0)
+        return (2, slo_miss(c.performance, spec))  # the closest miss first
 
     def key(c: Candidate) -> tuple[float, ...]:
-        meets_slo = c.performance is None or c.performance.meets_slo
         cost = c.cost() if priced else c.gpu_hours_per_hour()
         return (
             c.replicas_short,
-            0 if meets_slo else 1,
+            *slo_key(c),
             float(cost or 0),
             c.shape.gpus,
             c.shape.preference,
@@ -236,7 +284,11 @@ def _rank(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def search(request: SizingRequest, performance: PerformanceHook | None = None) -> SearchResult:
-    """Evaluate every shape; single-node shapes of a pool first, multi-node ones only where no single node fits."""
+    """Evaluate every shape; single-node shapes of a pool first, multi-node ones only where no single node fits.
+
+    `performance` defaults to the performance model (DEFAULT_PERFORMANCE); MEMORY_ONLY sizes from memory alone.
+    """
+    performance = DEFAULT_PERFORMANCE if performance is None else performance
     common = _common(request)
     result = SearchResult()
     by_pool: dict[str, list[Shape]] = {}
@@ -251,30 +303,42 @@ def search(request: SizingRequest, performance: PerformanceHook | None = None) -
             if isinstance(outcome, Rejection):
                 result.rejections.append(outcome)
                 continue
-            if performance is not None:
-                outcome = _with_performance(outcome, request.spec, performance)
+            outcome = _with_performance(outcome, request, common, performance)
             result.candidates.append(outcome)
             single_node_fits = single_node_fits or shape.nodes == 1
-    result.candidates = _rank(result.candidates)
+    result.candidates = _rank(result.candidates, request.spec)
     return result
 
 
-def _with_performance(candidate: Candidate, spec: LLMDeploymentSpec, performance: PerformanceHook) -> Candidate:
-    predicted = performance(candidate, spec)
-    replicas, short = candidate.replicas, candidate.replicas_short
+def _with_performance(
+    candidate: Candidate, request: SizingRequest, common: _Common, performance: PerformanceHook
+) -> Candidate:
+    """Cap max_num_seqs at the ITL target, then count replicas for the workload from one replica's capacity
+    within spec.slo, and record the prediction at the load each replica then carries."""
+    spec = request.spec
+    limit = performance.batch_limit(candidate, request)
+    seqs = candidate.settings.max_num_seqs
+    if limit is not None and limit.max_num_seqs < seqs:
+        settings = replace(candidate.settings, max_num_seqs=limit.max_num_seqs)
+        memory = replica_memory(request.facts, settings, candidate.shape.pool.gpu, common.profile)
+        candidate = _candidate(candidate.shape, spec, common, settings, memory)
+    candidate = replace(candidate, batch_limit=limit, memory_max_num_seqs=seqs)
+    predicted = performance.predict(candidate, request, candidate.replicas)
+    if predicted is None:
+        return candidate
+    needed = 0
+    if spec.workload.concurrency:
+        per_replica = candidate.workload_concurrency
+        if predicted.max_concurrency_within_slo > 0:
+            per_replica = min(per_replica, predicted.max_concurrency_within_slo)
+        needed = math.ceil(spec.workload.concurrency / per_replica)
     if spec.workload.request_rate and predicted.max_request_rate > 0:
-        needed = max(math.ceil(spec.workload.request_rate / predicted.max_request_rate), candidate.replicas)
-        replicas = min(max(needed, spec.replicas.min), spec.replicas.upper)
-        short = max(short, needed - spec.replicas.upper)
-    return Candidate(
-        candidate.shape,
-        candidate.settings,
-        candidate.memory,
-        candidate.workload_concurrency,
-        replicas,
-        short,
-        predicted,
-    )
+        needed = max(needed, math.ceil(spec.workload.request_rate / predicted.max_request_rate))
+    upper = spec.replicas.upper
+    replicas = min(max(needed, spec.replicas.min), upper)
+    if replicas != candidate.replicas:
+        predicted = performance.predict(candidate, request, replicas) or predicted
+    return replace(candidate, replicas=replicas, replicas_short=max(0, needed - upper), performance=predicted)
 
 
 def _common(request: SizingRequest) -> _Common:
@@ -342,7 +406,8 @@ def _valid_tp_hint(request: SizingRequest) -> str:
 
 
 def plan(request: SizingRequest, model_name: str, performance: PerformanceHook | None = None) -> Plan:
-    """The cheapest feasible plan, or SizingError naming the field to change."""
+    """The cheapest feasible plan that meets spec.slo (the closest one when none does), or SizingError naming
+    the field to change. `performance`: as for search()."""
     unknown = unknown_products(request.spec.gpu.products)
     if unknown:
         raise SizingError(
@@ -429,21 +494,26 @@ def _reasons(
         if not facts.is_mla
         else f"KV cache per token: {per_token:,} B (MLA latent, same on every TP rank)",
         f"chose {shape.label()} on {shape.pool.product}: {shape.gpus} GPU(s) per replica on {shape.nodes} node(s), "
-        + _why_chosen(chosen, result),
+        + _why_chosen(chosen, result, spec),
         f"per GPU: {_gib(binding.requested)} budget = {shape.pool.gpu.torch_total_gib:.2f} GiB × "
         f"{s.gpu_memory_utilization:g}; weights {_gib(binding.weights)}, activation {_gib(binding.activation)}, "
         f"non-torch {_gib(binding.non_torch)}"
         + (f", CUDA graphs {_gib(binding.cuda_graphs)}" if mem.cuda_graphs_subtracted else "")
         + f" leave {_gib(binding.kv_cache)} for the KV cache: {mem.blocks:,} blocks of {binding.layout.block_size} "
         f"tokens = {mem.kv_cache_tokens:,} tokens",
-        _seqs_reason(chosen, common, tier.max_num_seqs),
+        _seqs_reason(chosen, common, tier.max_num_seqs, spec),
         f"max-num-batched-tokens {s.max_num_batched_tokens}: vLLM {spec.serving.engine.version}'s server default for "
         f"{shape.pool.product}; it also sets the activation peak vLLM profiles",
         f"max-model-len {s.max_model_len:,}: "
         + ("from spec.serving.maxModelLen" if spec.serving.max_model_len else "the model's default context")
         + f"; vLLM reports maximum concurrency {mem.max_concurrency:.2f}x at this length",
     ]
-    if chosen.replicas != spec.replicas.min or spec.workload.concurrency:
+    if chosen.performance is not None:
+        reasons.append(_performance_reason(chosen, spec))
+    slo_reason = _slo_choice_reason(chosen, result, spec)
+    if slo_reason:
+        reasons.insert(3, slo_reason)
+    if chosen.replicas != spec.replicas.min or spec.workload.concurrency or spec.workload.request_rate:
         reasons.append(_replica_reason(chosen, spec))
     if shape.nodes > 1:
         reasons.append(
@@ -453,7 +523,7 @@ def _reasons(
     return reasons
 
 
-def _why_chosen(chosen: Candidate, result: SearchResult) -> str:
+def _why_chosen(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec) -> str:
     others = [c for c in result.candidates if c is not chosen]
     price = chosen.cost()
     cost_text = (
@@ -462,6 +532,12 @@ def _why_chosen(chosen: Candidate, result: SearchResult) -> str:
         else f"{chosen.gpu_hours_per_hour()} GPU(s) in total"
     )
     text = f"the cheapest feasible plan ({cost_text})"
+    if _has_slo(spec) and chosen.performance is not None:
+        text = (
+            f"the cheapest plan predicted to meet spec.slo ({cost_text})"
+            if chosen.performance.meets_slo
+            else f"the plan closest to spec.slo ({cost_text}); none meets it"
+        )
     if others:
         runner = others[0]
         runner_cost = runner.cost()
@@ -482,9 +558,21 @@ def _why_chosen(chosen: Candidate, result: SearchResult) -> str:
     return text
 
 
-def _seqs_reason(chosen: Candidate, common: _Common, default_seqs: int) -> str:
-    s = chosen.settings
+def _seqs_reason(chosen: Candidate, common: _Common, default_seqs: int, spec: LLMDeploymentSpec) -> str:
+    s, limit, memory_seqs = chosen.settings, chosen.batch_limit, chosen.memory_max_num_seqs
     held = chosen.memory.concurrency_at(common.workload_tokens, s)
+    if limit is not None and memory_seqs is not None and s.max_num_seqs < memory_seqs:
+        itl = f"{limit.itl_p95_s * 1e3:.1f} ms"
+        if not limit.met:
+            return (
+                f"max-num-seqs {s.max_num_seqs}: even one sequence misses spec.slo.itlP95Ms "
+                f"({spec.slo.itl_p95_ms:g} ms): predicted ITL p95 {itl}"
+            )
+        return (
+            f"max-num-seqs {s.max_num_seqs}: the largest batch whose predicted ITL p95 ({itl}, with new prompts "
+            f"prefilled between decode steps) stays within spec.slo.itlP95Ms ({spec.slo.itl_p95_ms:g} ms); "
+            f"memory alone allows {memory_seqs}"
+        )
     if s.max_num_seqs >= default_seqs:
         return (
             f"max-num-seqs {s.max_num_seqs}: vLLM's default cap for this GPU; the KV cache holds {held:.0f} "
@@ -497,14 +585,80 @@ def _seqs_reason(chosen: Candidate, common: _Common, default_seqs: int) -> str:
     )
 
 
-def _replica_reason(chosen: Candidate, spec: LLMDeploymentSpec) -> str:
-    if spec.workload.concurrency:
-        text = (
-            f"replicas {chosen.replicas}: {spec.workload.concurrency} concurrent requests at "
-            f"{chosen.workload_concurrency:.0f} per replica"
-        )
+def _has_slo(spec: LLMDeploymentSpec) -> bool:
+    return spec.slo.ttft_p95_ms is not None or spec.slo.itl_p95_ms is not None
+
+
+def _performance_reason(chosen: Candidate, spec: LLMDeploymentSpec) -> str:
+    p = chosen.performance
+    assert p is not None
+    w = spec.workload
+    if w.concurrency:
+        load = f"{p.concurrency:g} concurrent requests per replica"
+    elif w.request_rate:
+        load = f"{w.request_rate / max(chosen.replicas, 1):.2f} req/s per replica"
     else:
-        text = f"replicas {chosen.replicas}"
+        load = f"a full replica ({p.concurrency:g} concurrent requests)"
+    text = (
+        f"predicted at {load} of {w.input_tokens:,} + {w.output_tokens:,} tokens: TTFT p50/p95 "
+        f"{p.ttft_p50_ms:.0f}/{p.ttft_p95_ms:.0f} ms, ITL p50/p95 {p.itl_p50_ms:.1f}/{p.itl_p95_ms:.1f} ms, "
+        f"{p.output_tokens_per_second:,.0f} output tokens/s; one replica serves {p.max_request_rate:.2f} req/s "
+        f"or {p.max_concurrency_within_slo} concurrent requests"
+        + (" within spec.slo" if _has_slo(spec) else " (90% of saturation; no spec.slo)")
+    )
+    return text + ("" if p.calibrated else "; efficiency extrapolated, see warnings")
+
+
+def _slo_misses(c: Candidate, spec: LLMDeploymentSpec) -> str:
+    """What a plan's prediction misses of spec.slo, as `ITL p95 25.8 ms > 20 ms, ...`."""
+    p, limit = c.performance, c.batch_limit
+    assert p is not None
+    misses = []
+    if limit is not None and not limit.met:
+        misses.append(f"ITL p95 {limit.itl_p95_s * 1e3:.1f} ms > {spec.slo.itl_p95_ms:g} ms even for a single request")
+    elif spec.slo.itl_p95_ms is not None and p.itl_p95_ms > spec.slo.itl_p95_ms:
+        misses.append(f"ITL p95 {p.itl_p95_ms:.1f} ms > {spec.slo.itl_p95_ms:g} ms")
+    if spec.slo.ttft_p95_ms is not None and p.ttft_p95_ms > spec.slo.ttft_p95_ms:
+        misses.append(f"TTFT p95 {p.ttft_p95_ms:.0f} ms > {spec.slo.ttft_p95_ms:g} ms")
+    if p.saturated:
+        misses.append("the declared load saturates it")
+    return ", ".join(misses)
+
+
+def _slo_choice_reason(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec) -> str | None:
+    """Why the plan costs more than memory alone needs: the cheaper plans miss spec.slo."""
+    if not _has_slo(spec) or chosen.performance is None:
+        return None
+    chosen_cost = chosen.cost() or float(chosen.gpu_hours_per_hour())
+    cheaper = [
+        c
+        for c in result.candidates
+        if c.performance is not None
+        and not c.performance.meets_slo
+        and ((c.cost() or float(c.gpu_hours_per_hour())) < chosen_cost or c.shape.gpus < chosen.shape.gpus)
+    ]
+    if not cheaper or not chosen.performance.meets_slo:
+        return None
+    nearest = min(cheaper, key=lambda c: (c.shape.gpus, c.cost() or 0.0))
+    return (
+        f"{chosen.shape.label()} rather than {nearest.shape.label()} ({nearest.shape.gpus} GPU(s) per replica, "
+        f"which memory allows): {nearest.shape.label()} misses spec.slo, predicted {_slo_misses(nearest, spec)}"
+    )
+
+
+def _replica_reason(chosen: Candidate, spec: LLMDeploymentSpec) -> str:
+    p = chosen.performance
+    parts = []
+    if spec.workload.concurrency:
+        per = chosen.workload_concurrency
+        if p is not None and p.max_concurrency_within_slo and _has_slo(spec):
+            per = min(per, p.max_concurrency_within_slo)
+        parts.append(f"{spec.workload.concurrency} concurrent requests at {per:.0f} per replica")
+    if spec.workload.request_rate and p is not None and p.max_request_rate > 0:
+        parts.append(
+            f"spec.workload.requestRate {spec.workload.request_rate:g} req/s at {p.max_request_rate:.2f} per replica"
+        )
+    text = f"replicas {chosen.replicas}" + (": " + " and ".join(parts) if parts else "")
     if chosen.replicas_short:
         text += f"; {chosen.replicas_short} more would be needed but spec.replicas.max is {spec.replicas.upper}"
     return text
@@ -531,6 +685,16 @@ def _warnings(request: SizingRequest, chosen: Candidate, common: _Common) -> lis
         )
     if not chosen.shape.pool.gpu.torch_total_measured:
         warnings.append(f"{chosen.shape.pool.product}'s usable memory is estimated conservatively, not measured")
-    if chosen.performance is not None and not chosen.performance.meets_slo:
-        warnings.append("no plan meets spec.slo; this is the closest (see performance)")
+    p = chosen.performance
+    if p is not None and _has_slo(spec) and not p.meets_slo:
+        warnings.append(f"no plan meets spec.slo; this is the closest: predicted {_slo_misses(chosen, spec)}")
+    elif p is not None and p.saturated:
+        warnings.append(
+            f"the declared load exceeds what {chosen.replicas} replica(s) serve: requests queue without bound"
+        )
+    if p is not None and not p.calibrated:
+        warnings.append(
+            f"predicted performance on {chosen.shape.pool.product} is extrapolated: no published measurements "
+            "calibrate the efficiency factors for this GPU (docs/performance-model.md)"
+        )
     return warnings
