@@ -7,6 +7,7 @@ at least once (test_the_cases_cover_every_flag_we_emit keeps it so).
 
 from __future__ import annotations
 
+import functools
 import shlex
 from typing import Any
 
@@ -60,6 +61,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
 }
 
 
+@functools.cache  # sizing is the slow part; the tests only read the plans
 def make_plan(case: str, version: str = DEFAULT_ENGINE_VERSION) -> Plan:
     model, products, fields = CASES[case]
     spec: dict[str, Any] = {**fields, "model": {"name": model, **fields.get("model", {})}}
