@@ -263,38 +263,42 @@ class Replica:
         and `prefill_tokens` prompt tokens (chunks of `prefill_prompts` prompts, default 1, each with
         `prefill_start` tokens already in the KV cache) are prefilled alongside.
 
-        With PP, the running sequences spread over up to PP micro-batches; the chunk rides in one of them. The
-        result is the time until the sequences of the slowest micro-batch have their next token.
+        With PP, the running sequences spread over up to PP micro-batches and the chunk rides in one of them;
+        the result is the time until that micro-batch has its next token (the prompt's view).
         """
-        prompts = (1.0 if prefill_tokens > 0 else 0.0) if prefill_prompts is None else prefill_prompts
+        return self._step(decode_seqs, mean_context_tokens, prefill_tokens, prefill_start, prefill_prompts)[0]
+
+    def _step(
+        self,
+        decode: float,
+        context: float,
+        prefill: float = 0.0,
+        start: float = 0.0,
+        prompts: float | None = None,
+    ) -> tuple[float, float]:
+        """(the chunk-carrying micro-batch's step, the pipeline's pace). They differ with PP only: the chunk's
+        micro-batch waits for it at every stage, while the others keep flowing and lose only the time the chunk
+        adds to the busiest stage, which is what a prompt costs the pipeline's throughput."""
+        chunks = (1.0 if prefill > 0 else 0.0) if prompts is None else prompts
+        overhead = self.efficiency.step_overhead_s
         pp = self.settings.pipeline_parallel_size
         if pp == 1:
-            one = self._stage_seconds(
-                self.stages[0],
-                decode_seqs,
-                mean_context_tokens,
-                prefill=prefill_tokens,
-                start=prefill_start,
-                prompts=prompts,
-            )
-            return one + self.efficiency.step_overhead_s
-        micro = min(float(pp), max(1.0, decode_seqs + prompts))
-        share = decode_seqs / micro
-        plain = [
-            self._stage_seconds(st, share, mean_context_tokens, prefill=0.0, start=0.0, prompts=0.0)
-            for st in self.stages
-        ]
+            one = self._stage_seconds(self.stages[0], decode, context, prefill=prefill, start=start, prompts=chunks)
+            return one + overhead, one + overhead
+        micro = min(float(pp), max(1.0, decode + chunks))
+        share = decode / micro
+        plain = [self._stage_seconds(st, share, context, prefill=0.0, start=0.0, prompts=0.0) for st in self.stages]
         loaded = [
-            self._stage_seconds(
-                st, share, mean_context_tokens, prefill=prefill_tokens, start=prefill_start, prompts=prompts
-            )
-            for st in self.stages
+            self._stage_seconds(st, share, context, prefill=prefill, start=start, prompts=chunks) for st in self.stages
         ]
-        tokens = share + prefill_tokens
-        hand_offs = sum(latency + tokens * self.hidden_bytes / rate for latency, rate in self.hand_offs)
-        traversal = sum(loaded) + hand_offs
+
+        def hand_offs(tokens: float) -> float:
+            return sum(latency + tokens * self.hidden_bytes / rate for latency, rate in self.hand_offs)
+
         period = max((micro - 1) * p + x for p, x in zip(plain, loaded, strict=True))
-        return max(traversal, period) + self.efficiency.step_overhead_s
+        carrier = max(sum(loaded) + hand_offs(share + prefill), period) + overhead
+        pace = max(sum(plain) + hand_offs(share), period) + overhead
+        return carrier, pace
 
     def decode_step_seconds(self, batch_size: float, mean_context_tokens: float) -> float:
         """A step with `batch_size` sequences decoding and nothing to prefill: the inter-token latency."""
@@ -467,18 +471,20 @@ def _cycle(r: Replica, p_in: int, p_out: int, *, running: float, others_rate: fl
     budget = max(1.0, r.max_num_batched_tokens - running)
     chunk = min(float(p_in), budget)
     chunks = math.ceil(p_in / chunk)
-    decode = r.step_seconds(running, context)
+    decode = r._step(running, context)[1]
     last = p_in - (chunks - 1) * chunk
-    own = r.step_seconds(running, context, last, (chunks - 1) * chunk)
+    own, paced = r._step(running, context, last, (chunks - 1) * chunk)
     if chunks > 1:  # the full chunks at their mean start: attention work is linear in the start
-        own += (chunks - 1) * r.step_seconds(running, context, chunk, chunk * (chunks - 2) / 2)
-    extra = max(0.0, own - chunks * decode)
+        full_own, full_paced = r._step(running, context, chunk, chunk * (chunks - 2) / 2)
+        own, paced = own + (chunks - 1) * full_own, paced + (chunks - 1) * full_paced
+    # What a prompt costs the running sequences: the time its chunks add to the pipeline's pace.
+    extra = max(0.0, paced - chunks * decode)
     share = others_rate * extra
     saturated = share >= _RHO_MAX
     share = min(share, _RHO_MAX)
     itl_mean = decode / (1 - share)
     carrying = others_rate * chunks * itl_mean  # share of steps that carry another prompt's chunk
-    chunk_step = own / chunks
+    chunk_step = paced / chunks
 
     def itl_quantile(q: float) -> float:
         if carrying >= 1:
