@@ -134,7 +134,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    import rightsizer.handlers  # noqa: F401 - registers the handlers with kopf
+    import rightsizer.handlers
+    from rightsizer.settings import OperatorSettings
+
+    if OperatorSettings().webhook_enabled:
+        import rightsizer.webhooks  # noqa: F401 - admission handlers need a webhook server, so only when enabled
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from rightsizer import metrics
 from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, TemporaryApiError
 from rightsizer.reconcile import Observed, Reconciler
@@ -35,6 +37,7 @@ CHILD_RESOURCES = (
     ("policy", "v1", "poddisruptionbudgets"),
 )
 
+INDEXES = ("llmds", "children", "pods", "gpu_nodes", "sizing_policies", "namespaces")
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
 
@@ -50,9 +53,27 @@ def _observed(namespace: str, name: str, indices: Mapping[str, Any]) -> Observed
     children = {}
     for body in indices["children"].get(key, []):
         children[(str(body["kind"]), str(body["metadata"]["name"]))] = body
-    pods = list(indices["pods"].get(key, []))
-    nodes = list(indices["gpu_nodes"].get(None, []))
-    return Observed(children=children, pods=pods, nodes=nodes)
+    neighbours = [
+        body
+        for (ns, other), bodies in list(indices["llmds"].items())
+        if ns == namespace and other != name
+        for body in bodies
+    ]
+    return Observed(
+        children=children,
+        pods=list(indices["pods"].get(key, [])),
+        nodes=list(indices["gpu_nodes"].get(None, [])),
+        policies=list(indices["sizing_policies"].get(None, [])),
+        namespace_labels=dict(next(iter(indices["namespaces"].get(namespace, [])), {})),
+        neighbours=neighbours,
+    )
+
+
+def reconcile_all(indices: Mapping[str, Any], namespace: str | None = None) -> None:
+    for (ns, _), bodies in list(indices["llmds"].items()):
+        if namespace is None or ns == namespace:
+            for body in list(bodies):
+                reconcile_one(body, indices)
 
 
 def reconcile_one(body: kopf.Body, indices: Mapping[str, Any]) -> None:
@@ -104,6 +125,21 @@ def gpu_nodes(body: kopf.Body, **_: Any) -> dict[None, kopf.Body]:
     return {None: body}
 
 
+@kopf.index(c.GROUP, c.VERSION, c.POLICY_PLURAL)
+def sizing_policies(body: kopf.Body, **_: Any) -> dict[None, SizingPolicy]:
+    """Parsed once per change; a policy the schema allowed but the model rejects is logged and left out."""
+    try:
+        return {None: SizingPolicy.model_validate(dict(body))}
+    except ValidationError as err:
+        log.warning("SizingPolicy %s ignored: %s", body.get("metadata", {}).get("name"), err)
+        return {}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+    return {name: dict(labels)}
+
+
 # --- handlers -------------------------------------------------------------------------------------------------
 
 
@@ -123,13 +159,33 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
 
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     State.reconciler = reconciler
+    if config.webhook_enabled:
+        _serve_admission(settings, config)
     if config.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port, addr=config.metrics_address)
         log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
-    indices = {name: kwargs[name] for name in ("llmds", "children", "pods", "gpu_nodes")}
+    indices = {name: kwargs[name] for name in INDEXES}
     memo["resync"] = asyncio.create_task(_resync_forever(config.reconcile_interval_seconds, indices))
+
+
+def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
+    """The admission webhook server (rightsizer.webhooks registers the handlers) with explicit certificates."""
+
+    def path(value: Path | None) -> str | None:
+        return str(value) if value is not None else None
+
+    settings.admission.server = kopf.WebhookServer(
+        addr=config.webhook_host,
+        port=config.webhook_port,
+        host=config.webhook_url_host or config.webhook_host,
+        certfile=path(config.webhook_cert_file),
+        pkeyfile=path(config.webhook_key_file),
+        cafile=path(config.webhook_ca_file),
+    )
+    if config.webhook_manage_configuration:
+        settings.admission.managed = config.webhook_configuration_name
 
 
 @kopf.on.cleanup()
@@ -145,9 +201,7 @@ async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:
     """Re-check every LLMDeployment periodically: retries after transient errors, picks up Hub recoveries."""
     while True:
         await asyncio.sleep(interval)
-        for bodies in list(indices["llmds"].values()):
-            for body in list(bodies):
-                await asyncio.to_thread(reconcile_one, body, indices)
+        await asyncio.to_thread(reconcile_all, indices)
 
 
 @kopf.on.event(*LLMD)
@@ -177,6 +231,16 @@ def gpu_node_changed(**indices: Any) -> None:
     if fingerprint == State.pools_fingerprint:
         return
     State.pools_fingerprint = fingerprint
-    for bodies in list(indices["llmds"].values()):
-        for body in list(bodies):
-            reconcile_one(body, indices)
+    reconcile_all(indices)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.POLICY_PLURAL)
+def policy_changed(**indices: Any) -> None:
+    """A policy changed: every LLMDeployment it might select is judged again (running replicas stay)."""
+    reconcile_all(indices)
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_labels_changed(name: str, **indices: Any) -> None:
+    """Namespace labels decide which policies apply."""
+    reconcile_all(indices, namespace=name)

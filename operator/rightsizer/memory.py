@@ -152,8 +152,9 @@ def _expert_padding(f: ModelFacts, s: EngineSettings) -> float:
 def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> float:
     """Bytes of weights one GPU of pipeline stage `stage` loads ("Model loading took X GiB")."""
     # Only the settings that change weights form the cache key, so the max_num_seqs search reuses the result.
-    weights_only = replace(s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1,
-                           gpu_memory_utilization=1.0, kv_cache_dtype="auto")
+    weights_only = replace(
+        s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
+    )
     return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)
 
 

@@ -1,8 +1,10 @@
-"""One reconcile of one LLMDeployment: parse -> resolve the model -> size -> build -> write what differs -> status.
+"""One reconcile of one LLMDeployment: parse -> resolve the model -> judge against pools and policy -> build ->
+write what differs -> status.
 
-Level-based and idempotent: it reads only the object, the observed children/pods/nodes (from kopf's indexes, so no
-API reads) and the clock, and it writes nothing when nothing differs. A spec that cannot be satisfied becomes a
-status condition; the running children are then left exactly as they are.
+Level-based and idempotent: it reads only the object, what kopf's indexes observed (children, pods, nodes,
+policies, the namespace, the neighbours for quota) and the clock, and it writes nothing when nothing differs. A
+spec that cannot be satisfied, or that a policy forbids, becomes a status condition; the running children are then
+left exactly as they are (never half-applied).
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ from pydantic import ValidationError
 from rightsizer import metrics
 from rightsizer.actions import Apply, ChildKey, Delete, plan_actions
 from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.assessment import Assessment, assess, effective_policy
 from rightsizer.builders.children import desired_children
 from rightsizer.builders.context import BuildContext, BuildOptions
 from rightsizer.discovery import discover, merge
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, MissingApiError
-from rightsizer.modelsource import resolve
+from rightsizer.modelsource import ResolvedModel, resolve
+from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
 from rightsizer.pools import GpuPool
 from rightsizer.settings import OperatorSettings
-from rightsizer.sizing import SizingRequest, plan
 from rightsizer.status import StatusInputs, observe, status_fields
 
 log = logging.getLogger(__name__)
@@ -45,15 +50,6 @@ class Event:
     message: str
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What this reconcile decided: the plan in force, the error that stopped sizing, the replica count."""
-
-    plan: Plan | None
-    error: tuple[str, str] | None
-    replicas: int
-
-
 @dataclass
 class Observed:
     """What kopf's indexes know about the cluster, for one LLMDeployment."""
@@ -61,20 +57,34 @@ class Observed:
     children: dict[ChildKey, JSON] = field(default_factory=dict)
     pods: list[JSON] = field(default_factory=list)
     nodes: list[JSON] = field(default_factory=list)
+    policies: list[SizingPolicy] = field(default_factory=list)
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    neighbours: list[JSON] = field(default_factory=list)  # the namespace's other LLMDeployments
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What this reconcile decided: the plan in force, why it could not go further, the replica count."""
+
+    plan: Plan | None
+    sizing_error: tuple[str, str] | None
+    replicas: int
+    policy_violation: tuple[str, str] | None = None
+    policy_note: str | None = None
 
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-class PlanCache:
-    """Plans are pure functions of (spec, model config, pools): remember the last few hundred."""
+class AssessmentCache:
+    """Assessments are pure functions of (spec, model config, pools, effective policy): keep the last few hundred."""
 
     def __init__(self, size: int = 512) -> None:
-        self._entries: OrderedDict[str, Plan] = OrderedDict()
+        self._entries: OrderedDict[str, Assessment] = OrderedDict()
         self._size = size
 
-    def get_or_compute(self, key: str, compute: Callable[[], Plan]) -> Plan:
+    def get_or_compute(self, key: str, compute: Callable[[], Assessment]) -> Assessment:
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
@@ -99,6 +109,14 @@ def desired_replicas(spec: LLMDeploymentSpec, planned: Plan | None) -> int:
     return max(replicas.min, min(wanted, replicas.upper))
 
 
+def _error_reason(err: RightsizerError) -> str:
+    if isinstance(err, ModelConfigError):
+        return "ModelConfigUnavailable"
+    if isinstance(err, SizingError):
+        return "NoFeasiblePlan"
+    return "InvalidSpec"
+
+
 class Reconciler:
     def __init__(
         self,
@@ -111,7 +129,7 @@ class Reconciler:
         self.settings = settings
         self.hub = hub
         self.clock = clock
-        self.plans = PlanCache()
+        self.assessments = AssessmentCache()
         self.declared_pools: list[GpuPool] = []
         self.options = BuildOptions(
             image_repository=settings.image_repository,
@@ -121,76 +139,101 @@ class Reconciler:
         )
 
     def pools(self, nodes: Sequence[JSON]) -> list[GpuPool]:
+        """Pools known cluster-wide: discovered from GPU nodes, plus those the operator configuration declares."""
         return merge(discover(nodes, self.settings.pool_label_keys), self.declared_pools)
 
-    def _plan(self, name: str, namespace: str, spec: LLMDeploymentSpec, pools: list[GpuPool]) -> Plan:
-        def read_config_map(cm: str, key: str) -> str:
-            return self.kube.read_config_map_key(namespace, cm, key)
+    def resolve_model(self, namespace: str, spec: LLMDeploymentSpec) -> ResolvedModel:
+        def read_config_map(name: str, key: str) -> str:
+            return self.kube.read_config_map_key(namespace, name, key)
 
         token = None
-        if spec.serving.hf_token_secret_ref is not None and spec.model.config is None:
-            ref = spec.serving.hf_token_secret_ref
+        ref = spec.serving.hf_token_secret_ref
+        if ref is not None and spec.model.config is None and spec.model.config_map_ref is None:
             token = self.kube.read_secret_key(namespace, ref.name, ref.key)
-        resolved = resolve(spec.model, read_config_map=read_config_map, hub=self.hub, hub_token=token)
-        key = json.dumps([spec.to_wire(), resolved.config, _pool_key(pools)], sort_keys=True, default=str)
-        return self.plans.get_or_compute(key, lambda: plan(SizingRequest(spec, resolved.facts, pools), spec.model.name))
+        return resolve(spec.model, read_config_map=read_config_map, hub=self.hub, hub_token=token)
+
+    def assess(self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed) -> Assessment:
+        """The plan the policies allow for this spec; raises RightsizerError naming the field at fault."""
+        resolved = self.resolve_model(namespace, spec)
+        effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
+        pools = self.pools(observed.nodes)
+        key = json.dumps(
+            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective)], sort_keys=True, default=str
+        )
+        return self.assessments.get_or_compute(
+            key,
+            lambda: assess(
+                namespace=namespace,
+                name=name,
+                spec=spec,
+                facts=resolved.facts,
+                known_pools=pools,
+                effective=effective,
+                image_repository=self.settings.image_repository,
+            ),
+        )
 
     def reconcile(self, body: JSON, observed: Observed) -> list[Event]:
         meta = body.get("metadata", {})
         name, namespace = str(meta["name"]), str(meta["namespace"])
-        previous_status = body.get("status") or {}
-        events: list[Event] = []
+        previous = body.get("status") or {}
+        kept_plan = Plan.model_validate(previous["plan"]) if previous.get("plan") else None
+        kept_replicas = int(previous.get("replicas") or 0)
         try:
-            llmd = LLMDeployment.model_validate(dict(body))
+            spec = LLMDeployment.model_validate(dict(body)).spec
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            return self._write_status(
-                body, observed, Outcome(None, ("InvalidSpec", f"{where}: {first['msg']}"), 0), events
-            )
+            error = ("InvalidSpec", f"{where}: {first['msg']}")
+            return self._write_status(body, observed, Outcome(kept_plan, error, kept_replicas), [])
 
-        spec = llmd.spec
-        sizing_error: tuple[str, str] | None = None
-        planned: Plan | None = None
         try:
-            planned = self._plan(name, namespace, spec, self.pools(observed.nodes))
-        except ModelConfigError as err:
-            sizing_error = ("ModelConfigUnavailable", err.one_line())
-        except SizingError as err:
-            sizing_error = ("NoFeasiblePlan", err.one_line())
+            assessment = self.assess(namespace, name, spec, observed)
         except RightsizerError as err:
-            sizing_error = ("InvalidSpec", err.one_line())
-
-        previous_plan = previous_status.get("plan")
-        if sizing_error is not None:
-            metrics.SIZING_FAILURES.labels(sizing_error[0]).inc()
-            if (previous_status.get("conditions") or [{}])[0].get("message") != sizing_error[1]:
-                events.append(Event("Warning", sizing_error[0], sizing_error[1]))
-            kept = Plan.model_validate(previous_plan) if previous_plan else None
-            replicas = int(previous_status.get("replicas") or 0)
-            return self._write_status(body, observed, Outcome(kept, sizing_error, replicas), events)
-        assert planned is not None
-
-        if previous_plan != planned.to_wire():
-            metrics.PLANS.labels(planned.gpu_product).inc()
-            events.append(
-                Event(
-                    "Normal",
-                    "Planned",
-                    f"{planned.gpus_per_replica} × {planned.gpu_product} per replica, TP "
-                    f"{planned.tensor_parallel_size} PP {planned.pipeline_parallel_size}, max-num-seqs "
-                    f"{planned.max_num_seqs}, max-model-len {planned.max_model_len}",
-                )
+            error = (_error_reason(err), err.one_line())
+            metrics.SIZING_FAILURES.labels(error[0]).inc()
+            repeated = _condition_message(previous, "Sized") == error[1]
+            return self._write_status(
+                body, observed, Outcome(kept_plan, error, kept_replicas), [] if repeated else [Event("Warning", *error)]
             )
-        replicas = desired_replicas(spec, planned)
-        pool = next(p for p in self.pools(observed.nodes) if p.name == planned.pool)
-        ctx = BuildContext(name, namespace, str(meta["uid"]), spec, planned, pool, replicas, self.options)
+
+        decision, planned = assessment.decision, assessment.plan
+        if planned is None or not decision.allowed:
+            violation = (decision.reason, decision.message())
+            repeated = _condition_message(previous, "PolicyCompliant") == violation[1]
+            warned = [] if repeated else [Event("Warning", "PolicyViolation", violation[1])]
+            outcome = Outcome(kept_plan or planned, None, kept_replicas, policy_violation=violation)
+            return self._write_status(body, observed, outcome, warned)
+
+        events: list[Event] = []
+        if previous.get("plan") != planned.to_wire():
+            metrics.PLANS.labels(planned.gpu_product).inc()
+            events.append(Event("Normal", "Planned", _plan_summary(planned)))
+        replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
+        pool = next(p for p in assessment.pools if p.name == planned.pool)
+        ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
+        warnings = "; ".join((*decision.warnings, *([note] if note else [])))
         try:
             events += self._apply(desired_children(ctx), observed)
         except MissingApiError as err:
             error = ("MissingAPI", f"{err}; install it to serve plans that span nodes")
             return self._write_status(body, observed, Outcome(planned, error, replicas), events)
-        return self._write_status(body, observed, Outcome(planned, None, replicas), events)
+        return self._write_status(
+            body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
+        )
+
+    def _replicas(
+        self, name: str, assessment: Assessment, planned: Plan, observed: Observed, current: int
+    ) -> tuple[int, str | None]:
+        """Desired replicas within spec.replicas and the policies' bounds (limits and the namespace quota); running
+        replicas are never removed by a tightened policy."""
+        wanted = desired_replicas(assessment.spec, planned)
+        neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
+        used = namespace_usage(neighbours, excluding=name)
+        bounds = replica_bounds(assessment.spec, planned, assessment.effective, used)
+        bounded = bound_recommendation(wanted, current, bounds)
+        note = f"replicas held at {bounded} of {wanted}: {'; '.join(bounds.reasons)}" if bounded < wanted else None
+        return bounded, note
 
     def _apply(self, desired: Sequence[JSON], observed: Observed) -> list[Event]:
         events = []
@@ -217,9 +260,6 @@ class Reconciler:
             (obj for (kind, _), obj in observed.children.items() if kind in ("Deployment", "LeaderWorkerSet")), None
         )
         previous = body.get("status") or {}
-        from rightsizer.api.v1alpha1.common import Condition
-
-        previous_conditions = [Condition.model_validate(x) for x in previous.get("conditions") or []]
         selector = ",".join(
             f"{k}={v}"
             for k, v in sorted(
@@ -234,15 +274,17 @@ class Reconciler:
             generation=int(meta.get("generation", 0)),
             now=self.clock(),
             plan=outcome.plan,
-            sizing_error=outcome.error,
-            policy_violation=None,
+            sizing_error=outcome.sizing_error,
+            policy_violation=outcome.policy_violation,
             observation=observe(workload, observed.pods, outcome.replicas),
             replicas=outcome.replicas,
             selector=selector,
-            previous_conditions=previous_conditions,
+            previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
+            policy_note=outcome.policy_note,
         )
         status = status_fields(inputs)
-        if {k: v for k, v in status.items()} != {k: v for k, v in previous.items() if k in status or k == "plan"}:
+        # Other writers own other status fields (status.autoscaling): compare and patch only ours.
+        if any(previous.get(k) != v for k, v in status.items()) or ("plan" in previous and "plan" not in status):
             self.kube.patch_status(
                 c.API_VERSION,
                 c.LLMD_KIND,
@@ -251,3 +293,17 @@ class Reconciler:
                 {**status, "plan": status.get("plan")},
             )
         return events
+
+
+def _condition_message(status: Mapping[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("message"))
+    return None
+
+
+def _plan_summary(p: Plan) -> str:
+    return (
+        f"{p.gpus_per_replica} × {p.gpu_product} per replica, TP {p.tensor_parallel_size} PP "
+        f"{p.pipeline_parallel_size}, max-num-seqs {p.max_num_seqs}, max-model-len {p.max_model_len}"
+    )

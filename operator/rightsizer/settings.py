@@ -61,6 +61,14 @@ class OperatorSettings(BaseSettings):
     webhook_url_host: str | None = Field(
         default=None, description="Host name the API server uses to reach the webhook (default: webhook_host)."
     )
+    webhook_manage_configuration: bool = Field(
+        default=False,
+        description="Let the operator create its Validating/MutatingWebhookConfiguration (URL client config; for "
+        "local clusters). The Helm chart ships the configurations instead.",
+    )
+    webhook_configuration_name: str = Field(
+        default="rightsizer.dev", description="Name of the webhook configurations the operator manages."
+    )
     metrics_port: int = Field(default=0, description="Port of the operator's Prometheus /metrics; 0 disables it.")
     metrics_address: str = Field(default="0.0.0.0", description="Address the metrics server listens on.")
     prometheus_url: str | None = Field(

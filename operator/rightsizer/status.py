@@ -88,6 +88,7 @@ class StatusInputs:
     selector: str
     previous_conditions: Sequence[Condition] = ()
     autoscaling: AutoscalingStatus | None = None
+    policy_note: str | None = None  # warnings from policy that do not stop the plan (e.g. quota holds replicas)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, inputs: StatusInputs) -> Condition:
@@ -119,7 +120,8 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
         reason, message = inputs.policy_violation
         out = set_condition(out, _condition(POLICY_COMPLIANT, False, reason, message, inputs))
     elif any(c.type == POLICY_COMPLIANT for c in out) or inputs.plan is not None:
-        out = set_condition(out, _condition(POLICY_COMPLIANT, True, "Compliant", "no policy violated", inputs))
+        note = f"complies with policy; {inputs.policy_note}" if inputs.policy_note else "complies with policy"
+        out = set_condition(out, _condition(POLICY_COMPLIANT, True, "Compliant", note, inputs))
 
     rolling = obs.exists and (not obs.observed_current or obs.updated < obs.desired or obs.ready < obs.desired)
     if not obs.exists and inputs.plan is None:

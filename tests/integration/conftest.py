@@ -11,8 +11,8 @@ Guard: the suite refuses a current context that does not look like a disposable 
 or a context named rightsizer-local, kind-*, kwok-*, k3d-*, minikube*, envtest*) unless RIGHTSIZER_ALLOW_CONTEXT names
 that exact context.
 
-A cold first build takes ~10 minutes; run `e2e/cluster/build` (or `e2e/cluster/up`) before pytest so that it does not
-count against the per-test timeout.
+A cold first build takes ~16 minutes on 2 cores: run `e2e/cluster/build` (or `e2e/cluster/up`) before pytest so that
+it does not count against the per-test timeout (600 s, which also bounds fixture set-up).
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
+from tests.integration.operator import OperatorProcess
 from tests.integration.plane import UP, LocalPlane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,3 +123,53 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
         if exc.status != 404:
             raise
     wait_for(lambda: gone(lambda: core.read_namespace(name)), 120, f"namespace {name} to be deleted")
+
+
+# --- the operator under test (tests/integration/test_operator.py, test_policy_webhook.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def crds(api_client: client.ApiClient) -> None:
+    ext = client.ApiextensionsV1Api(api_client)
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        try:
+            existing = ext.read_custom_resource_definition(crd["metadata"]["name"])
+            crd["metadata"]["resourceVersion"] = existing.metadata.resource_version
+            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            ext.create_custom_resource_definition(crd)
+        wait_for(lambda name=crd["metadata"]["name"]: _established(ext, name), 30, f"CRD {crd['metadata']['name']}")
+
+
+def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    conditions = ext.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """One operator for the session; on the local plane it also serves the admission webhook on 127.0.0.1."""
+    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", webhook_env())
+    process.start()
+    yield process
+    process.stop()
+
+
+def webhook_env() -> dict[str, str]:
+    from e2e.cluster import localplane
+
+    pki = localplane.STATE / "pki"
+    if not (pki / "webhook.crt").exists():
+        return {}
+    return {
+        "RIGHTSIZER_WEBHOOK_ENABLED": "true",
+        "RIGHTSIZER_WEBHOOK_HOST": "127.0.0.1",
+        "RIGHTSIZER_WEBHOOK_PORT": str(localplane.RIGHTSIZER_WEBHOOK_PORT),
+        "RIGHTSIZER_WEBHOOK_CERT_FILE": str(pki / "webhook.crt"),
+        "RIGHTSIZER_WEBHOOK_KEY_FILE": str(pki / "webhook.key"),
+        "RIGHTSIZER_WEBHOOK_CA_FILE": str(pki / "ca.crt"),
+        "RIGHTSIZER_WEBHOOK_MANAGE_CONFIGURATION": "true",
+    }
