@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
     import kopf
+    from kopf._core.engines.peering import Identity  # kopf.run accepts it; not re-exported
 
     import rightsizer.handlers
     from rightsizer.settings import OperatorSettings
@@ -146,7 +150,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler success at INFO; keep the log for what rightsizer decides and for problems.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    if args.peering is not None:
+        from rightsizer.ha import Peering
+        from rightsizer.handlers import State
+
+        State.peering = Peering(args.peering, args.priority, identity)
     kopf.run(
+        identity=Identity(identity),  # shared with the background resync's peering check
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority,

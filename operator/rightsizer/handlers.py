@@ -13,6 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from rightsizer import metrics
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.ha import CLUSTER_PEERING_KIND, PEERING_GROUP, PEERING_VERSION, Peering, should_pause
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, TemporaryApiError
 from rightsizer.reconcile import Observed, Reconciler
@@ -42,10 +44,20 @@ _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Loc
 
 
 class State:
-    """The process-wide reconciler, created at startup."""
+    """The process-wide reconciler, created at startup, and this process's peering (None: standalone)."""
 
     reconciler: Reconciler | None = None
     pools_fingerprint: str = ""
+    peering: Peering | None = None
+
+
+def paused() -> bool:
+    """Whether a peer with a higher or equal priority is alive, so this process must not act (see rightsizer.ha)."""
+    reconciler, peering = State.reconciler, State.peering
+    if reconciler is None or peering is None:
+        return False
+    peers = reconciler.kube.read_status(PEERING_GROUP + "/" + PEERING_VERSION, CLUSTER_PEERING_KIND, peering.name)
+    return should_pause(peers or {}, peering, datetime.now(UTC))
 
 
 def _observed(namespace: str, name: str, indices: Mapping[str, Any]) -> Observed:
@@ -201,6 +213,12 @@ async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:
     """Re-check every LLMDeployment periodically: retries after transient errors, picks up Hub recoveries."""
     while True:
         await asyncio.sleep(interval)
+        try:
+            if await asyncio.to_thread(paused):
+                continue
+        except TemporaryApiError as err:
+            log.warning("resync skipped: cannot read the peering state: %s", err)
+            continue
         await asyncio.to_thread(reconcile_all, indices)
 
 

@@ -166,6 +166,20 @@ class Kube:
             raise TemporaryApiError(f"write {kind}/{name}: {err.status} {err.reason}") from None
         return True
 
+    def read_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The status of an object, or None when it does not exist."""
+        resource = self._resource(api_version, kind)
+        try:
+            obj = resource.get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        except ApiException as err:
+            raise TemporaryApiError(f"read {kind}/{name}: {err.status} {err.reason}") from None
+        status = obj.to_dict().get("status")
+        return dict(status) if isinstance(status, dict) else None
+
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
         try:
             cm = client.CoreV1Api(self._api_client).read_namespaced_config_map(name, namespace)
