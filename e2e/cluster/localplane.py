@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,56 +180,36 @@ class Paths:
 # ------------------------------------------------------------------------------------------------------------ PKI
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+def openssl(command: str, *extra: str, cwd: Path) -> None:
+    """Runs `openssl <command words> <extra args>`; `extra` carries arguments that may contain spaces."""
+    args = ["openssl", *command.split(), *extra]
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise PlaneError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+        raise PlaneError(f"{' '.join(args[:2])} failed: {result.stderr.strip()}")
 
 
 def issue(pki: Path, name: str, subject: str, extensions: list[str]) -> None:
     """A key pair and a certificate signed by the plane's CA, with the given X.509v3 extensions."""
+    (pki / f"{name}.ext").write_text("\n".join(["basicConstraints=CA:FALSE", *extensions]) + "\n")
+    openssl(f"req -new -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr", "-subj", subject, cwd=pki)
+    serial = "0x" + secrets.token_hex(16)
     openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        subject,
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        cwd=pki,
-    )
-    ext = pki / f"{name}.ext"
-    ext.write_text("\n".join(["basicConstraints=CA:FALSE", *extensions]) + "\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "0x" + secrets.token_hex(16),
-        "-days",
-        "3650",
-        "-extfile",
-        f"{name}.ext",
-        "-out",
-        f"{name}.crt",
+        f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -set_serial {serial} -days 3650"
+        f" -extfile {name}.ext -out {name}.crt",
         cwd=pki,
     )
     (pki / f"{name}.csr").unlink()
-    ext.unlink()
+    (pki / f"{name}.ext").unlink()
 
 
 SERVER = "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth"
 CLIENT = "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
 LOOPBACK_SANS = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+# 10.96.0.1 is the `kubernetes` Service's ClusterIP (first address of SERVICE_CIDR), for in-cluster clients.
+APISERVER_SANS = (
+    "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+    "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+)
 
 
 def ensure_pki(paths: Paths) -> None:
@@ -244,44 +224,19 @@ def ensure_pki(paths: Paths) -> None:
     (pki / "lws").mkdir(parents=True)
     pki.chmod(0o700)
     openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=rightsizer-local-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
+        "req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt",
+        *("-subj", "/CN=rightsizer-local-ca"),
+        *("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"),
         cwd=pki,
     )
-    kubernetes_sans = ",".join(
-        [
-            "IP:127.0.0.1",
-            "IP:10.96.0.1",
-            "DNS:localhost",
-            "DNS:kubernetes",
-            "DNS:kubernetes.default",
-            "DNS:kubernetes.default.svc",
-            "DNS:kubernetes.default.svc.cluster.local",
-        ]
-    )
-    issue(pki, "apiserver", "/CN=kube-apiserver", [SERVER, "subjectAltName=" + kubernetes_sans])
+    issue(pki, "apiserver", "/CN=kube-apiserver", [SERVER, APISERVER_SANS])
     issue(pki, "admin", "/O=system:masters/CN=rightsizer-admin", [CLIENT])
     issue(pki, "kube-controller-manager", "/CN=kube-controller-manager", [SERVER, LOOPBACK_SANS])
     issue(pki, "kube-scheduler", "/CN=kube-scheduler", [SERVER, LOOPBACK_SANS])
     issue(pki, "webhook", "/CN=rightsizer-webhook", [SERVER, LOOPBACK_SANS])  # rightsizer's kopf webhook (9444)
     issue(pki, "lws/tls", "/CN=lws-webhook", [SERVER, LOOPBACK_SANS])  # controller-runtime wants tls.{crt,key}
-    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    openssl("genrsa -out sa.key 2048", cwd=pki)
+    openssl("rsa -in sa.key -pubout -out sa.pub", cwd=pki)
     (pki / "complete").touch()
 
 
@@ -417,7 +372,6 @@ class Component:
     ports: tuple[int, ...]
     start_timeout: float = 60
     stop_timeout: float = 20
-    env: dict[str, str] = field(default_factory=dict)
 
     def record(self, paths: Paths) -> dict[str, Any] | None:
         try:
@@ -429,7 +383,7 @@ class Component:
     def running_pid(self, paths: Paths) -> int | None:
         """The recorded PID if that very process (same start time) still runs."""
         record = self.record(paths)
-        if record and start_time(record["pid"]) == record["start"]:
+        if record and record["start"] is not None and start_time(record["pid"]) == record["start"]:
             return int(record["pid"])
         return None
 
@@ -450,7 +404,7 @@ class Component:
                 raise PlaneError(f"port 127.0.0.1:{port} is taken by another process (`ss -ltnp sport = :{port}`)")
         paths.log(self.name).parent.mkdir(parents=True, exist_ok=True)
         paths.pidfile(self.name).parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **child_env(paths), **self.env}
+        env = {**os.environ, **child_env(paths)}
         with paths.log(self.name).open("ab") as logfile:
             # A new session: the plane outlives this launcher and ignores the terminal's Ctrl-C.
             process = subprocess.Popen(

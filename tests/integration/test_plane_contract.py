@@ -53,14 +53,18 @@ class DenyingWebhook(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def webhook_server(local_plane: LocalPlane) -> Iterator[str]:
-    """A TLS server on rightsizer's webhook address (127.0.0.1:9444) with the plane's webhook certificate."""
-    server = ThreadingHTTPServer(("127.0.0.1", local_plane.webhook_port), DenyingWebhook)
+    """A TLS server on 127.0.0.1 with the plane's webhook certificate.
+
+    On a free port rather than 9444: the session's operator may already serve rightsizer's webhook there, and the
+    certificate is valid for 127.0.0.1 whatever the port.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DenyingWebhook)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(local_plane.webhook_cert, local_plane.webhook_key)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{local_plane.webhook_port}/validate"
+    yield f"https://127.0.0.1:{server.server_address[1]}/validate"
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)
@@ -69,7 +73,7 @@ def webhook_server(local_plane: LocalPlane) -> Iterator[str]:
 def test_api_server_calls_a_webhook_served_with_the_planes_webhook_cert(
     local_plane: LocalPlane, webhook_server: str, api_client: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
-    """The contract for rightsizer's kopf webhook: pki/webhook.{crt,key} on 127.0.0.1:9444, caBundle = pki/ca.crt."""
+    """The contract for rightsizer's kopf webhook: pki/webhook.{crt,key} served on 127.0.0.1, caBundle = pki/ca.crt."""
     admission = client.AdmissionregistrationV1Api(api_client)
     name = f"test-deny-{namespace}"
     admission.create_validating_webhook_configuration(
