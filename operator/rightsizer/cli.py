@@ -141,7 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import rightsizer.handlers
     from rightsizer.settings import OperatorSettings
 
-    if OperatorSettings().webhook_enabled:
+    settings = OperatorSettings()
+    namespaces = args.namespace or settings.namespaces
+    if settings.webhook_enabled:
         import rightsizer.webhooks  # noqa: F401 - admission handlers need a webhook server, so only when enabled
 
     logging.basicConfig(
@@ -161,8 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
         liveness_endpoint=args.liveness,
     )
     return 0

@@ -25,11 +25,14 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str, log_path: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.metrics_port = free_port()
         self.extra_env = extra_env or {}
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
@@ -48,7 +51,11 @@ class OperatorProcess:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rightsizer", "run"], env=self.env(), cwd=REPO, stdout=self._log, stderr=self._log
+            [sys.executable, "-m", "rightsizer", "run", *self.args],
+            env=self.env(),
+            cwd=REPO,
+            stdout=self._log,
+            stderr=self._log,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
