@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from rightsizer.api.v1alpha1.plan import PredictedPerformance
@@ -85,7 +85,8 @@ GIGA = 1e9
 # model's latencies are means, and real arrivals are burstier than Poisson near saturation.
 UTILIZATION_CEILING = 0.9
 _RHO_MAX = 0.999  # prefill share of time beyond which the replica is saturated
-_BISECTIONS = 30
+_BISECTIONS = 40
+_TOLERANCE = 1e-3  # relative: searches stop here (the model itself is good to ~10%)
 
 
 # --- static costs of one pipeline stage ---------------------------------------------------------------------------
@@ -156,6 +157,13 @@ def stage_cost(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> S
     )
 
 
+@lru_cache(maxsize=1024)
+def _stage_costs(f: ModelFacts, s: EngineSettings) -> tuple[StageCost, ...]:
+    """Every stage's costs (memoised: sizing builds a replica per shape several times)."""
+    layers = pipeline_layers(f.num_layers, s.pipeline_parallel_size)
+    return tuple(stage_cost(f, s, i, stage_layers) for i, stage_layers in enumerate(layers))
+
+
 def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings) -> float:
     """Dense tensor-core peak the linear layers run at: the weight format's if the GPU has it, else bf16."""
     fmt = s.weight_format
@@ -196,6 +204,14 @@ class Replica:
     kv_layout: KVLayout | None = None
     scheduler_steps: int = 1  # vLLM 0.6-0.9 --num-scheduler-steps: decode steps run back to back
     calibrated: bool = True
+
+    @cached_property
+    def distinct_stages(self) -> tuple[tuple[StageCost, int], ...]:
+        """Each distinct stage cost with how many stages share it."""
+        counts: dict[StageCost, int] = {}
+        for st in self.stages:
+            counts[st] = counts.get(st, 0) + 1
+        return tuple(counts.items())
 
     @property
     def max_num_seqs(self) -> int:
@@ -287,17 +303,18 @@ class Replica:
             return one + overhead, one + overhead
         micro = min(float(pp), max(1.0, decode + chunks))
         share = decode / micro
-        plain = [self._stage_seconds(st, share, context, prefill=0.0, start=0.0, prompts=0.0) for st in self.stages]
-        loaded = [
-            self._stage_seconds(st, share, context, prefill=prefill, start=start, prompts=chunks) for st in self.stages
-        ]
+        plain_sum = loaded_sum = period = 0.0
+        for st, count in self.distinct_stages:  # most stages are identical: price each kind once
+            plain = self._stage_seconds(st, share, context, prefill=0.0, start=0.0, prompts=0.0)
+            loaded = self._stage_seconds(st, share, context, prefill=prefill, start=start, prompts=chunks)
+            plain_sum, loaded_sum = plain_sum + count * plain, loaded_sum + count * loaded
+            period = max(period, (micro - 1) * plain + loaded)
 
         def hand_offs(tokens: float) -> float:
             return sum(latency + tokens * self.hidden_bytes / rate for latency, rate in self.hand_offs)
 
-        period = max((micro - 1) * p + x for p, x in zip(plain, loaded, strict=True))
-        carrier = max(sum(loaded) + hand_offs(share + prefill), period) + overhead
-        pace = max(sum(plain) + hand_offs(share), period) + overhead
+        carrier = max(loaded_sum + hand_offs(share + prefill), period) + overhead
+        pace = max(plain_sum + hand_offs(share), period) + overhead
         return carrier, pace
 
     def decode_step_seconds(self, batch_size: float, mean_context_tokens: float) -> float:
@@ -341,7 +358,7 @@ def build_replica(
     if not has_performance_figures(gpu):
         raise ValueError(f"{gpu.product} has no bandwidth or FLOP/s figures; the performance model cannot run")
     pp = settings.pipeline_parallel_size
-    stages = tuple(stage_cost(f, settings, i, layers) for i, layers in enumerate(pipeline_layers(f.num_layers, pp)))
+    stages = _stage_costs(f, replace(settings, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1))
     link = gpu.link_gb_per_s * GIGA * efficiency.link
     stages_per_node = max(1, gpus_per_node // settings.tensor_parallel_size)
     hand_offs = tuple(
@@ -506,6 +523,34 @@ def _erlang_c(servers: int, load: float) -> float:
     return servers * blocking / (servers - load * (1 - blocking))
 
 
+def _crossing(f: Callable[[float], float], low: float, high: float) -> float:
+    """A root of f with f(low) ≤ 0 ≤ f(high) (one crossing in between), by false position (Illinois variant),
+    to a residual of _TOLERANCE relative to the root."""
+    f_low, f_high = f(low), f(high)
+    if f_low >= 0:
+        return low
+    if f_high <= 0:
+        return high
+    side = 0
+    x = low
+    for _ in range(_BISECTIONS):
+        x = (low * f_high - high * f_low) / (f_high - f_low)
+        fx = f(x)
+        if abs(fx) <= _TOLERANCE * abs(x) or high - low <= _TOLERANCE * abs(high):
+            break
+        if fx < 0:
+            low, f_low = x, fx
+            if side == -1:
+                f_high /= 2
+            side = -1
+        else:
+            high, f_high = x, fx
+            if side == 1:
+                f_low /= 2
+            side = 1
+    return x
+
+
 def _closed_loop(r: Replica, t: Traffic, concurrency: float) -> Prediction:
     cap = r.running_capacity(t.input_tokens, t.output_tokens)
     running = min(concurrency, float(cap))
@@ -522,11 +567,8 @@ def _closed_loop(r: Replica, t: Traffic, concurrency: float) -> Prediction:
         slot = c.residual.mean + c.prefill_wait.mean + c.own_prefill + (out - 1) * c.itl.mean
         return c, running / slot
 
-    low, high = 0.0, state(0.0)[1]
-    for _ in range(_BISECTIONS):  # the rate the cycle sustains is a decreasing function of the rate
-        mid = (low + high) / 2
-        low, high = (mid, high) if state(mid)[1] > mid else (low, mid)
-    rate = low
+    # The rate the cycle sustains falls as the rate rises (more prefill interference): one crossing.
+    rate = _crossing(lambda x: x - state(x)[1], 0.0, state(0.0)[1])
     c, _ = state(rate)
     queued = max(0.0, concurrency - cap)
     wait = queued / rate if rate > 0 else 0.0  # Little's law on the queue; the same for every request
@@ -546,27 +588,28 @@ def _closed_loop(r: Replica, t: Traffic, concurrency: float) -> Prediction:
     )
 
 
+def _slot(c: _Cycle, output_tokens: int) -> float:
+    """Mean time a request holds a running slot: its prefill (and the wait behind others') and its decode."""
+    return c.own_prefill + c.prefill_wait.mean + (output_tokens - 1) * c.itl.mean
+
+
+def _open_cycle(r: Replica, t: Traffic, rate: float, running: float) -> _Cycle:
+    return _cycle(r, t.input_tokens, t.output_tokens, running=running, others_rate=rate, busy=1 - math.exp(-running))
+
+
 def _open_loop(r: Replica, t: Traffic, rate: float) -> Prediction:
     cap = r.running_capacity(t.input_tokens, t.output_tokens)
     out = t.output_tokens
-    running = 0.0
-    c = _cycle(r, t.input_tokens, out, running=running, others_rate=rate, busy=0.0)
-    # Little's law, iterated from below: converges to the smallest (stable) fixed point, or passes the capacity.
-    for _ in range(60):
-        slot = c.own_prefill + c.prefill_wait.mean + (out - 1) * c.itl.mean
-        following = rate * slot
-        if following >= cap or c.saturated:
-            running = float(cap)
-            break
-        done = abs(following - running) <= 1e-4 * max(1.0, following)
-        running = following
-        c = _cycle(r, t.input_tokens, out, running=running, others_rate=rate, busy=1 - math.exp(-running))
-        if done:
-            break
-    saturated = c.saturated or running >= cap
+    c = _open_cycle(r, t, rate, float(cap))
+    # Little's law: running = rate × slot(running). Stable only if a full replica keeps up (else the queue grows).
+    saturated = c.saturated or rate * _slot(c, out) >= cap
+    running = float(cap)
+    if not saturated:
+        running = _crossing(lambda b: b - rate * _slot(_open_cycle(r, t, rate, b), out), 0.0, float(cap))
+        c = _open_cycle(r, t, rate, running)
     admission = _ZERO
     if not saturated:
-        slot = c.own_prefill + c.prefill_wait.mean + (out - 1) * c.itl.mean
+        slot = _slot(c, out)
         waits = _erlang_c(cap, running)
         # Fixed-length requests: half the M/M/c wait (Allen-Cunneen with no service-time variance).
         admission = _exponential_tail(waits, 0.5 * slot / (cap - running))
@@ -604,7 +647,7 @@ def _largest(meets: Callable[[float], bool], low: float, high: float, integer: b
     if meets(high):
         return high
     for _ in range(_BISECTIONS):
-        if (integer and high - low <= 1) or (not integer and high - low <= 1e-4 * high):
+        if (integer and high - low <= 1) or (not integer and high - low <= _TOLERANCE * high):
             break
         mid = (low + high) // 2 if integer else (low + high) / 2
         low, high = (mid, high) if meets(mid) else (low, mid)
@@ -612,16 +655,13 @@ def _largest(meets: Callable[[float], bool], low: float, high: float, integer: b
 
 
 def saturation_rate(r: Replica, input_tokens: int, output_tokens: int) -> float:
-    """Poisson arrival rate (req/s) at which one replica's queue starts to grow without bound."""
+    """Poisson arrival rate (req/s) at which one replica's queue starts to grow without bound: every running
+    slot busy (running = capacity) and requests still arriving faster than slots free up."""
     cap = r.running_capacity(input_tokens, output_tokens)
+    t = Traffic(input_tokens, output_tokens)
     solo = _cycle(r, input_tokens, output_tokens, running=1.0, others_rate=0.0, busy=0.0)
-    # No replica serves faster than every slot running at batch-1 speed.
-    bound = cap / (solo.own_prefill + (output_tokens - 1) * solo.itl.mean)
-
-    def stable(rate: float) -> bool:
-        return not predict(r, Traffic(input_tokens, output_tokens, request_rate=rate)).saturated
-
-    return _largest(stable, 0.0, bound, integer=False)
+    bound = cap / _slot(solo, output_tokens)  # every slot at batch-1 speed: no replica serves faster
+    return _crossing(lambda rate: rate * _slot(_open_cycle(r, t, rate, float(cap)), output_tokens) - cap, 0.0, bound)
 
 
 def max_request_rate(r: Replica, input_tokens: int, output_tokens: int, slo: Slo) -> float:
@@ -662,6 +702,7 @@ class BatchLimit:
     met: bool  # False: not even a batch of one meets the target (max_num_seqs is then 1)
 
 
+@lru_cache(maxsize=256)
 def largest_batch_within(r: Replica, input_tokens: int, output_tokens: int, itl_p95_s: float) -> BatchLimit:
     """Cap max_num_seqs so a full replica (max_num_seqs clients in a closed loop: the most prefill interference
     that batch can see) still meets the ITL p95 target."""
@@ -697,6 +738,13 @@ def performance_record(
         saturated=prediction.saturated,
         calibrated=r.calibrated,
     )
+
+
+def clear_caches() -> None:
+    """Forget memoised stage costs and capacities (for cold-start measurements)."""
+    _stage_costs.cache_clear()
+    _capacity.cache_clear()
+    largest_batch_within.cache_clear()
 
 
 # --- sizing's view: the default PerformanceHook ---------------------------------------------------------------------
