@@ -260,8 +260,12 @@ _TIMES = ("allreduce_latency_s", "step_overhead_s", "request_overhead_s")
 
 
 def _to_free(x: float, low: float, high: float) -> float:
-    share = (x - low) / (high - low)
+    share = min(max((x - low) / (high - low), 0.01), 0.99)  # start just inside a range the last fit hit
     return math.log(share / (1 - share))
+
+
+def _log(seconds: float) -> float:
+    return math.log(max(seconds, 1e-7))  # a fixed cost the last fit drove to zero starts at 0.1 µs
 
 
 def _from_free(y: float, low: float, high: float) -> float:
@@ -270,8 +274,8 @@ def _from_free(y: float, low: float, high: float) -> float:
 
 def _pack(vllm: Efficiency, trtllm: Efficiency) -> np.ndarray:
     values = [_to_free(getattr(vllm, name), *bounds) for name, bounds in _FRACTIONS.items()]
-    values += [math.log(getattr(vllm, name)) for name in _TIMES]
-    values += [math.log(trtllm.step_overhead_s), math.log(trtllm.request_overhead_s)]
+    values += [_log(getattr(vllm, name)) for name in _TIMES]
+    values += [_log(trtllm.step_overhead_s), _log(trtllm.request_overhead_s)]
     return np.array(values)
 
 

@@ -42,9 +42,9 @@ VLLM = Efficiency(
     hbm=0.920,
     compute=0.489,
     link=0.8,  # not identified by the published points (see bench/latency_model.py); an assumption
-    allreduce_latency_s=42.6e-6,
-    step_overhead_s=3178e-6,
-    request_overhead_s=22420e-6,
+    allreduce_latency_s=42.5e-6,
+    step_overhead_s=3180e-6,
+    request_overhead_s=22429e-6,
     source="fit: vLLM CI (late 2024) and vLLM 0.6.0 serving on H100; validated on H200 and A100",
 )
 
@@ -57,7 +57,7 @@ TENSORRT_LLM = Efficiency(
     link=VLLM.link,
     allreduce_latency_s=VLLM.allreduce_latency_s,
     step_overhead_s=0.0,
-    request_overhead_s=34750e-6,
+    request_overhead_s=34488e-6,
     source="fit: NVIDIA NIM 1.8.0, Llama-3.3-70B FP8 TP2 on H100, 5000/500 tokens",
 )
 
