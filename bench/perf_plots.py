@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt
 
 from bench import latency_model
 from rightsizer.facts import catalog, gpus
+from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.memory import EngineSettings, replica_memory
 from rightsizer.modelcfg import QuantFormat, parse
@@ -32,11 +34,13 @@ LLAMA_405B = "meta-llama/Llama-3.1-405B-Instruct"
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
-def replica(model: str, gpu: str, tp: int, pp: int, max_len: int, seqs: int = 1024) -> Replica:
+def replica(
+    model: str, gpu: str, tp: int, pp: int, max_len: int, seqs: int = 1024, efficiency: Efficiency = VLLM
+) -> Replica:
     facts, product = parse(catalog.lookup(model) or {}), gpus.lookup(gpu)
     settings = EngineSettings(tp, pp, seqs, 8192, max_len, 0.9, "bfloat16", "auto", QuantFormat.FP8)
     memory = replica_memory(facts, settings, product, profile_for("0.19.0"))
-    return build_replica(facts, settings, product, memory)
+    return build_replica(facts, settings, product, memory, efficiency=efficiency)
 
 
 # --- (a) the throughput-to-latency optimum -------------------------------------------------------------------------
@@ -129,6 +133,20 @@ def plot_parallelism(out: Path) -> list[str]:
             for (t, p), points in curves.items():
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker=".", label=f"TP{t}×PP{p}")
+    # How much of the gap to the seed's 5.6x is the fixed costs: the same ratio under other fixed costs.
+    variants = {
+        "TensorRT-LLM's fitted fixed costs": TENSORRT_LLM,
+        "hypothetical 10 us all-reduce, 1 ms step": replace(VLLM, allreduce_latency_s=10e-6, step_overhead_s=1e-3),
+    }
+    for name, efficiency in variants.items():
+        speeds = [
+            1
+            / predict(
+                replica(LLAMA_405B, "H200", tp, pp, 2016, 4096, efficiency), Traffic(1000, 1000, concurrency=1)
+            ).itl.mean
+            for tp, pp in ((8, 1), (1, 8))
+        ]
+        lines.append(f"(b') minimum-latency TP8/PP8 with {name}: {speeds[0] / speeds[1]:.2f}x")
     ax.set_xlabel("output tokens/s per user (1 / mean ITL)")
     ax.set_ylabel("output tokens/s per GPU")
     ax.set_title("Llama 3.1 405B FP8 on 8×H200, 1000/1000 tokens, concurrency 1…4096")
