@@ -133,12 +133,11 @@ def cmd_models(_: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the operator (kopf) in this process until interrupted."""
-    import logging
-
     import kopf
     from kopf._core.engines.peering import Identity  # kopf.run accepts it; not re-exported
 
     import rightsizer.handlers
+    from rightsizer.logs import configure_logging
     from rightsizer.settings import OperatorSettings
 
     settings = OperatorSettings()
@@ -146,12 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.webhook_enabled:
         import rightsizer.webhooks  # noqa: F401 - admission handlers need a webhook server, so only when enabled
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if not args.verbose:
-        # kopf logs every handler success at INFO; keep the log for what rightsizer decides and for problems.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose, log_format=args.log_format or settings.log_format)
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     if args.peering is not None:
         from rightsizer.ha import Peering
@@ -199,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--priority", type=int, default=0, help="peering priority; the highest one acts")
     r.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     r.add_argument("-v", "--verbose", action="store_true")
+    r.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text, or one JSON object per line (default: RIGHTSIZER_LOG_FORMAT)",
+    )
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("models", help="list the built-in model catalog")

@@ -172,7 +172,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     State.reconciler = reconciler
     if config.webhook_enabled:
-        _serve_admission(settings, config)
+        _serve_admission(settings, config, memo)
     if config.metrics_port:
         from prometheus_client import start_http_server
 
@@ -182,19 +182,28 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     memo["resync"] = asyncio.create_task(_resync_forever(config.reconcile_interval_seconds, indices))
 
 
-def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
-    """The admission webhook server (rightsizer.webhooks registers the handlers) with explicit certificates."""
+def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo) -> None:
+    """The admission webhook server (rightsizer.webhooks registers the handlers) with explicit certificates, or with
+    self-managed ones (rightsizer.webhook_tls) that a background task keeps renewed; kopf reloads changed files."""
 
     def path(value: Path | None) -> str | None:
         return str(value) if value is not None else None
 
+    cert, key, ca = config.webhook_cert_file, config.webhook_key_file, config.webhook_ca_file
+    if config.webhook_self_managed_tls and State.reconciler is not None:
+        from rightsizer.webhook_tls import SelfManagedTls
+
+        tls = SelfManagedTls(State.reconciler.kube, config)
+        files = tls.ensure()
+        cert, key, ca = files.cert, files.key, files.ca
+        memo["webhook_tls"] = asyncio.create_task(tls.renew_forever())
     settings.admission.server = kopf.WebhookServer(
         addr=config.webhook_host,
         port=config.webhook_port,
         host=config.webhook_url_host or config.webhook_host,
-        certfile=path(config.webhook_cert_file),
-        pkeyfile=path(config.webhook_key_file),
-        cafile=path(config.webhook_ca_file),
+        certfile=path(cert),
+        pkeyfile=path(key),
+        cafile=path(ca),
     )
     if config.webhook_manage_configuration:
         settings.admission.managed = config.webhook_configuration_name
@@ -202,11 +211,12 @@ def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings) 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("resync")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("resync", "webhook_tls"):
+        task = memo.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:

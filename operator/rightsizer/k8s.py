@@ -7,6 +7,7 @@ which is how the steady state is proven to write nothing.
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -215,3 +216,79 @@ class Kube:
             raise TemporaryApiError(f"Secret {name}: {err.status}") from None
         value = (secret.data or {}).get(key)
         return base64.b64decode(value).decode() if value else None
+
+    # --- the webhook's self-managed TLS (rightsizer.webhook_tls) ------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str] | None, str | None]:
+        """(data, base64 values as stored; resourceVersion) of a Secret; (None, None) when it does not exist."""
+        try:
+            secret = client.CoreV1Api(self._api_client).read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None, None
+            raise TemporaryApiError(f"read Secret {namespace}/{name}: {err.status} {err.reason}") from None
+        data: dict[str, str] = {str(k): str(v) for k, v in (secret.data or {}).items()}
+        return data, str(secret.metadata.resource_version) if secret.metadata else None
+
+    def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        resource_version: str | None,
+        secret_type: str = "Opaque",
+    ) -> bool:
+        """Create the Secret (resource_version None) or replace it only if it is still at `resource_version`.
+        False when another writer got there first, so the caller re-reads and decides again."""
+        body = client.V1Secret(
+            api_version="v1",
+            kind="Secret",
+            type=secret_type,
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
+                resource_version=resource_version,
+            ),
+            data=dict(data),
+        )
+        core = client.CoreV1Api(self._api_client)
+        API_WRITES.labels("cas", "Secret").inc()
+        try:
+            if resource_version is None:
+                core.create_namespaced_secret(namespace, body)
+            else:
+                core.replace_namespaced_secret(name, namespace, body)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise TemporaryApiError(f"write Secret {namespace}/{name}: {err.status} {err.reason}") from None
+        return True
+
+    def set_webhook_ca_bundle(self, kind: str, name: str, ca_bundle: bytes) -> bool:
+        """Point every webhook of a Validating/MutatingWebhookConfiguration at `ca_bundle`; True when it wrote.
+        A missing configuration is left alone (the webhook is not registered yet, or not by rightsizer)."""
+        resource = self._resource("admissionregistration.k8s.io/v1", kind)
+        try:
+            obj = resource.get(name=name).to_dict()
+        except NotFoundError:
+            return False
+        except ApiException as err:
+            raise TemporaryApiError(f"read {kind}/{name}: {err.status} {err.reason}") from None
+        encoded = base64.b64encode(ca_bundle).decode("ascii")
+        operations: list[dict[str, Any]] = []
+        for index, webhook in enumerate(obj.get("webhooks") or []):
+            if (webhook.get("clientConfig") or {}).get("caBundle") == encoded:
+                continue
+            # `test` pins the list position to the webhook read above: a concurrent reordering fails the patch.
+            operations.append({"op": "test", "path": f"/webhooks/{index}/name", "value": webhook["name"]})
+            operations.append({"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded})
+        if not operations:
+            return False
+        API_WRITES.labels("patch", kind).inc()
+        try:
+            resource.patch(body=operations, name=name, content_type="application/json-patch+json")
+        except ApiException as err:
+            raise TemporaryApiError(f"caBundle of {kind}/{name}: {err.status} {err.reason}") from None
+        return True

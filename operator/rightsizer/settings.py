@@ -4,6 +4,7 @@ docs/operator.md; the Helm chart sets them from values."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,34 @@ class OperatorSettings(BaseSettings):
     )
     webhook_configuration_name: str = Field(
         default="rightsizer.dev", description="Name of the webhook configurations the operator manages."
+    )
+    webhook_self_managed_tls: bool = Field(
+        default=False,
+        description="Create the webhook's CA and serving certificate, keep them in the Secret webhook_tls_secret in "
+        "operator_namespace (renewed before expiry; shared by every replica), serve them, and write the CA into the "
+        "caBundle of the webhook configurations named webhook_configuration_name (rightsizer.webhook_tls). Replaces "
+        "webhook_cert_file, webhook_key_file and webhook_ca_file. The Helm chart's default.",
+    )
+    webhook_tls_secret: str = Field(
+        default="rightsizer-webhook-tls", description="Secret holding the self-managed webhook certificate and CA."
+    )
+    webhook_tls_dns_names: list[str] = Field(
+        default_factory=list,
+        description="Names (DNS or IP) the self-managed serving certificate is valid for: the webhook Service's "
+        "DNS names (JSON list). webhook_url_host is added.",
+    )
+    webhook_tls_directory: Path | None = Field(
+        default=None,
+        description="Where the self-managed certificate files are written for the webhook server (a writable "
+        "directory; default: a new temporary one).",
+    )
+    operator_namespace: str | None = Field(
+        default=None,
+        description="The namespace the operator runs in (the chart sets it from the downward API); it holds the "
+        "self-managed webhook certificate Secret.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or one JSON object per line (`rightsizer run --log-format`)."
     )
     metrics_port: int = Field(default=0, description="Port of the operator's Prometheus /metrics; 0 disables it.")
     metrics_address: str = Field(default="0.0.0.0", description="Address the metrics server listens on.")
