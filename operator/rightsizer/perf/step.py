@@ -1,0 +1,347 @@
+"""One engine step of one replica: a roofline per operation and per pipeline stage.
+
+    linear    = max(weight bytes / HBM,  GEMM FLOPs / dense peak)        weights are read once per step
+    attention = max(KV bytes / HBM,      attention FLOPs / bf16 peak)     KV of every decoding sequence is read
+    comm      = all-reduces × (latency + 2(TP−1)/TP × tokens × hidden × bytes / link)      (TP > 1 only)
+    stage     = linear + attention + comm
+    step      = max(Σ stages + hand-offs, micro-batches × slowest stage) + per-step overhead     (PP > 1)
+
+HBM, peak FLOP/s and link bandwidth come from facts/gpus.py, each scaled by a fitted efficiency
+(facts/perf_calibration.py). Weight bytes per rank follow the parameter inventory exactly as memory.py counts
+them (per TP shard, per pipeline stage, in the checkpoint's format); for MoE layers only the experts the batch's
+tokens are routed to are read: a fraction 1 − (1 − k/E)^tokens. The embedding is a lookup and is not streamed.
+GEMM FLOPs use the FP8 (or FP4) tensor-core peak when the weights are in that format and the GPU has it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
+
+from rightsizer.facts.gpus import GpuProduct
+from rightsizer.facts.perf_calibration import (
+    CALIBRATED_PRODUCTS,
+    INTER_NODE_GB_PER_S,
+    INTER_NODE_LATENCY_S,
+    VLLM,
+    Efficiency,
+)
+from rightsizer.memory import (
+    EngineSettings,
+    KVLayout,
+    ReplicaMemory,
+    _bytes_per_param,  # the exact bytes per parameter of each format; shared so weights are counted once
+    _expert_padding,
+    attention_bytes_per_token,
+    blocks_per_request,
+    linear_state_bytes,
+)
+from rightsizer.modelcfg import LayerKind, ModelFacts, QuantFormat
+from rightsizer.params import groups_on_stage, inventory, per_rank_count, pipeline_layers
+
+TERA = 1e12
+GIGA = 1e9
+
+
+# --- static costs of one pipeline stage ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Per-GPU costs of one pipeline stage (all TP ranks of a stage are identical)."""
+
+    dense_weight_bytes: float  # read every step: attention, dense MLP, shared experts, norms
+    expert_weight_bytes: float  # all routed experts on this rank; a step reads the routed fraction
+    head_weight_bytes: float  # LM head (last stage only)
+    layer_flops_per_token: float  # 2 × active decoder-layer parameters on this rank
+    head_flops_per_token: float  # 2 × LM-head parameters on this rank, per sampled token
+    full_kv_bytes_per_token: float  # KV bytes read per context token, over the full-attention layers
+    sliding_kv_bytes_per_token: float  # same over sliding-window layers (context capped at the window)
+    state_bytes_per_seq: float  # linear-attention recurrent state, read and written each step
+    full_attention_flops_per_pair: float  # FLOPs per (query token, context token) pair, full layers
+    sliding_attention_flops_per_pair: float
+    allreduces: int  # tensor-parallel all-reduces per step
+
+
+def _attention_flops_per_pair(f: ModelFacts, tp: int) -> float:
+    """QKᵀ and PV: 2 FLOPs each per head dimension, per query head on this rank."""
+    heads = max(1, f.attention.num_heads // tp)
+    return 4.0 * heads * f.attention.head_dim
+
+
+def stage_cost(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> StageCost:
+    tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
+    groups = inventory(f)
+    padding = _expert_padding(f, s)
+    dense = experts = head = 0.0
+    layer_params = expert_params = head_params = 0.0
+    for g in groups_on_stage(groups, stage, pp, layers):
+        if g.module == "embed_tokens":
+            continue  # a lookup: one row per token, not streamed
+        count = per_rank_count(g, f, tp)
+        size = count * _bytes_per_param(g, s)
+        if g.module == "lm_head":
+            head, head_params = head + size, head_params + count
+        elif g.is_expert:
+            experts, expert_params = experts + size * padding, expert_params + count
+        else:
+            dense, layer_params = dense + size, layer_params + count
+    if stage == pp - 1 and f.tie_word_embeddings:
+        embed = next(g for g in groups if g.module == "embed_tokens")
+        count = per_rank_count(embed, f, tp)
+        head, head_params = head + count * s.act_bytes, head_params + count
+    routed = f.moe.experts_per_token / f.moe.num_experts if f.moe is not None else 0.0
+    kinds = [f.layer_kinds[i] for i in layers]
+    per_token = attention_bytes_per_token(f, s)
+    per_pair = _attention_flops_per_pair(f, tp)
+    full, sliding = kinds.count(LayerKind.FULL), kinds.count(LayerKind.SLIDING)
+    return StageCost(
+        dense_weight_bytes=dense,
+        expert_weight_bytes=experts,
+        head_weight_bytes=head,
+        layer_flops_per_token=2.0 * (layer_params + expert_params * routed),
+        head_flops_per_token=2.0 * head_params,
+        full_kv_bytes_per_token=full * per_token,
+        sliding_kv_bytes_per_token=sliding * per_token,
+        state_bytes_per_seq=2.0 * kinds.count(LayerKind.LINEAR) * linear_state_bytes(f, s),
+        full_attention_flops_per_pair=full * per_pair,
+        sliding_attention_flops_per_pair=sliding * per_pair,
+        # Two per decoder layer (attention output, MLP output), one for the vocab-parallel embedding.
+        allreduces=(2 * len(layers) + (1 if stage == 0 else 0)) if tp > 1 else 0,
+    )
+
+
+def clear_caches() -> None:
+    """Forget memoised stage costs (for cold-start measurements)."""
+    _stage_costs.cache_clear()
+
+
+@lru_cache(maxsize=1024)
+def _stage_costs(f: ModelFacts, s: EngineSettings) -> tuple[StageCost, ...]:
+    """Every stage's costs (memoised: sizing builds a replica per shape several times)."""
+    layers = pipeline_layers(f.num_layers, s.pipeline_parallel_size)
+    return tuple(stage_cost(f, s, i, stage_layers) for i, stage_layers in enumerate(layers))
+
+
+def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings) -> float:
+    """Dense tensor-core peak the linear layers run at: the weight format's if the GPU has it, else bf16."""
+    fmt = s.weight_format
+    base = gpu.bf16_tflops / (2.0 if s.dtype == "float32" else 1.0)  # float32 runs as TF32
+    if fmt in (QuantFormat.FP8, QuantFormat.W8A8) and gpu.fp8_tflops is not None:
+        return gpu.fp8_tflops
+    if fmt == QuantFormat.W8A8:
+        return 2.0 * gpu.bf16_tflops  # INT8 tensor cores on GPUs without FP8
+    if fmt in (QuantFormat.NVFP4, QuantFormat.MXFP4) and gpu.fp4_tflops is not None:
+        return gpu.fp4_tflops
+    return base  # weight-only int4/fp8 kernels (Marlin) dequantise into bf16 GEMMs
+
+
+def has_performance_figures(gpu: GpuProduct) -> bool:
+    return gpu.hbm_tb_per_s > 0 and gpu.bf16_tflops > 0 and gpu.link_gb_per_s > 0
+
+
+# --- one replica --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One vLLM engine (TP × PP GPUs) with its step-time model. Build it with build_replica()."""
+
+    settings: EngineSettings
+    stages: tuple[StageCost, ...]
+    hidden_bytes: float  # one token's hidden state: the all-reduce and hand-off message per token
+    experts: int
+    experts_per_token: int
+    sliding_window: int | None
+    hbm_bytes_per_s: float  # achieved
+    gemm_flops_per_s: float  # achieved
+    attention_flops_per_s: float  # achieved
+    link_bytes_per_s: float  # achieved, per direction
+    hand_offs: tuple[tuple[float, float], ...]  # per stage boundary: (latency s, bytes/s)
+    efficiency: Efficiency
+    kv_blocks: int | None = None  # None: the KV cache is not a limit
+    kv_layout: KVLayout | None = None
+    scheduler_steps: int = 1  # vLLM 0.6-0.9 --num-scheduler-steps: decode steps run back to back
+    calibrated: bool = True
+
+    @cached_property
+    def distinct_stages(self) -> tuple[tuple[StageCost, int], ...]:
+        """Each distinct stage cost with how many stages share it."""
+        counts: dict[StageCost, int] = {}
+        for st in self.stages:
+            counts[st] = counts.get(st, 0) + 1
+        return tuple(counts.items())
+
+    @property
+    def max_num_seqs(self) -> int:
+        return self.settings.max_num_seqs
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        return self.settings.max_num_batched_tokens
+
+    def with_limits(self, max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None) -> Replica:
+        """The same replica under other scheduler limits (the static costs do not depend on them)."""
+        settings = replace(
+            self.settings,
+            max_num_seqs=max_num_seqs or self.settings.max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens or self.settings.max_num_batched_tokens,
+        )
+        return replace(self, settings=settings)
+
+    # -- the step --------------------------------------------------------------------------------------------------
+
+    def _routed_fraction(self, tokens: float) -> float:
+        if not self.experts or tokens <= 0:
+            return 0.0
+        untouched: float = (1.0 - self.experts_per_token / self.experts) ** tokens
+        return 1.0 - untouched
+
+    def _stage_seconds(
+        self, st: StageCost, decode: float, context: float, *, prefill: float, start: float, prompts: float
+    ) -> float:
+        tokens = decode + prefill
+        weights = st.dense_weight_bytes + st.head_weight_bytes + st.expert_weight_bytes * self._routed_fraction(tokens)
+        flops = st.layer_flops_per_token * tokens + st.head_flops_per_token * (decode + prompts)
+        linear = max(weights / self.hbm_bytes_per_s, flops / self.gemm_flops_per_s)
+        chunk = prefill / prompts if prompts else 0.0
+        full_pairs = decode * context + prefill * (start + chunk / 2)
+        full_kv = decode * context + prompts * start + prefill
+        window = self.sliding_window or math.inf
+        sliding_pairs = decode * min(context, window) + prefill * min(start + chunk / 2, window)
+        sliding_kv = decode * min(context, window) + prompts * min(start, window) + prefill
+        kv_bytes = (
+            st.full_kv_bytes_per_token * full_kv
+            + st.sliding_kv_bytes_per_token * sliding_kv
+            + st.state_bytes_per_seq * (decode + prompts)
+        )
+        attention_flops = st.full_attention_flops_per_pair * full_pairs + st.sliding_attention_flops_per_pair * (
+            sliding_pairs
+        )
+        attention = max(kv_bytes / self.hbm_bytes_per_s, attention_flops / self.attention_flops_per_s)
+        comm = 0.0
+        if st.allreduces:
+            tp = self.settings.tensor_parallel_size
+            ring = 2.0 * (tp - 1) / tp * tokens * self.hidden_bytes / self.link_bytes_per_s
+            comm = st.allreduces * (self.efficiency.allreduce_latency_s + ring)
+        return linear + attention + comm
+
+    def step_seconds(
+        self,
+        decode_seqs: float,
+        mean_context_tokens: float,
+        prefill_tokens: float = 0.0,
+        prefill_start: float = 0.0,
+        prefill_prompts: float | None = None,
+    ) -> float:
+        """One engine step: `decode_seqs` sequences each decode a token over `mean_context_tokens` of context,
+        and `prefill_tokens` prompt tokens (chunks of `prefill_prompts` prompts, default 1, each with
+        `prefill_start` tokens already in the KV cache) are prefilled alongside.
+
+        With PP, the running sequences spread over up to PP micro-batches and the chunk rides in one of them;
+        the result is the time until that micro-batch has its next token (the prompt's view).
+        """
+        return self.step_times(decode_seqs, mean_context_tokens, prefill_tokens, prefill_start, prefill_prompts)[0]
+
+    def step_times(
+        self,
+        decode: float,
+        context: float,
+        prefill: float = 0.0,
+        start: float = 0.0,
+        prompts: float | None = None,
+    ) -> tuple[float, float]:
+        """(the chunk-carrying micro-batch's step, the pipeline's pace). They differ with PP only: the chunk's
+        micro-batch waits for it at every stage, while the others keep flowing and lose only the time the chunk
+        adds to the busiest stage, which is what a prompt costs the pipeline's throughput."""
+        chunks = (1.0 if prefill > 0 else 0.0) if prompts is None else prompts
+        overhead = self.efficiency.step_overhead_s
+        pp = self.settings.pipeline_parallel_size
+        if pp == 1:
+            one = self._stage_seconds(self.stages[0], decode, context, prefill=prefill, start=start, prompts=chunks)
+            return one + overhead, one + overhead
+        micro = min(float(pp), max(1.0, decode + chunks))
+        share = decode / micro
+        plain_sum = loaded_sum = period = 0.0
+        for st, count in self.distinct_stages:  # most stages are identical: price each kind once
+            plain = self._stage_seconds(st, share, context, prefill=0.0, start=0.0, prompts=0.0)
+            loaded = self._stage_seconds(st, share, context, prefill=prefill, start=start, prompts=chunks)
+            plain_sum, loaded_sum = plain_sum + count * plain, loaded_sum + count * loaded
+            period = max(period, (micro - 1) * plain + loaded)
+
+        def hand_offs(tokens: float) -> float:
+            return sum(latency + tokens * self.hidden_bytes / rate for latency, rate in self.hand_offs)
+
+        carrier = max(loaded_sum + hand_offs(share + prefill), period) + overhead
+        pace = max(plain_sum + hand_offs(share), period) + overhead
+        return carrier, pace
+
+    def decode_step_seconds(self, batch_size: float, mean_context_tokens: float) -> float:
+        """A step with `batch_size` sequences decoding and nothing to prefill: the inter-token latency."""
+        return self.step_seconds(batch_size, mean_context_tokens)
+
+    def prefill_seconds(self, prompt_tokens: int, decode_seqs: int = 0, mean_context_tokens: float = 0.0) -> float:
+        """Time to prefill one prompt from its first chunk to its first token, chunked by the token budget left
+        after `decode_seqs` decoding sequences (each chunk step also decodes them)."""
+        budget = max(1, self.max_num_batched_tokens - decode_seqs)
+        total, start = 0.0, 0
+        while start < prompt_tokens:
+            chunk = min(budget, prompt_tokens - start)
+            total += self.step_seconds(decode_seqs, mean_context_tokens, chunk, start)
+            start += chunk
+        return total
+
+    def running_capacity(self, input_tokens: int, output_tokens: int) -> int:
+        """Sequences of this workload that run at once: max_num_seqs, or fewer when the KV cache holds fewer at
+        their mean length (vLLM allocates blocks as sequences grow, so the mean, not the longest, is what binds
+        in steady state)."""
+        if self.kv_blocks is None or self.kv_layout is None:
+            return self.max_num_seqs
+        mean_len = math.ceil(input_tokens + output_tokens / 2)
+        per_request = blocks_per_request(self.kv_layout, self.settings, mean_len)
+        return max(1, min(self.max_num_seqs, self.kv_blocks // max(1, per_request)))
+
+
+def build_replica(
+    f: ModelFacts,
+    settings: EngineSettings,
+    gpu: GpuProduct,
+    memory: ReplicaMemory | None = None,
+    *,
+    gpus_per_node: int = 8,
+    efficiency: Efficiency = VLLM,
+    scheduler_steps: int = 1,
+) -> Replica:
+    """The step-time model of one replica. `memory` (from memory.replica_memory) bounds the running batch by
+    the KV cache; without it only max_num_seqs does."""
+    if not has_performance_figures(gpu):
+        raise ValueError(f"{gpu.product} has no bandwidth or FLOP/s figures; the performance model cannot run")
+    pp = settings.pipeline_parallel_size
+    stages = _stage_costs(f, replace(settings, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1))
+    link = gpu.link_gb_per_s * GIGA * efficiency.link
+    stages_per_node = max(1, gpus_per_node // settings.tensor_parallel_size)
+    hand_offs = tuple(
+        (INTER_NODE_LATENCY_S, INTER_NODE_GB_PER_S * GIGA * efficiency.link)
+        if (boundary + 1) % stages_per_node == 0
+        else (efficiency.allreduce_latency_s, link)
+        for boundary in range(pp - 1)
+    )
+    return Replica(
+        settings=settings,
+        stages=stages,
+        hidden_bytes=float(f.hidden_size * settings.act_bytes),
+        experts=f.moe.num_experts if f.moe is not None else 0,
+        experts_per_token=f.moe.experts_per_token if f.moe is not None else 0,
+        sliding_window=f.sliding_window,
+        hbm_bytes_per_s=gpu.hbm_tb_per_s * TERA * efficiency.hbm,
+        gemm_flops_per_s=gemm_peak_tflops(gpu, settings) * TERA * efficiency.compute,
+        attention_flops_per_s=gpu.bf16_tflops * TERA * efficiency.compute,
+        link_bytes_per_s=link,
+        hand_offs=hand_offs,
+        efficiency=efficiency,
+        kv_blocks=memory.blocks if memory is not None else None,
+        kv_layout=memory.binding.layout if memory is not None else None,
+        scheduler_steps=scheduler_steps,
+        calibrated=gpu.product in CALIBRATED_PRODUCTS,
+    )
