@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from rightsizer.ha import Peering
         from rightsizer.handlers import State
 
-        State.peering = Peering(args.peering, args.priority, identity)
+        State.peering = Peering(args.peering, args.priority, identity, tuple(namespaces))
     kopf.run(
         identity=Identity(identity),  # shared with the background resync's peering check
         standalone=args.peering is None,

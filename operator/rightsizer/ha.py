@@ -13,6 +13,7 @@ from typing import Any
 
 PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 CLUSTER_PEERING_KIND = "ClusterKopfPeering"
+NAMESPACED_PEERING_KIND = "KopfPeering"  # kopf peers through one in each watched namespace when it watches namespaces
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Peering:
     name: str
     priority: int
     identity: str
+    namespaces: tuple[str, ...] = ()  # empty: cluster-wide (ClusterKopfPeering); else a KopfPeering in each
 
 
 def _alive(info: Mapping[str, Any], now: datetime) -> bool:

@@ -23,7 +23,14 @@ from pydantic import ValidationError
 from rightsizer import metrics
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.ha import CLUSTER_PEERING_KIND, PEERING_GROUP, PEERING_VERSION, Peering, should_pause
+from rightsizer.ha import (
+    CLUSTER_PEERING_KIND,
+    NAMESPACED_PEERING_KIND,
+    PEERING_GROUP,
+    PEERING_VERSION,
+    Peering,
+    should_pause,
+)
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, TemporaryApiError
 from rightsizer.reconcile import Observed, Reconciler
@@ -56,8 +63,17 @@ def paused() -> bool:
     reconciler, peering = State.reconciler, State.peering
     if reconciler is None or peering is None:
         return False
-    peers = reconciler.kube.read_status(PEERING_GROUP + "/" + PEERING_VERSION, CLUSTER_PEERING_KIND, peering.name)
-    return should_pause(peers or {}, peering, datetime.now(UTC))
+    api_version, now = PEERING_GROUP + "/" + PEERING_VERSION, datetime.now(UTC)
+    if not peering.namespaces:
+        peers = reconciler.kube.read_status(api_version, CLUSTER_PEERING_KIND, peering.name)
+        return should_pause(peers or {}, peering, now)
+    # kopf pauses everything while any namespace's peering says so (one toggle per namespace, paused if any is on).
+    return any(
+        should_pause(
+            reconciler.kube.read_status(api_version, NAMESPACED_PEERING_KIND, peering.name, ns) or {}, peering, now
+        )
+        for ns in peering.namespaces
+    )
 
 
 def _observed(namespace: str, name: str, indices: Mapping[str, Any]) -> Observed:

@@ -1,6 +1,9 @@
 """The HA pause rule mirrors kopf's peering: pause while another live peer has a higher or equal priority."""
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
 
 from rightsizer.ha import Peering, should_pause
 
@@ -25,3 +28,46 @@ def test_higher_or_equal_live_peer_pauses() -> None:
 
 def test_dead_peers_are_ignored() -> None:
     assert not should_pause({"other": peer(200, seconds_ago=120)}, ME, NOW)
+
+
+class PeeringReads:
+    """read_status of a fake API: which peering objects the resync's pause check read, and what they hold."""
+
+    def __init__(self, statuses: dict[tuple[str, str | None], dict[str, object]]) -> None:
+        self.statuses = statuses
+        self.reads: list[tuple[str, str | None]] = []
+
+    def read_status(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> object:
+        assert (api_version, name) == ("kopf.dev/v1", "rightsizer")
+        self.reads.append((kind, namespace))
+        return self.statuses.get((kind, namespace))
+
+
+def live(priority: int) -> dict[str, object]:
+    return {"priority": priority, "lastseen": datetime.now(UTC).isoformat(), "lifetime": 60}
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "statuses", "reads", "pause"),
+    [
+        ((), {("ClusterKopfPeering", None): {"other": live(200)}}, [("ClusterKopfPeering", None)], True),
+        ((), {("ClusterKopfPeering", None): {"other": live(50)}}, [("ClusterKopfPeering", None)], False),
+        # Watching namespaces, kopf peers through a KopfPeering in each, and pauses while any of them says so.
+        (("a", "b"), {("KopfPeering", "b"): {"other": live(200)}}, [("KopfPeering", "a"), ("KopfPeering", "b")], True),
+        (("a", "b"), {("KopfPeering", "a"): {"other": live(50)}}, [("KopfPeering", "a"), ("KopfPeering", "b")], False),
+    ],
+)
+def test_the_resync_reads_the_peering_kopf_uses(
+    monkeypatch: pytest.MonkeyPatch,
+    namespaces: tuple[str, ...],
+    statuses: dict[tuple[str, str | None], dict[str, object]],
+    reads: list[tuple[str, str | None]],
+    pause: bool,
+) -> None:
+    from rightsizer import handlers
+
+    kube = PeeringReads(statuses)
+    monkeypatch.setattr(handlers.State, "reconciler", SimpleNamespace(kube=kube))
+    monkeypatch.setattr(handlers.State, "peering", Peering("rightsizer", 100, "me", namespaces))
+    assert handlers.paused() is pause
+    assert kube.reads == reads
