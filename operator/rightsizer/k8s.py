@@ -113,6 +113,25 @@ class Kube:
                 raise TemporaryApiError(f"status of {kind}/{name}: {err.status} {err.reason}") from None
             raise
 
+    def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set the replicas an object wants through its scale subresource (for an LLMDeployment:
+        spec.replicas.desired), the field `kubectl scale`, HPA and KEDA write too."""
+        resource = self._resource(api_version, kind)
+        API_WRITES.labels("scale", kind).inc()
+        try:
+            resource.subresources["scale"].patch(
+                body={"spec": {"replicas": replicas}},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return  # deleted meanwhile
+            if _transient(err):
+                raise TemporaryApiError(f"scale of {kind}/{name}: {err.status} {err.reason}") from None
+            raise
+
     def read_annotation(
         self, api_version: str, kind: str, namespace: str, name: str, key: str
     ) -> tuple[str | None, str | None]:

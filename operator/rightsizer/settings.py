@@ -103,3 +103,30 @@ class OperatorSettings(BaseSettings):
     prometheus_url: str | None = Field(
         default=None, description="Prometheus to read vLLM latency from; unset: scrape the pods' /metrics directly."
     )
+    prometheus_namespace_label: str = Field(
+        default="namespace", description="Label Prometheus puts on scraped series for the pod's namespace."
+    )
+    prometheus_pod_label: str = Field(
+        default="pod", description="Label Prometheus puts on scraped series for the pod's name."
+    )
+    autoscale_interval_seconds: float = Field(
+        default=15.0, description="How often the SLO autoscaler decides for every LLMDeployment with autoscaling.", gt=0
+    )
+    autoscale_window_seconds: float = Field(
+        default=60.0,
+        description="Metrics window of each decision: latency quantiles and the arrival rate cover this many seconds "
+        "(PromQL rate windows; keep it at least 4 Prometheus scrape intervals).",
+        gt=0,
+    )
+    autoscale_status_refresh_seconds: float = Field(
+        default=60.0,
+        description="When only the observed latencies changed, status.autoscaling is rewritten at most this often.",
+        ge=0,
+    )
+    vllm_metrics_port: int = Field(default=8000, description="Port of vLLM's /metrics on each pod (embedded scrape).")
+    scrape_timeout_seconds: float = Field(default=5.0, description="Timeout of one metrics request.", gt=0)
+    scrape_targets_dir: Path | None = Field(
+        default=None,
+        description="For local test planes only: Prometheus file_sd JSON files that map namespace/pod labels to the "
+        "host:port to scrape instead of the pod IP; pods not listed are not scraped.",
+    )

@@ -8,7 +8,8 @@ by release, by tests/contract/test_vllm_contract.py; the boundaries below were r
   and keeps the old name, 0.12-0.14 show the old name only with `--show-hidden-metrics-for-version`, 0.15 drops it.
 * KV-cache usage: `vllm:gpu_cache_usage_perc` until 0.10; 0.9.2 adds `vllm:kv_cache_usage_perc`, 0.11 hides the old
   name, 0.12 drops it.
-* TTFT, end-to-end latency, running and waiting requests: the same name in every release above.
+* TTFT, end-to-end latency, running and waiting requests, prompt and generation lengths per request: the same name
+  in every release above.
 
 A name "hidden" in a release is not counted as exposed: rightsizer never passes `--show-hidden-metrics-for-version`.
 Series names follow prometheus_client: a histogram is read through `<name>_bucket` (label `le`), `_sum`, `_count`.
@@ -40,6 +41,8 @@ class Signal(StrEnum):
     KV_CACHE_USAGE = "kv_cache_usage"  # share of KV-cache blocks in use, 0-1
     REQUESTS_RUNNING = "requests_running"
     REQUESTS_WAITING = "requests_waiting"
+    PROMPT_TOKENS = "prompt_tokens"  # prompt length per finished request, tokens
+    GENERATION_TOKENS = "generation_tokens"  # generated length per finished request, tokens
 
 
 class Kind(StrEnum):
@@ -84,6 +87,8 @@ NAMES: dict[Signal, tuple[MetricName, ...]] = {
     ),
     Signal.REQUESTS_RUNNING: (MetricName("vllm:num_requests_running", Kind.GAUGE),),
     Signal.REQUESTS_WAITING: (MetricName("vllm:num_requests_waiting", Kind.GAUGE),),
+    Signal.PROMPT_TOKENS: (MetricName("vllm:request_prompt_tokens", Kind.HISTOGRAM),),
+    Signal.GENERATION_TOKENS: (MetricName("vllm:request_generation_tokens", Kind.HISTOGRAM),),
 }
 
 

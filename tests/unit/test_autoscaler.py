@@ -1,0 +1,273 @@
+"""The autoscaler's live path without a cluster: its pure pieces, and one pass with a fake API and metrics source."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import yaml
+
+from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, LLMDeployment, LLMDeploymentSpec
+from rightsizer.autoscale import Decision, Observation, Targets
+from rightsizer.autoscaler import (
+    Autoscaler,
+    autoscaling_active,
+    needs_write,
+    next_status,
+    replica_counts,
+    status_wire,
+)
+from rightsizer.metrics_source import (
+    MetricsUnavailableError,
+    scrape_address,
+    serving_pods,
+    targets_from_file_sd,
+)
+from rightsizer.metrics_window import WindowStats
+from rightsizer.reconcile import Observed, Reconciler
+from rightsizer.settings import OperatorSettings
+from tests.unit.helpers import REPO
+from tests.unit.test_discovery import node
+
+JSON = dict[str, Any]
+
+
+def spec(**fields: Any) -> LLMDeploymentSpec:
+    body = {"model": {"name": "m"}, "slo": {"ttftP95Ms": 500}, "replicas": {"min": 1, "max": 4}}
+    return LLMDeploymentSpec.model_validate({**body, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "active"),
+    [
+        ({}, True),
+        ({"slo": {"itlP95Ms": 30}}, True),
+        ({"slo": {}}, False),  # nothing to hold
+        ({"replicas": {"min": 2, "max": 2}}, False),  # no room
+        ({"replicas": {"min": 2}}, False),  # max defaults to min
+        ({"autoscaling": {"enabled": False}}, False),
+    ],
+)
+def test_autoscaling_is_on_with_a_target_and_room(fields: JSON, active: bool) -> None:
+    assert autoscaling_active(spec(**fields)) is active
+
+
+@pytest.mark.parametrize(
+    ("desired", "status", "ready", "expected"),
+    [
+        (None, {"replicas": 3}, 2, (3, 2, 1)),  # no desired yet: what the reconciler runs
+        (5, {"replicas": 3}, 3, (5, 3, 2)),  # written, not applied yet: the 2 new ones are starting
+        (2, {"replicas": 3}, 3, (2, 2, 0)),  # scaling down: more ready than wanted, none starting
+        (None, {}, 0, None),  # never reconciled
+    ],
+)
+def test_replica_counts(desired: int | None, status: JSON, ready: int, expected: tuple[int, int, int] | None) -> None:
+    workload = {"status": {"readyReplicas": ready}}
+    counts = replica_counts(spec(replicas={"min": 1, "max": 6, "desired": desired}), status, workload)
+    assert (None if counts is None else (counts.current, counts.ready, counts.starting)) == expected
+
+
+def status_after(replicas: int, current: int, reason: str, ttft: float, previous: AutoscalingStatus | None = None):
+    return next_status(
+        previous,
+        obs=Observation(time=0.0, request_rate=1.0, ttft_p95_s=ttft, waiting=2.0, running=8.0),
+        targets=Targets(0.5, None, 2.0, 64),
+        decision=Decision(replicas, replicas, reason),
+        replicas=replicas,
+        current=current,
+        now="2026-01-01T00:00:00Z",
+    )
+
+
+def test_status_records_changes_in_the_history_and_keeps_the_last_ten() -> None:
+    status = None
+    for i in range(12):
+        status = status_after(i + 2, i + 1, f"capacity: step {i}", 0.4, status)
+    assert status is not None
+    assert len(status.history) == 10
+    assert (status.history[-1].from_replicas, status.history[-1].to_replicas) == (12, 13)
+    assert status.last_scale_time == "2026-01-01T00:00:00Z"
+    held = status_after(13, 13, "hold: no signal to change", 0.4, status)
+    assert held.history == status.history
+    wire = status_wire(held)
+    assert wire["observedTtftP95Ms"] == 400.0 and wire["targetTtftP95Ms"] == 500.0
+    assert wire["observedItlP95Ms"] is None  # present as null: a merge patch clears an old value
+
+
+def test_status_writes_only_for_decisions_or_due_refreshes() -> None:
+    base = status_wire(status_after(3, 3, "capacity: 2.31 req/s over 1.80 req/s per replica", 0.4))
+    same_kind = status_wire(status_after(3, 3, "capacity: 2.35 req/s over 1.80 req/s per replica", 0.4))
+    slower = status_wire(status_after(3, 3, "capacity: 2.31 req/s over 1.80 req/s per replica", 0.45))
+    other_reason = status_wire(status_after(3, 3, "latency: observed p95 at 1.30× the target", 0.4))
+    scaled = status_wire(status_after(4, 3, "capacity: 2.31 req/s over 1.80 req/s per replica", 0.4))
+    assert needs_write(None, base, refresh_due=False)
+    assert not needs_write(base, same_kind, refresh_due=True)  # only figures in the reason moved
+    assert not needs_write(base, slower, refresh_due=False)  # observed values wait for the refresh
+    assert needs_write(base, slower, refresh_due=True)
+    assert needs_write(base, other_reason, refresh_due=False)
+    assert needs_write(base, scaled, refresh_due=False)
+
+
+# --- which pods are scraped ------------------------------------------------------------------------------------------
+
+
+def pod(name: str, ip: str | None = "10.0.0.5", ready: bool = True, node_name: str = "n1", **meta: Any) -> JSON:
+    return {
+        "metadata": {"name": name, "namespace": "ns", **meta},
+        "spec": {"nodeName": node_name},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+REAL = {"n1": {"metadata": {"name": "n1"}}}
+FAKE = {"n1": {"metadata": {"name": "n1", "annotations": {"kwok.x-k8s.io/node": "fake"}}}}
+
+
+@pytest.mark.parametrize(
+    ("the_pod", "nodes", "overrides", "expected"),
+    [
+        (pod("a"), REAL, None, "10.0.0.5:8000"),
+        (pod("a", ip="fd00::5"), REAL, None, "[fd00::5]:8000"),
+        (pod("a", ip=None), REAL, None, None),  # no IP yet
+        (pod("a", ready=False), REAL, None, None),  # not serving yet
+        (pod("a"), FAKE, None, None),  # kwok node: the IP is fictional, never dialled
+        (pod("a"), FAKE, {("ns", "a"): "127.0.0.1:18001"}, "127.0.0.1:18001"),  # the local plane's map
+        (pod("b"), REAL, {("ns", "a"): "127.0.0.1:18001"}, None),  # with a map, only what it lists
+    ],
+)
+def test_scrape_address(the_pod: JSON, nodes: JSON, overrides: Any, expected: str | None) -> None:
+    assert scrape_address(the_pod, nodes, 8000, overrides) == expected
+
+
+def test_only_leaders_that_are_not_terminating_serve() -> None:
+    lws = "leaderworkerset.sigs.k8s.io/worker-index"
+    pods = [
+        pod("plain"),
+        pod("leader", labels={lws: "0"}),
+        pod("worker", labels={lws: "1"}),
+        pod("leaving", deletionTimestamp="2026-01-01T00:00:00Z"),
+    ]
+    assert [p["metadata"]["name"] for p in serving_pods(pods)] == ["plain", "leader"]
+
+
+def test_file_sd_documents_map_pods_to_addresses() -> None:
+    documents = [
+        [{"targets": ["127.0.0.1:18001"], "labels": {"namespace": "ns", "pod": "a"}}],
+        [{"targets": ["127.0.0.1:18002"], "labels": {"namespace": "ns"}}],  # no pod label: ignored
+        {"not": "a list"},
+    ]
+    assert targets_from_file_sd(documents) == {("ns", "a"): "127.0.0.1:18001"}
+
+
+# --- one pass ------------------------------------------------------------------------------------------------------
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, Any]] = []
+
+    def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
+        self.writes.append(("scale", replicas))
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: JSON) -> None:
+        self.writes.append(("status", copy.deepcopy(dict(status))))
+
+
+class FakeSource:
+    def __init__(self, stats: WindowStats | None = None, error: str | None = None) -> None:
+        self.stats, self.error = stats, error
+
+    async def window(self, namespace: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str) -> WindowStats:
+        if self.error:
+            raise MetricsUnavailableError(self.error)
+        assert self.stats is not None
+        return self.stats
+
+    async def aclose(self) -> None:
+        pass
+
+
+def load(rate: float, ttft: float = 0.3, pods: int = 1) -> WindowStats:
+    return WindowStats(pods, rate, ttft, 0.02, 0.0, 10.0, 0.3, 1155.0, 211.0)
+
+
+def deployment(replicas: JSON, status_replicas: int = 1) -> JSON:
+    body = yaml.safe_load((REPO / "examples" / "llama-3.1-70b-fp8-h200.yaml").read_text())
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    body["spec"]["replicas"] = replicas
+    body["spec"]["serving"].pop("hfTokenSecretRef")
+    user_spec = LLMDeployment.model_validate(body).spec
+    planned = Reconciler(FakeKube(), OperatorSettings(allow_hub=False)).assess(  # type: ignore[arg-type]
+        "ns", "llama-3-1-70b-fp8", user_spec, observed(ready=1)
+    )
+    assert planned.plan is not None
+    body["status"] = {"plan": planned.plan.to_wire(), "replicas": status_replicas}
+    return body
+
+
+def observed(ready: int) -> Observed:
+    workload = {"kind": "Deployment", "status": {"readyReplicas": ready}}
+    nodes = [node(f"h200-{i}", "NVIDIA-H200", pool="h200") for i in range(4)]
+    return Observed(children={("Deployment", "llama-3-1-70b-fp8"): workload}, nodes=nodes)
+
+
+def scaler(source: FakeSource) -> tuple[Autoscaler, FakeKube]:
+    kube = FakeKube()
+    reconciler = Reconciler(kube, OperatorSettings(allow_hub=False))  # type: ignore[arg-type]
+    return Autoscaler(reconciler, source, status_refresh_seconds=60.0, clock=lambda: 1000.0), kube
+
+
+def run(autoscaler: Autoscaler, body: JSON, obs: Observed) -> list[Any]:
+    return asyncio.run(autoscaler.run_once([(body, obs)]))
+
+
+def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() -> None:
+    autoscaler, kube = scaler(FakeSource(load(rate=6.0)))  # about 1.8 req/s per replica within the SLO
+    body = deployment({"min": 1, "max": 6})
+    events = run(autoscaler, body, observed(ready=1))
+    scale = [w for w in kube.writes if w[0] == "scale"]
+    assert scale == [("scale", 4)]  # ceil(6 / (1.8 × 0.85))
+    assert [e.reason for _, e in events] == ["ScaledUp"]
+    status = next(w[1]["autoscaling"] for w in kube.writes if w[0] == "status")
+    assert status["desiredReplicas"] == 4 and status["history"][-1]["toReplicas"] == 4
+    assert status["reason"].startswith("capacity:")
+    assert status["targetTtftP95Ms"] == 1000.0 and status["targetItlP95Ms"] == 50.0
+
+    # The next pass sees its own write (desired 4, 3 starting) and the same load: it writes nothing.
+    kube.writes.clear()
+    body["spec"]["replicas"]["desired"] = 4
+    body["status"]["autoscaling"] = status
+    assert run(autoscaler, body, observed(ready=1)) == []
+    assert kube.writes == []
+
+
+def test_policy_and_spec_bounds_hold_the_count() -> None:
+    autoscaler, kube = scaler(FakeSource(load(rate=20.0)))
+    run(autoscaler, deployment({"min": 1, "max": 3}), observed(ready=1))
+    assert [w for w in kube.writes if w[0] == "scale"] == [("scale", 3)]
+
+
+@pytest.mark.parametrize(
+    ("replicas", "stats"),
+    [
+        ({"min": 2, "max": 2}, load(rate=20.0)),  # autoscaling off: no room
+        ({"min": 1, "max": 6}, load(rate=20.0, pods=0)),  # nobody reports
+        ({"min": 1, "max": 6}, WindowStats(1, None, None, None, 3.0, 1.0, None, None, None)),  # scraped once
+    ],
+)
+def test_no_basis_no_decision_no_write(replicas: JSON, stats: WindowStats) -> None:
+    autoscaler, kube = scaler(FakeSource(stats))
+    assert run(autoscaler, deployment(replicas), observed(ready=1)) == []
+    assert kube.writes == []
+
+
+def test_unavailable_metrics_warn_once() -> None:
+    autoscaler, kube = scaler(FakeSource(error="Prometheus at http://p: connection refused"))
+    body = deployment({"min": 1, "max": 6})
+    first = run(autoscaler, body, observed(ready=1))
+    assert [(e.type, e.reason) for _, e in first] == [("Warning", "MetricsUnavailable")]
+    assert run(autoscaler, body, observed(ready=1)) == []
+    assert kube.writes == []
