@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rightsizer import metrics
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.autoscaler import Autoscaler, autoscaler_from
 from rightsizer.ha import (
     CLUSTER_PEERING_KIND,
     NAMESPACED_PEERING_KIND,
@@ -122,8 +123,12 @@ def reconcile_one(body: kopf.Body, indices: Mapping[str, Any]) -> None:
             return
     metrics.RECONCILES.labels("ok").inc()
     for event in events:
-        poster = kopf.info if event.type == "Normal" else kopf.warn
-        poster(body, reason=event.reason, message=event.message)
+        try:
+            reconciler.kube.post_event(
+                body, type_=event.type, reason=event.reason, message=event.message, now=reconciler.clock()
+            )
+        except TemporaryApiError as err:
+            log.warning("event %s on %s/%s not posted: %s", event.reason, namespace, name, err)
 
 
 # --- indexes: the operator's view of the cluster, kept current by watches ------------------------------------
@@ -196,6 +201,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     indices = {name: kwargs[name] for name in INDEXES}
     memo["resync"] = asyncio.create_task(_resync_forever(config.reconcile_interval_seconds, indices))
+    memo["autoscaler"] = autoscaler = autoscaler_from(reconciler, config)
+    memo["autoscale"] = asyncio.create_task(_autoscale_forever(autoscaler, config.autoscale_interval_seconds, indices))
 
 
 def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo) -> None:
@@ -227,12 +234,14 @@ def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("resync", "webhook_tls"):
+    for name in ("resync", "webhook_tls", "autoscale"):
         task = memo.get(name)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    if memo.get("autoscaler") is not None:
+        await memo["autoscaler"].aclose()
 
 
 async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:
@@ -245,7 +254,31 @@ async def _resync_forever(interval: float, indices: Mapping[str, Any]) -> None:
         except TemporaryApiError as err:
             log.warning("resync skipped: cannot read the peering state: %s", err)
             continue
-        await asyncio.to_thread(reconcile_all, indices)
+        try:
+            await asyncio.to_thread(reconcile_all, indices)
+        except Exception:  # the loop is the safety net: it must outlive any one bad pass
+            log.exception("resync pass failed; the next one runs in %.0f s", interval)
+
+
+async def _autoscale_forever(autoscaler: Autoscaler, interval: float, indices: Mapping[str, Any]) -> None:
+    """The SLO autoscaler's passes (rightsizer.autoscaler); like the resync, only while no peer outranks us."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await asyncio.to_thread(paused):
+                autoscaler.reset()
+                continue
+        except TemporaryApiError as err:
+            log.warning("autoscaling skipped: cannot read the peering state: %s", err)
+            continue
+        deployments = [
+            (body, _observed(str(ns), name, indices))
+            for (ns, name), bodies in list(indices["llmds"].items())
+            for body in list(bodies)
+        ]
+        for body, event in await autoscaler.run_once(deployments):
+            poster = kopf.info if event.type == "Normal" else kopf.warn
+            poster(cast(kopf.Body, body), reason=event.reason, message=event.message)
 
 
 @kopf.on.event(*LLMD)

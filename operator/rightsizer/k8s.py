@@ -200,6 +200,34 @@ class Kube:
         status = obj.to_dict().get("status")
         return dict(status) if isinstance(status, dict) else None
 
+    def post_event(self, involved: JSON, *, type_: str, reason: str, message: str, now: str) -> None:
+        """A core/v1 Event about `involved` (works from any thread, unlike kopf's poster, which needs a handler's
+        context). Events are best effort: a failure is logged by the caller, never retried."""
+        meta = involved.get("metadata", {})
+        event = {
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": c.FIELD_MANAGER},
+            "reportingComponent": c.FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        API_WRITES.labels("create", "Event").inc()
+        try:
+            self._resource("v1", "Event").create(body=event, namespace=meta.get("namespace"))
+        except ApiException as err:
+            raise TemporaryApiError(f"event on {meta.get('name')}: {err.status} {err.reason}") from None
+
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
         try:
             cm = client.CoreV1Api(self._api_client).read_namespaced_config_map(name, namespace)

@@ -131,6 +131,9 @@ class Reconciler:
         self.clock = clock
         self.assessments = AssessmentCache()
         self.declared_pools: list[GpuPool] = []
+        # The plan last announced per object: the cached body can lag our own status write by a watch event, and
+        # one decision should make one event.
+        self._announced: dict[str, str] = {}
         self.options = BuildOptions(
             image_repository=settings.image_repository,
             startup_base_seconds=settings.startup_base_seconds,
@@ -206,9 +209,12 @@ class Reconciler:
             return self._write_status(body, observed, outcome, warned)
 
         events: list[Event] = []
-        if previous.get("plan") != planned.to_wire():
+        summary = _plan_summary(planned)
+        uid = str(meta.get("uid"))
+        if previous.get("plan") != planned.to_wire() and self._announced.get(uid) != summary:
+            self._announced[uid] = summary
             metrics.PLANS.labels(planned.gpu_product).inc()
-            events.append(Event("Normal", "Planned", _plan_summary(planned)))
+            events.append(Event("Normal", "Planned", summary))
         replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
         pool = next(p for p in assessment.pools if p.name == planned.pool)
         ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)

@@ -37,6 +37,9 @@ from tests.integration.plane import UP, LocalPlane
 REPO = Path(__file__).resolve().parents[2]
 DOWN = REPO / "e2e" / "cluster" / "down"
 NAMESPACE_LABEL = "rightsizer.dev/integration-test"
+# Namespaces of this pytest session share a prefix, and the operator under test watches only those: several test
+# sessions (or developers) can share one plane without their operators acting on each other's objects.
+NAMESPACE_PREFIX = f"it-{uuid.uuid4().hex[:4]}-"
 
 
 def plane_is_healthy() -> bool:
@@ -112,7 +115,7 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
 @pytest.fixture
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (waits until it is gone, so GPUs are free for the next test)."""
-    name = f"it-{uuid.uuid4().hex[:10]}"
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
     # The ServiceAccount admission plugin rejects pods until the controller-manager has made "default".
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
@@ -152,7 +155,12 @@ def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
 @pytest.fixture(scope="session")
 def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """One operator for the session; on the local plane it also serves the admission webhook on 127.0.0.1."""
-    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log", webhook_env())
+    process = OperatorProcess(
+        kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        webhook_env(),
+        args=("--namespace", f"{NAMESPACE_PREFIX}*"),
+    )
     process.start()
     yield process
     process.stop()

@@ -167,7 +167,7 @@ def test_dry_run_returns_the_plan(webhook: OperatorProcess, kubeconfig: str, nam
         env={**os.environ, "KUBECONFIG": kubeconfig},
     )
     assert result.returncode == 0, result.stderr
-    assert "Warning: rightsizer plan: 1 × NVIDIA-H200 per replica on pool h200" in result.stderr
+    assert "Warning: rightsizer plan: " in result.stderr and "NVIDIA-H200 per replica on pool h200 (TP" in result.stderr
     assert "(server dry run)" in result.stdout
 
 
