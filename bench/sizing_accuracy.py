@@ -36,6 +36,7 @@ from rightsizer.facts.vllm_profiles import GIB, profile_for
 from rightsizer.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, replica_memory
 from rightsizer.modelcfg import ModelFacts, QuantFormat, parse
 from rightsizer.params import total_parameters
+from rightsizer.perf import clear_caches as clear_performance_caches
 from rightsizer.sizing import SizingRequest, plan
 
 H100_MARKETING_BYTES = 80e9
@@ -114,6 +115,7 @@ def _time_plans(runs: int, cold: bool) -> list[float]:
     for _ in range(runs):
         if cold:  # forget the per-model parameter inventory and per-shape weight totals
             clear_caches()
+            clear_performance_caches()
         start = time.perf_counter()
         plan(SizingRequest(spec, facts, pools), name)
         timings.append((time.perf_counter() - start) * 1000)

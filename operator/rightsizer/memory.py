@@ -29,6 +29,7 @@ from rightsizer.params import (
     inventory,
     per_rank_count,
     pipeline_layers,
+    placement_cache_clear,
     tied_head_on_last_stage,
 )
 
@@ -124,7 +125,7 @@ class ReplicaMemory:
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-def _bytes_per_param(g: ParamGroup, s: EngineSettings) -> float:
+def bytes_per_param(g: ParamGroup, s: EngineSettings) -> float:
     fmt = s.weight_format
     if not g.quantizable or fmt == QuantFormat.NONE:
         return s.act_bytes
@@ -141,7 +142,7 @@ def _bytes_per_param(g: ParamGroup, s: EngineSettings) -> float:
     return 0.5 + 2 / group + 0.5 / group  # int4 values, fp16 scale and packed zero point per group
 
 
-def _expert_padding(f: ModelFacts, s: EngineSettings) -> float:
+def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
     if s.weight_format != QuantFormat.MXFP4 or f.moe is None:
         return 1.0
     width = f.moe.expert_intermediate_size // s.tensor_parallel_size
@@ -161,6 +162,7 @@ def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) ->
 def clear_caches() -> None:
     """Forget the memoised parameter inventories and weight totals (for cold-start measurements)."""
     inventory.cache_clear()
+    placement_cache_clear()
     _weight_bytes.cache_clear()
 
 
@@ -170,10 +172,10 @@ def _weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, first_layer: int
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     groups = inventory(f)
     total = 0.0
-    expert_scale = _expert_padding(f, s)
-    for g in groups_on_stage(groups, stage, pp, layers):
+    expert_scale = expert_padding(f, s)
+    for g in groups_on_stage(f, stage, pp, layers):
         count = per_rank_count(g, f, tp) * (expert_scale if g.is_expert else 1.0)
-        total += count * _bytes_per_param(g, s)
+        total += count * bytes_per_param(g, s)
     if stage == pp - 1 and tied_head_on_last_stage(f, pp):
         embed = next(g for g in groups if g.module == "embed_tokens")
         total += per_rank_count(embed, f, tp) * s.act_bytes

@@ -7,7 +7,7 @@ weight bytes of each tensor/pipeline-parallel rank, for any quantization format.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -196,18 +196,40 @@ def pipeline_layers(num_layers: int, pp: int) -> list[range]:
     return ranges
 
 
-def groups_on_stage(groups: Sequence[ParamGroup], stage_index: int, pp: int, layers: range) -> Iterator[ParamGroup]:
-    """Parameter groups a pipeline stage holds. With tied embeddings the last stage keeps its own LM-head copy."""
-    for g in groups:
-        on_stage = {
-            Stage.LAYER: g.layer in layers,
-            Stage.FIRST: stage_index == 0,
-            Stage.LAST: stage_index == pp - 1,
-        }[g.stage]
-        if on_stage:
-            yield g
+@cache
+def _by_placement(
+    f: ModelFacts,
+) -> tuple[tuple[ParamGroup, ...], tuple[tuple[ParamGroup, ...], ...], tuple[ParamGroup, ...]]:
+    """The inventory split into (first-stage groups, groups of each layer, last-stage groups), once per model."""
+    first: list[ParamGroup] = []
+    last: list[ParamGroup] = []
+    per_layer: list[list[ParamGroup]] = [[] for _ in range(f.num_layers)]
+    for g in inventory(f):
+        if g.stage == Stage.FIRST:
+            first.append(g)
+        elif g.stage == Stage.LAST:
+            last.append(g)
+        else:
+            per_layer[g.layer].append(g)
+    return tuple(first), tuple(tuple(groups) for groups in per_layer), tuple(last)
+
+
+def groups_on_stage(f: ModelFacts, stage_index: int, pp: int, layers: range) -> Iterator[ParamGroup]:
+    """Parameter groups a pipeline stage holds, in checkpoint order. (With tied embeddings the last stage also keeps
+    its own LM-head copy: see tied_head_on_last_stage.)"""
+    first, per_layer, last = _by_placement(f)
+    if stage_index == 0:
+        yield from first
+    for layer in layers:
+        yield from per_layer[layer]
+    if stage_index == pp - 1:
+        yield from last
 
 
 def tied_head_on_last_stage(f: ModelFacts, pp: int) -> bool:
     """vLLM creates a separate LM head on the last stage when embeddings are tied but the stages differ."""
     return f.tie_word_embeddings and pp > 1
+
+
+def placement_cache_clear() -> None:
+    _by_placement.cache_clear()

@@ -31,10 +31,10 @@ from rightsizer.memory import (
     EngineSettings,
     KVLayout,
     ReplicaMemory,
-    _bytes_per_param,  # the exact bytes per parameter of each format; shared so weights are counted once
-    _expert_padding,
     attention_bytes_per_token,
     blocks_per_request,
+    bytes_per_param,  # the exact bytes per parameter of each format, shared so weights are counted once
+    expert_padding,
     linear_state_bytes,
 )
 from rightsizer.modelcfg import LayerKind, ModelFacts, QuantFormat
@@ -73,14 +73,14 @@ def _attention_flops_per_pair(f: ModelFacts, tp: int) -> float:
 def stage_cost(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> StageCost:
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     groups = inventory(f)
-    padding = _expert_padding(f, s)
+    padding = expert_padding(f, s)
     dense = experts = head = 0.0
     layer_params = expert_params = head_params = 0.0
-    for g in groups_on_stage(groups, stage, pp, layers):
+    for g in groups_on_stage(f, stage, pp, layers):
         if g.module == "embed_tokens":
             continue  # a lookup: one row per token, not streamed
         count = per_rank_count(g, f, tp)
-        size = count * _bytes_per_param(g, s)
+        size = count * bytes_per_param(g, s)
         if g.module == "lm_head":
             head, head_params = head + size, head_params + count
         elif g.is_expert:
