@@ -250,26 +250,26 @@ def test_impossible_spec_is_a_condition_and_running_replicas_stay(
 
 
 def test_pool_out_of_gpus_is_reported(
-    operator: OperatorProcess, custom: client.CustomObjectsApi, namespace: str
+    operator: OperatorProcess, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str
 ) -> None:
+    """One more whole-node replica than the H100 pool has nodes: the last one cannot be scheduled."""
+    nodes = len(core.list_node(label_selector="nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3").items)
     body = small(
         "big",
         model={"name": "meta-llama/Llama-3.1-8B-Instruct"},
         gpu={"products": ["H100"], "tensorParallelSize": 8},
-        replicas={"min": 3, "max": 3},
+        replicas={"min": nodes + 1, "max": nodes + 1},
     )
     apply(custom, namespace, body)
     wait_condition(custom, namespace, "big", "Degraded")
     obj = wait_for(
-        lambda: (o := get(custom, namespace, "big"))["status"].get("readyReplicas") == 2 and o,
+        lambda: (o := get(custom, namespace, "big"))["status"].get("readyReplicas") == nodes and o,
         60,
-        "the two replicas that fit to be ready",
+        f"the {nodes} replicas that fit to be ready",
     )
     assert condition(obj, "Degraded")["reason"] == "Unschedulable"  # type: ignore[index]
     assert "Insufficient nvidia.com/gpu" in condition(obj, "Degraded")["message"]  # type: ignore[index]
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
-    assert obj["status"]["readyReplicas"] == 2
-
 
 def test_deleting_the_llmdeployment_collects_its_children(
     operator: OperatorProcess,
