@@ -43,7 +43,7 @@ from rightsizer.api.v1alpha1.llmdeployment import (
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.autoscale import Behavior, Decision, Observation, ScalerState, Targets, decide
 from rightsizer.errors import RightsizerError
-from rightsizer.k8s import Kube
+from rightsizer.k8s import Kube, TemporaryApiError
 from rightsizer.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
 from rightsizer.metrics_window import WindowStats
 from rightsizer.perf import Replica
@@ -227,7 +227,7 @@ class Autoscaler:
             self.forget(key)
 
     async def run_once(self, deployments: Sequence[tuple[JSON, Observed]]) -> list[tuple[JSON, Event]]:
-        """One pass; returns the Events to post."""
+        """One pass; posts its Events (best effort) and returns them."""
         posted: list[tuple[JSON, Event]] = []
         seen = set()
         for body, observed in deployments:
@@ -241,10 +241,26 @@ class Autoscaler:
             except Exception:
                 log.exception("autoscaling of %s/%s failed; it is tried again next pass", *key)
                 continue
+            for event in events:
+                await self._post(body, event)
             posted += [(body, e) for e in events]
         for key in [k for k in self.states if k not in seen]:
             self.forget(key)
         return posted
+
+    async def _post(self, body: JSON, event: Event) -> None:
+        try:
+            await asyncio.to_thread(
+                self.kube.post_event,
+                body,
+                type_=event.type,
+                reason=event.reason,
+                message=event.message,
+                now=self.wall(),
+            )
+        except TemporaryApiError as err:
+            meta = body.get("metadata") or {}
+            log.warning("event %s on %s/%s not posted: %s", event.reason, meta.get("namespace"), meta.get("name"), err)
 
     def _unavailable(self, key: tuple[str, str], why: str) -> list[Event]:
         log.warning("autoscaling of %s/%s skipped: %s", *key, why)
@@ -297,6 +313,17 @@ class Autoscaler:
             state=state,
         )
         self.states[key] = decision.state
+        log.debug(
+            "%s/%s: %s, %d ready of %d, capacity %s req/s -> %d (%s)",
+            namespace,
+            name,
+            obs,
+            counts.ready,
+            counts.current,
+            capacity,
+            decision.replicas,
+            decision.reason,
+        )
         replicas = bound_recommendation(decision.replicas, counts.current, bounds)
         events = []
         if replicas != counts.current:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -276,9 +276,10 @@ async def _autoscale_forever(autoscaler: Autoscaler, interval: float, indices: M
             for (ns, name), bodies in list(indices["llmds"].items())
             for body in list(bodies)
         ]
-        for body, event in await autoscaler.run_once(deployments):
-            poster = kopf.info if event.type == "Normal" else kopf.warn
-            poster(cast(kopf.Body, body), reason=event.reason, message=event.message)
+        try:
+            await autoscaler.run_once(deployments)
+        except Exception:  # like the resync: no single bad pass may end the loop
+            log.exception("autoscaling pass failed; the next one runs in %.0f s", interval)
 
 
 @kopf.on.event(*LLMD)

@@ -168,12 +168,16 @@ def test_file_sd_documents_map_pods_to_addresses() -> None:
 class FakeKube:
     def __init__(self) -> None:
         self.writes: list[tuple[str, Any]] = []
+        self.events: list[tuple[str, str]] = []
 
     def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
         self.writes.append(("scale", replicas))
 
     def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: JSON) -> None:
         self.writes.append(("status", copy.deepcopy(dict(status))))
+
+    def post_event(self, involved: JSON, *, type_: str, reason: str, message: str, now: str) -> None:
+        self.events.append((type_, reason))
 
 
 class FakeSource:
@@ -231,6 +235,7 @@ def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() ->
     scale = [w for w in kube.writes if w[0] == "scale"]
     assert scale == [("scale", 4)]  # ceil(6 / (1.8 × 0.85))
     assert [e.reason for _, e in events] == ["ScaledUp"]
+    assert kube.events == [("Normal", "ScaledUp")]  # posted through the API module, from any thread
     status = next(w[1]["autoscaling"] for w in kube.writes if w[0] == "status")
     assert status["desiredReplicas"] == 4 and status["history"][-1]["toReplicas"] == 4
     assert status["reason"].startswith("capacity:")
