@@ -12,7 +12,7 @@ help: ## Show this help
 demo: ## Bring up the local GPU cluster, run the operator and deploy the examples
 	hack/demo
 
-test: lint typecheck verify test-unit test-contract test-integration ## Everything CI runs
+test: lint typecheck verify test-unit test-chart test-contract test-integration ## Everything CI runs
 
 $(VENV): pyproject.toml
 	hack/bootstrap
@@ -31,16 +31,32 @@ typecheck: $(VENV) ## mypy (strict) and the import-layer contracts
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-verify: $(VENV) ## Fail if generated files (CRDs) are stale
+verify: $(VENV) ## Fail if generated files (CRDs, the chart's copy of them, manifests/) are stale
 	.venv/bin/rightsizer crds crds --check
+	.venv/bin/rightsizer crds charts/rightsizer/crds --check
+	$(PY) hack/manifests.py --check
 
 crds: $(VENV) ## Regenerate crds/ from the API models
 	.venv/bin/rightsizer crds crds
 
+##@ Install artefacts
+.PHONY: chart-crds manifests helm-lint
+chart-crds: crds ## Copy the generated CRDs into the Helm chart (charts/rightsizer/crds)
+	cp crds/*.yaml charts/rightsizer/crds/
+
+manifests: chart-crds ## Render manifests/rightsizer.yaml (plain YAML install) from the chart
+	$(PY) hack/manifests.py
+
+helm-lint: $(VENV) ## helm lint --strict the chart (the value matrix runs in test-chart)
+	"$$($(PY) -c 'from hack.manifests import helm_binary; print(helm_binary())')" lint --strict charts/rightsizer
+
 ##@ Tests
-.PHONY: test-unit test-contract test-integration
+.PHONY: test-unit test-chart test-contract test-integration
 test-unit: $(VENV) ## Pure-core unit tests
 	$(PY) -m pytest tests/unit -q
+
+test-chart: $(VENV) helm-lint ## The Helm chart: lint and render every mode, agreement with the operator, manifests drift
+	$(PY) -m pytest tests/chart -q
 
 test-contract: $(VENV) ## Generated vLLM arguments and metric names against the pinned vLLM release
 	$(PY) hack/vllm_wheel.py --fetch
