@@ -219,6 +219,7 @@ def test_rbac_defaults() -> None:
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in cluster + workloads)
     assert grants(workloads, "llmdeployments") == {"list", "watch"}  # never its spec or metadata
     assert grants(workloads, "llmdeployments/status") == {"patch"}
+    assert grants(workloads, "llmdeployments/scale") == {"patch"}  # the autoscaler's replicas.desired
     assert grants(cluster, "nodes") == {"list", "watch"}
     assert grants(cluster, "sizingpolicies") == {"list", "watch"}
     (secret_rule,) = [r for r in workloads if "secrets" in r["resources"]]

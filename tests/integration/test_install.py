@@ -28,6 +28,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from rightsizer.api.constants import API_VERSION
+from rightsizer.k8s import Kube
 from tests.chart.render import CHART, HelmError, OperatorContainer, helm
 from tests.integration.conftest import NAMESPACE_LABEL
 from tests.integration.helm import forbidden_lines, json_lines, service_account_kubeconfig
@@ -318,6 +320,27 @@ def test_a_replica_that_outgrows_a_node_moves_to_a_leader_worker_set(
         "the LeaderWorkerSet (server-side apply)",
     )
     wait_for(lambda: gone(lambda: apps.read_namespaced_deployment("grow", release.apps)), 60, "the Deployment deleted")
+    assert_never_refused(operator_as_sa)
+
+
+def test_the_autoscalers_writes_are_allowed(
+    release: Release,
+    operator_as_sa: ChartOperator,
+    sa_api: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    """The autoscaler acts only on live latency, which kwok's pods do not serve: its two writes are made here by the
+    operator's own Kube methods, with the ServiceAccount's credentials."""
+    create(custom, release.apps, llmd("scaled", replicas={"min": 1, "max": 3}))
+    obj = wait_condition(custom, release.apps, "scaled", "Ready")
+    kube = Kube(sa_api)
+    kube.scale(API_VERSION, "LLMDeployment", release.apps, "scaled", 2)  # spec.replicas.desired via /scale
+    wait_for(lambda: apps.read_namespaced_deployment("scaled", release.apps).spec.replicas == 2, 30, "2 replicas")
+    kube.post_event(obj, type_="Normal", reason="ScaledUp", message="e2e", now=obj["metadata"]["creationTimestamp"])
+    events = core.list_namespaced_event(release.apps, field_selector="involvedObject.name=scaled").items
+    assert any(e.reason == "ScaledUp" for e in events)
     assert_never_refused(operator_as_sa)
 
 
