@@ -8,6 +8,7 @@ which is how the steady state is proven to write nothing.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -30,8 +31,19 @@ class TemporaryApiError(Exception):
     """A failure worth retrying later (conflict, throttling, server error, connection)."""
 
 
+class RejectedError(Exception):
+    """The API server refused a write for a reason retrying will not fix (invalid or immutable field, clash)."""
+
+
 class MissingApiError(Exception):
     """The cluster does not serve a kind rightsizer needs (e.g. LeaderWorkerSet without the LWS controller)."""
+
+
+def _server_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message", err.reason))
+    except (TypeError, ValueError, AttributeError):
+        return f"{err.status} {err.reason}"
 
 
 def _transient(err: ApiException) -> bool:
@@ -79,7 +91,7 @@ class Kube:
         except ApiException as err:
             if _transient(err):
                 raise TemporaryApiError(f"apply {obj['kind']}/{meta['name']}: {err.status} {err.reason}") from None
-            raise
+            raise RejectedError(f"{obj['kind']} {meta['name']}: {_server_message(err)}") from None
         return dict(result.to_dict())
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:

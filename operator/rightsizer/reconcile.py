@@ -32,7 +32,7 @@ from rightsizer.builders.context import BuildContext, BuildOptions
 from rightsizer.discovery import discover, merge
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError
 from rightsizer.hub import HubClient
-from rightsizer.k8s import Kube, MissingApiError
+from rightsizer.k8s import Kube, MissingApiError, RejectedError
 from rightsizer.modelsource import ResolvedModel, resolve
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
 from rightsizer.pools import GpuPool
@@ -71,6 +71,7 @@ class Outcome:
     replicas: int
     policy_violation: tuple[str, str] | None = None
     policy_note: str | None = None
+    apply_error: str | None = None
 
 
 def now_rfc3339() -> str:
@@ -224,6 +225,9 @@ class Reconciler:
         except MissingApiError as err:
             error = ("MissingAPI", f"{err}; install it to serve plans that span nodes")
             return self._write_status(body, observed, Outcome(planned, error, replicas), events)
+        except RejectedError as err:
+            events.append(Event("Warning", "ApplyFailed", str(err)))
+            return self._write_status(body, observed, Outcome(planned, None, replicas, apply_error=str(err)), events)
         return self._write_status(
             body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
         )
@@ -287,6 +291,7 @@ class Reconciler:
             selector=selector,
             previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
             policy_note=outcome.policy_note,
+            apply_error=outcome.apply_error,
         )
         status = status_fields(inputs)
         # Other writers own other status fields (status.autoscaling): compare and patch only ours.

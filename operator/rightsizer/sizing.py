@@ -120,6 +120,10 @@ MEMORY_ONLY = MemoryOnly()
 DEFAULT_PERFORMANCE: PerformanceHook = SloPerformance()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _gib(value: float) -> str:
     return f"{value / GIB:.2f} GiB"
 
@@ -493,8 +497,8 @@ def _reasons(
         f"KV cache per token: {per_token:,} B across all layers at TP1 ({s.kv_cache_dtype} KV)"
         if not facts.is_mla
         else f"KV cache per token: {per_token:,} B (MLA latent, same on every TP rank)",
-        f"chose {shape.label()} on {shape.pool.product}: {shape.gpus} GPU(s) per replica on {shape.nodes} node(s), "
-        + _why_chosen(chosen, result, spec),
+        f"chose {shape.label()} on {shape.pool.product}: {_count(shape.gpus, 'GPU')} per replica on "
+        f"{_count(shape.nodes, 'node')}, " + _why_chosen(chosen, result, spec),
         f"per GPU: {_gib(binding.requested)} budget = {shape.pool.gpu.torch_total_gib:.2f} GiB × "
         f"{s.gpu_memory_utilization:g}; weights {_gib(binding.weights)}, activation {_gib(binding.activation)}, "
         f"non-torch {_gib(binding.non_torch)}"
@@ -527,9 +531,9 @@ def _why_chosen(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec
     others = [c for c in result.candidates if c is not chosen]
     price = chosen.cost()
     cost_text = (
-        f"{price:.2f}/hour for {chosen.gpu_hours_per_hour()} GPU(s)"
+        f"{price:.2f}/hour for {_count(chosen.gpu_hours_per_hour(), 'GPU')}"
         if price is not None
-        else f"{chosen.gpu_hours_per_hour()} GPU(s) in total"
+        else f"{_count(chosen.gpu_hours_per_hour(), 'GPU')} in total"
     )
     text = f"the cheapest feasible plan ({cost_text})"
     if _has_slo(spec) and chosen.performance is not None:
@@ -544,7 +548,7 @@ def _why_chosen(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec
         runner_text = (
             f"{runner_cost:.2f}/hour"
             if runner_cost is not None and price is not None
-            else f"{runner.gpu_hours_per_hour()} GPU(s)"
+            else _count(runner.gpu_hours_per_hour(), "GPU")
         )
         text += f"; next best {runner.shape.label()} at {runner_text}"
     rejected = [
@@ -641,7 +645,7 @@ def _slo_choice_reason(chosen: Candidate, result: SearchResult, spec: LLMDeploym
         return None
     nearest = min(cheaper, key=lambda c: (c.shape.gpus, c.cost() or 0.0))
     return (
-        f"{chosen.shape.label()} rather than {nearest.shape.label()} ({nearest.shape.gpus} GPU(s) per replica, "
+        f"{chosen.shape.label()} rather than {nearest.shape.label()} ({_count(nearest.shape.gpus, 'GPU')} per replica, "
         f"which memory allows): {nearest.shape.label()} misses spec.slo, predicted {_slo_misses(nearest, spec)}"
     )
 
@@ -690,7 +694,7 @@ def _warnings(request: SizingRequest, chosen: Candidate, common: _Common) -> lis
         warnings.append(f"no plan meets spec.slo; this is the closest: predicted {_slo_misses(chosen, spec)}")
     elif p is not None and p.saturated:
         warnings.append(
-            f"the declared load exceeds what {chosen.replicas} replica(s) serve: requests queue without bound"
+            f"the declared load exceeds what {_count(chosen.replicas, 'replica')} serve: requests queue without bound"
         )
     if p is not None and not p.calibrated:
         warnings.append(

@@ -89,6 +89,7 @@ class StatusInputs:
     previous_conditions: Sequence[Condition] = ()
     autoscaling: AutoscalingStatus | None = None
     policy_note: str | None = None  # warnings from policy that do not stop the plan (e.g. quota holds replicas)
+    apply_error: str | None = None  # the API server refused a child (e.g. an immutable field, a name clash)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, inputs: StatusInputs) -> Condition:
@@ -147,30 +148,26 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
         out,
         _condition(DEGRADED, degraded_reason is not None, degraded_reason or "AsExpected", degraded_message, inputs),
     )
-    sized = inputs.sizing_error is None and inputs.plan is not None
-    compliant = inputs.policy_violation is None
-    ready = sized and compliant and available
-    ready_reason = (
-        "Ready"
-        if ready
-        else "NotSized"
-        if not sized
-        else "PolicyViolation"
-        if not compliant
-        else "Unschedulable"
-        if obs.unschedulable
-        else "Waiting"
-    )
-    ready_message = (
-        "serving"
-        if ready
-        else (
-            inputs.sizing_error
-            or inputs.policy_violation
-            or ("", obs.unschedulable or f"{obs.ready} of {obs.desired} replicas ready")
-        )[1]
-    )
-    return set_condition(out, _condition(READY, ready, ready_reason, ready_message, inputs))
+    blocked, why = _not_ready(inputs, available)
+    return set_condition(out, _condition(READY, blocked is None, blocked or "Ready", why, inputs))
+
+
+def _not_ready(inputs: StatusInputs, available: bool) -> tuple[str | None, str]:
+    """Why the deployment is not serving as specified (the first blocking cause), or (None, 'serving')."""
+    obs = inputs.observation
+    if inputs.sizing_error is not None or inputs.plan is None:
+        return "NotSized", inputs.sizing_error[1] if inputs.sizing_error else "no plan yet"
+    if inputs.policy_violation is not None:
+        return "PolicyViolation", inputs.policy_violation[1]
+    if inputs.apply_error is not None:
+        return "ApplyFailed", inputs.apply_error
+    if not available:
+        return (
+            ("Unschedulable", obs.unschedulable)
+            if obs.unschedulable
+            else ("Waiting", f"{obs.ready} of {obs.desired} replicas ready")
+        )
+    return None, "serving"
 
 
 def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
@@ -179,6 +176,8 @@ def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
         return "SizingFailed", f"running replicas kept as they are; {inputs.sizing_error[1]}"
     if inputs.policy_violation is not None and obs.exists:
         return "PolicyViolation", f"running replicas kept; no scale-up; {inputs.policy_violation[1]}"
+    if inputs.apply_error is not None:
+        return "ApplyFailed", inputs.apply_error
     if obs.unschedulable and obs.ready < obs.desired:
         return "Unschedulable", obs.unschedulable
     return None, "all is as planned"

@@ -125,6 +125,11 @@ def test_405b_runs_as_a_leader_worker_set_across_two_h100_nodes(
     assert len({p.spec.node_name for p in pods}) == 2
     assert all(node_label(core, p.spec.node_name, "rightsizer.dev/pool") == "h100" for p in pods)
     assert all(p.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8" for p in pods)
+    # rightsizer's Service (not LWS's headless one) answers on the OpenAI port, selecting only leaders.
+    service = core.read_namespaced_service(name, namespace)
+    assert service.spec.cluster_ip != "None" and service.spec.ports[0].port == 8000
+    assert service.spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
 
 
 # --- behaviour ---------------------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ def leader_worker_set(ctx: BuildContext) -> JSON:
         "spec": {
             "replicas": ctx.replicas,
             "startupPolicy": "LeaderCreated",
+            # One headless Service per group ("<name>-<index>"): the default Shared policy names it "<name>", which
+            # is the name of rightsizer's own Service.
+            "networkConfig": {"subdomainPolicy": "UniquePerReplica"},
             "rolloutStrategy": {
                 "type": "RollingUpdate",
                 "rollingUpdateConfiguration": {"maxSurge": 0, "maxUnavailable": 1},
