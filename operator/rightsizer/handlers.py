@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from rightsizer import metrics
 from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
 from rightsizer.autoscaler import Autoscaler, autoscaler_from
 from rightsizer.ha import (
@@ -34,8 +35,10 @@ from rightsizer.ha import (
 )
 from rightsizer.hub import HubClient
 from rightsizer.k8s import Kube, TemporaryApiError
+from rightsizer.policy import policy_problems
 from rightsizer.reconcile import Observed, Reconciler
 from rightsizer.settings import OperatorSettings
+from rightsizer.status import policy_status
 
 log = logging.getLogger("rightsizer")
 LLMD = (c.GROUP, c.VERSION, c.LLMD_PLURAL)
@@ -313,9 +316,34 @@ def gpu_node_changed(**indices: Any) -> None:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.POLICY_PLURAL)
-def policy_changed(**indices: Any) -> None:
-    """A policy changed: every LLMDeployment it might select is judged again (running replicas stay)."""
+def policy_changed(type: str, body: kopf.Body, **indices: Any) -> None:  # kopf names the event type `type`
+    """A policy changed: its Accepted condition is refreshed, and every LLMDeployment it might select is judged
+    again (running replicas stay)."""
+    if type != "DELETED" and State.reconciler is not None and not paused():
+        _write_policy_status(body)
     reconcile_all(indices)
+
+
+def _write_policy_status(body: kopf.Body) -> None:
+    reconciler = State.reconciler
+    assert reconciler is not None
+    try:
+        policy = SizingPolicy.model_validate(dict(body))
+    except ValidationError as err:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        generation = int(body.get("metadata", {}).get("generation", 0))
+    else:
+        problems = policy_problems(policy.spec)
+        generation = int(policy.metadata.get("generation", 0))
+    previous = body.get("status") or {}
+    old = [Condition.model_validate(x) for x in previous.get("conditions") or []]
+    status = policy_status(generation, problems, old, reconciler.clock())
+    if all(previous.get(k) == v for k, v in status.items()):
+        return
+    try:
+        reconciler.kube.patch_status(c.API_VERSION, c.POLICY_KIND, None, str(body["metadata"]["name"]), status)
+    except TemporaryApiError as err:
+        log.warning("status of SizingPolicy %s not written: %s", body["metadata"]["name"], err)
 
 
 @kopf.on.event("", "v1", "namespaces")

@@ -108,7 +108,7 @@ class Kube:
                 raise TemporaryApiError(f"delete {kind}/{name}: {err.status} {err.reason}") from None
             raise
 
-    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: JSON) -> None:
+    def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str, status: JSON) -> None:
         resource = self._resource(api_version, kind)
         API_WRITES.labels("status", kind).inc()
         try:

@@ -197,3 +197,18 @@ def status_fields(inputs: StatusInputs) -> dict[str, Any]:
         autoscaling=inputs.autoscaling,
     )
     return status.to_wire()
+
+
+def policy_status(generation: int, problems: Sequence[str], previous: Sequence[Condition], now: str) -> dict[str, Any]:
+    """A SizingPolicy's status: Accepted, or the problems that make parts of it unusable."""
+    accepted = not problems
+    condition = Condition(
+        type="Accepted",
+        status="True" if accepted else "False",
+        reason="Valid" if accepted else "InvalidPolicy",
+        message="the policy is in force" if accepted else "; ".join(problems),
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+    conditions = set_condition(previous, condition)
+    return {"observedGeneration": generation, "conditions": [c.to_wire() for c in conditions]}

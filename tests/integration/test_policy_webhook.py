@@ -219,3 +219,20 @@ def get_or_none(custom: client.CustomObjectsApi, namespace: str, name: str) -> d
         if err.status == 404:
             return None
         raise
+
+
+def test_policies_report_whether_they_are_accepted(
+    webhook: OperatorProcess, custom: client.CustomObjectsApi, namespace: str, policy: Callable[..., Any]
+) -> None:
+    policy("good", allowed={"gpuProducts": ["H200"]})
+    policy("typo", allowed={"gpuProducts": ["H2OO"]})
+
+    def accepted(name: str) -> str | None:
+        obj = custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-{name}")
+        found = condition(obj, "Accepted")
+        return found["status"] if found and obj["status"].get("observedGeneration") == 1 else None
+
+    wait_for(lambda: accepted("good") == "True", 30, "the valid policy Accepted")
+    wait_for(lambda: accepted("typo") == "False", 30, "the policy with an unknown product not Accepted")
+    obj = custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-typo")
+    assert "H2OO" in condition(obj, "Accepted")["message"]  # type: ignore[index]
