@@ -55,8 +55,8 @@ helm-lint: $(VENV) ## helm lint --strict the chart (the value matrix runs in tes
 test-unit: $(VENV) ## Pure-core unit tests
 	$(PY) -m pytest tests/unit -q
 
-test-chart: $(VENV) helm-lint ## The Helm chart: lint and render every mode, agreement with the operator, manifests drift
-	$(PY) -m pytest tests/chart -q
+test-chart: $(VENV) helm-lint ## The chart in every mode, its agreement with the operator, manifests drift, Argo CD health
+	$(PY) -m pytest tests/chart tests/argocd -q
 
 test-contract: $(VENV) ## Generated vLLM arguments and metric names against the pinned vLLM release
 	$(PY) hack/vllm_wheel.py --fetch
