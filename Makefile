@@ -40,12 +40,15 @@ crds: $(VENV) ## Regenerate crds/ from the API models
 	.venv/bin/rightsizer crds crds
 
 ##@ Install artefacts
-.PHONY: chart-crds manifests helm-lint
+.PHONY: chart-crds manifests lock helm-lint
 chart-crds: crds ## Copy the generated CRDs into the Helm chart (charts/rightsizer/crds)
 	cp crds/*.yaml charts/rightsizer/crds/
 
 manifests: chart-crds ## Render manifests/rightsizer.yaml (plain YAML install) from the chart
 	$(PY) hack/manifests.py
+
+lock: $(VENV) ## Pin the operator image's runtime dependencies (requirements.lock) to the versions in .venv
+	$(PY) hack/lock_requirements.py
 
 helm-lint: $(VENV) ## helm lint --strict the chart (the value matrix runs in test-chart)
 	"$$($(PY) -c 'from hack.manifests import helm_binary; print(helm_binary())')" lint --strict charts/rightsizer
@@ -55,7 +58,7 @@ helm-lint: $(VENV) ## helm lint --strict the chart (the value matrix runs in tes
 test-unit: $(VENV) ## Pure-core unit tests
 	$(PY) -m pytest tests/unit -q
 
-test-chart: $(VENV) helm-lint ## The chart in every mode, its agreement with the operator, manifests drift, Argo CD health
+test-chart: $(VENV) helm-lint ## The chart in every mode, agreement with the operator, manifests drift, Argo CD, Dockerfile
 	$(PY) -m pytest tests/chart tests/argocd -q
 
 test-contract: $(VENV) ## Generated vLLM arguments and metric names against the pinned vLLM release
