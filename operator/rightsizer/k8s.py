@@ -252,6 +252,15 @@ class Kube:
                     f"ConfigMap {namespace}/{name} does not exist",
                     "create it or fix spec.model.configMapRef.name",
                 ) from None
+            if err.status == 403:
+                from rightsizer.errors import ModelConfigError
+
+                raise ModelConfigError(
+                    "spec.model.configMapRef",
+                    f"rightsizer is not allowed to read ConfigMap {namespace}/{name}",
+                    "grant its ServiceAccount `get` on configmaps in this namespace (the Helm chart does for "
+                    "watchNamespaces)",
+                ) from None
             raise TemporaryApiError(f"ConfigMap {name}: {err.status}") from None
         data = cm.data or {}
         if key not in data:
@@ -272,6 +281,15 @@ class Kube:
         except ApiException as err:
             if err.status == 404:
                 return None
+            if err.status == 403:  # RBAC lets rightsizer read token Secrets by name only (chart: rbac.*)
+                from rightsizer.errors import ModelConfigError
+
+                raise ModelConfigError(
+                    "spec.serving.hfTokenSecretRef",
+                    f"rightsizer is not allowed to read Secret {namespace}/{name}",
+                    "use a Secret name rightsizer may read (Helm chart: rbac.hfTokenSecretNames, default hf-token; "
+                    "or rbac.readAllSecrets)",
+                ) from None
             raise TemporaryApiError(f"Secret {name}: {err.status}") from None
         value = (secret.data or {}).get(key)
         return base64.b64decode(value).decode() if value else None

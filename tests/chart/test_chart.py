@@ -222,6 +222,7 @@ def test_rbac_defaults() -> None:
     assert grants(workloads, "llmdeployments/scale") == {"patch"}  # the autoscaler's replicas.desired
     assert grants(cluster, "nodes") == {"list", "watch"}
     assert grants(cluster, "sizingpolicies") == {"list", "watch"}
+    assert grants(cluster, "sizingpolicies/status") == {"patch"}  # the Accepted condition
     (secret_rule,) = [r for r in workloads if "secrets" in r["resources"]]
     assert secret_rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["hf-token"], "verbs": ["get"]}
     webhook_rule = next(r for r in cluster if "validatingwebhookconfigurations" in r["resources"])

@@ -264,6 +264,20 @@ def test_an_example_with_a_token_secret_becomes_ready(
     assert_never_refused(operator_as_sa)
 
 
+def test_a_token_secret_it_may_not_read_is_a_condition_that_names_the_fix(
+    release: Release, operator_as_sa: ChartOperator, custom: client.CustomObjectsApi, core: client.CoreV1Api
+) -> None:
+    """rbac.hfTokenSecretNames limits which Secrets it can read: another name is a 403, reported on the object."""
+    core.create_namespaced_secret(release.apps, {"metadata": {"name": "my-token"}, "stringData": {"token": "hf_x"}})
+    body = llmd("locked")
+    body["spec"]["serving"]["hfTokenSecretRef"] = {"name": "my-token", "key": "token"}
+    create(custom, release.apps, body)
+    obj = wait_condition(custom, release.apps, "locked", "Sized", "False")
+    sized = next(c for c in obj["status"]["conditions"] if c["type"] == "Sized")
+    assert sized["reason"] == "ModelConfigUnavailable"
+    assert "spec.serving.hfTokenSecretRef" in sized["message"] and "rbac.hfTokenSecretNames" in sized["message"]
+
+
 def test_a_model_config_from_a_config_map(
     release: Release, operator_as_sa: ChartOperator, custom: client.CustomObjectsApi, core: client.CoreV1Api
 ) -> None:
