@@ -51,6 +51,7 @@ class Release:
     manifest: str
     service_account: str
     kubeconfig: Path  # authenticates as the ServiceAccount
+    values: Path
 
     @property
     def fullname(self) -> str:
@@ -91,7 +92,7 @@ def release(
         sa_kubeconfig = service_account_kubeconfig(
             core, kubeconfig, namespace, service_account, directory / "sa.kubeconfig"
         )
-        yield Release(name, namespace, apps, port, manifest, service_account, sa_kubeconfig)
+        yield Release(name, namespace, apps, port, manifest, service_account, sa_kubeconfig, values_file)
     finally:
         subprocess_helm_uninstall(name, namespace, kubeconfig)
         for ns in (apps, namespace):
@@ -225,6 +226,7 @@ def test_the_operator_runs_as_the_chart_service_account(
     sa_api: client.ApiClient,
     api_client: client.ApiClient,
     core: client.CoreV1Api,
+    kubeconfig: str,
 ) -> None:
     review = client.AuthenticationV1Api(sa_api).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
     assert review.status.user_info.username == f"system:serviceaccount:{release.namespace}:{release.service_account}"
@@ -242,6 +244,10 @@ def test_the_operator_runs_as_the_chart_service_account(
         for webhook in configuration.webhooks:
             assert base64.b64decode(webhook.client_config.ca_bundle) == base64.b64decode(secret.data["ca.crt"])
             assert webhook.client_config.url.startswith(f"https://127.0.0.1:{release.webhook_port}/")
+    # The chart renders no caBundle, so an upgrade (Helm's three-way merge) keeps the one the operator wrote.
+    helm("upgrade", release.name, str(CHART), "-n", release.namespace, "-f", str(release.values), kubeconfig=kubeconfig)
+    kept = admission.read_validating_webhook_configuration(release.fullname).webhooks[0].client_config.ca_bundle
+    assert base64.b64decode(kept) == base64.b64decode(secret.data["ca.crt"])
 
 
 def test_an_example_with_a_token_secret_becomes_ready(
