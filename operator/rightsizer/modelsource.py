@@ -41,7 +41,7 @@ def resolve(
     config_file: Path | None = None,
     read_config_map: ConfigMapReader | None = None,
     hub: HubClient | None = None,
-    hub_token: str | None = None,
+    read_hub_token: Callable[[], str | None] | None = None,
 ) -> ResolvedModel:
     if model.config:
         return ResolvedModel(parse(model.config), model.config, "inline spec.model.config")
@@ -70,5 +70,6 @@ def resolve(
             f"{model.name} is not in the built-in catalog and the Hub is not consulted here",
             "set spec.model.config (or configMapRef), pass --model-config, or allow Hub access",
         )
-    config = hub.config(model.name, model.revision, hub_token)
+    # The token is read only now, when the Hub is really asked: catalog and inline models never need the Secret.
+    config = hub.config(model.name, model.revision, read_hub_token() if read_hub_token else None)
     return ResolvedModel(parse(config), config, f"{hub.endpoint}")

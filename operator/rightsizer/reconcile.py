@@ -150,11 +150,11 @@ class Reconciler:
         def read_config_map(name: str, key: str) -> str:
             return self.kube.read_config_map_key(namespace, name, key)
 
-        token = None
-        ref = spec.serving.hf_token_secret_ref
-        if ref is not None and spec.model.config is None and spec.model.config_map_ref is None:
-            token = self.kube.read_secret_key(namespace, ref.name, ref.key)
-        return resolve(spec.model, read_config_map=read_config_map, hub=self.hub, hub_token=token)
+        def read_token() -> str | None:
+            ref = spec.serving.hf_token_secret_ref
+            return None if ref is None else self.kube.read_secret_key(namespace, ref.name, ref.key)
+
+        return resolve(spec.model, read_config_map=read_config_map, hub=self.hub, read_hub_token=read_token)
 
     def assess(self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed) -> Assessment:
         """The plan the policies allow for this spec; raises RightsizerError naming the field at fault."""
