@@ -1,22 +1,35 @@
 """The SLO autoscaler's decision: how many replicas an LLMDeployment needs now. Pure and replayable.
 
-One call per tick turns what the metrics show into a replica count, combining three estimates:
+One call per tick (the operator's autoscale_interval_seconds) turns one window of metrics into a replica count:
 
-* capacity (predictive): the arrival rate over what one replica sustains within the SLO (the performance model's
-  `max_request_rate`), with headroom so latency stays under target while new replicas start;
-* latency (reactive): when the observed p95 TTFT or ITL exceeds its target, capacity grows in proportion to the
-  worst ratio (normalised like llm-d's SLO recipe), because the model can be wrong for this traffic mix;
-* queue: requests waiting beyond what the running replicas' batches absorb need replicas of their own.
+* demand: the arrival rate (first tokens plus the waiting queue's growth, over the window), plus a backlog beyond the
+  short queue every busy replica has, spread over `queue_drain_s`, plus (when `forecast_s` is set) a rising trend
+  carried that far ahead;
+* capacity (predictive, the main signal): demand over what one replica sustains within the SLO, i.e. the
+  performance model's `max_request_rate` at the lengths observed, times a calibration, times `headroom`;
+* calibration (feedback on the model): the model prices Poisson arrivals of one length; real traffic is burstier and
+  its lengths vary, so the capacity a replica really has differs. When the system is settled (no replica starting,
+  no backlog, for a whole window), an observed p95 above `calibrate_above` × target lowers the calibration (by
+  `calibration_down` per decision), and a p95 below `calibrate_below` × target while the capacity estimate is what
+  holds the replica count raises it (by `calibration_up`), within `calibration_bounds`. The setpoints sit well
+  under the target because a replica takes a minute or more to start: the SLO must hold while it does;
+* latency (reactive safety net): a settled p95 above the target by more than `tolerance` multiplies the ready
+  replicas by the ratio, at most `latency_step`; while replicas are starting they are that response already.
 
-Scale up fast, scale down slowly: the highest recommendation inside each direction's stabilization window wins
-(as HPA's behavior does), scale-ups are bounded per tick, and replicas still starting count as capacity on the way.
-Everything stays within the bounds (spec.replicas and policy). Scale to zero is opt-in.
+Scale up fast, scale down slowly: the highest recommendation inside the scale-down stabilization window wins (as the
+HPA's behavior does), scale-ups are bounded per tick, and replicas still starting count as capacity on the way. The
+first decision seeds the window with the replicas in force, so a restarted operator waits a whole window before it
+scales down. Everything stays within the bounds (spec.replicas and policy). Scale to zero is opt-in: after
+`idle_before_zero_s` without requests, running or waiting work; the first request then waits for a cold start.
+
+The defaults were tuned on a trace-driven simulation (bench/autoscale.py, docs/autoscaling.md): the conversation
+trace for tuning, the coding trace held out for validation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -48,12 +61,21 @@ class Behavior:
     max_replicas: int
     scale_up_window_s: float = 0.0
     scale_down_window_s: float = 300.0
-    headroom: float = 0.85  # plan for this share of a replica's SLO capacity
+    headroom: float = 1.0  # plan for this share of a replica's SLO capacity (the model keeps 10 % in hand already)
     tolerance: float = 0.10  # latency within target × (1 ± tolerance) causes no reactive change
     max_scale_up_factor: float = 2.0  # per tick, at least +max_scale_up_step
     max_scale_up_step: int = 4
     scale_to_zero: bool = False
     idle_before_zero_s: float = 600.0
+    window_s: float = 60.0  # the metrics window each observation covers (the operator's autoscale_window_seconds)
+    queue_allowance: float = 0.25  # normal queue per ready replica: what it admits in this share of the TTFT target
+    queue_drain_s: float = 60.0  # a backlog beyond that counts as extra demand, to be served within this time
+    latency_step: float = 1.0  # the most the latency signal multiplies the ready replicas by (and at least +1)
+    latency_margin: float = 0.6  # a settled p95 above this share of its target adds replicas
+    forecast_s: float = 60.0  # extrapolate a rising arrival rate this far ahead (0: off)
+    trend_window_s: float = 240.0  # the recent past whose rates give the trend
+    rate_spread: float = 1.0  # plan for the rate plus this many standard deviations of its recent swings
+    spread_window_s: float = 300.0  # the recent past whose rates give that deviation
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,8 @@ class ScalerState:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     idle_since: float | None = None
+    rates: tuple[tuple[float, float], ...] = ()  # (time, observed arrival rate), for the trend
+    unsettled_at: float | None = None  # last time a backlog or starting replicas made the latencies stale
 
 
 @dataclass(frozen=True)
@@ -72,10 +96,49 @@ class Decision:
     state: ScalerState = field(default_factory=ScalerState)
 
 
-def _capacity_estimate(obs: Observation, targets: Targets, behavior: Behavior) -> int:
+def _backlog(obs: Observation, targets: Targets, behavior: Behavior, ready: int) -> float:
+    """Waiting requests beyond the short queue that ready replicas always have between two scheduler steps."""
+    if obs.waiting <= 0:
+        return 0.0
+    if targets.capacity_rps and targets.ttft_p95_s:
+        normal = targets.capacity_rps * targets.ttft_p95_s * behavior.queue_allowance
+    else:
+        normal = float(targets.max_running)
+    return max(0.0, obs.waiting - max(ready, 1) * normal)
+
+
+def _trend(rates: tuple[tuple[float, float], ...]) -> float:
+    """Least-squares slope (req/s per s) of the observed rates; 0 with fewer than three."""
+    if len(rates) < 3:
+        return 0.0
+    mean_t = sum(t for t, _ in rates) / len(rates)
+    mean_r = sum(r for _, r in rates) / len(rates)
+    var = sum((t - mean_t) ** 2 for t, _ in rates)
+    return sum((t - mean_t) * (r - mean_r) for t, r in rates) / var if var > 0 else 0.0
+
+
+def _spread(rates: tuple[tuple[float, float], ...]) -> float:
+    """Standard deviation of the observed rates."""
+    if len(rates) < 2:
+        return 0.0
+    mean = sum(r for _, r in rates) / len(rates)
+    return math.sqrt(sum((r - mean) ** 2 for _, r in rates) / (len(rates) - 1))
+
+
+def demand(
+    obs: Observation, targets: Targets, behavior: Behavior, ready: int, *, trend: float = 0.0, spread: float = 0.0
+) -> float:
+    """Requests per second to plan for: arrivals, plus a backlog spread over queue_drain_s, plus a rising trend
+    carried forecast_s ahead, plus rate_spread standard deviations of the recent rates."""
+    backlog = _backlog(obs, targets, behavior, ready)
+    ahead = max(0.0, trend) * behavior.forecast_s + behavior.rate_spread * spread
+    return obs.request_rate + backlog / behavior.queue_drain_s + ahead
+
+
+def _capacity_estimate(wanted: float, targets: Targets, behavior: Behavior) -> int:
     if not targets.capacity_rps or targets.capacity_rps <= 0:
         return 0
-    return math.ceil(obs.request_rate / (targets.capacity_rps * behavior.headroom))
+    return math.ceil(wanted / (targets.capacity_rps * behavior.headroom) - 1e-9)
 
 
 def _latency_ratio(obs: Observation, targets: Targets) -> float | None:
@@ -87,32 +150,43 @@ def _latency_ratio(obs: Observation, targets: Targets) -> float | None:
     return max(ratios) if ratios else None
 
 
-def _queue_estimate(obs: Observation, targets: Targets, serving: int) -> int:
-    if obs.waiting <= 0 or targets.max_running <= 0:
-        return 0
-    return serving + math.ceil(obs.waiting / targets.max_running)
-
-
-def recommend(obs: Observation, targets: Targets, behavior: Behavior, serving: int) -> tuple[int, str]:
-    """The replicas needed now, before stabilization, and why. `serving` counts ready and starting replicas."""
-    capacity = _capacity_estimate(obs, targets, behavior)
+def recommend(
+    obs: Observation,
+    targets: Targets,
+    behavior: Behavior,
+    serving: int,
+    ready: int | None = None,
+    *,
+    trend: float = 0.0,
+    spread: float = 0.0,
+    settled: bool = True,
+) -> tuple[int, str]:
+    """The replicas needed now, before stabilization, and why. `serving` counts ready and starting replicas,
+    `ready` those already serving (default: all), `trend` the arrival rate's slope (req/s per second), `settled`
+    whether the latencies describe the present (see decide)."""
+    ready = serving if ready is None else ready
+    wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
+    capacity = _capacity_estimate(wanted, targets, behavior)
     ratio = _latency_ratio(obs, targets)
-    reactive = serving
-    if ratio is not None and ratio > 1 + behavior.tolerance:
-        reactive = math.ceil(max(serving, 1) * min(ratio, behavior.max_scale_up_factor))
-    elif ratio is not None and ratio < 1 - behavior.tolerance and capacity:
-        reactive = 0  # comfortably inside the SLO: let the capacity estimate decide the size
-    queue = _queue_estimate(obs, targets, serving)
-    candidates = {"capacity": capacity, "latency": reactive if ratio is not None else 0, "queue": queue}
+    reactive = 0
+    if ratio is not None and ratio > behavior.latency_margin and settled:
+        # Replicas still starting are the response on its way; else at least one more, up to latency_step times.
+        step = min(ratio / behavior.latency_margin, behavior.latency_step)
+        reactive = serving if serving > ready else max(ready + 1, math.ceil(max(ready, 1) * step))
+    elif ratio is not None and ratio >= 1 - behavior.tolerance:
+        reactive = serving  # near the target: no reason to move either way
+    candidates = {"capacity": capacity, "latency": reactive}
     if not any(candidates.values()):
-        candidates["hold"] = serving if obs.request_rate > 0 or obs.running > 0 else 0
+        candidates["hold"] = serving if obs.request_rate > 0 or obs.running > 0 or obs.waiting > 0 else 0
     winner = max(candidates, key=lambda k: candidates[k])
+    per_replica = targets.capacity_rps or 0
     detail = {
-        "capacity": f"{obs.request_rate:.2f} req/s over {targets.capacity_rps or 0:.2f} req/s per replica within SLO",
+        "capacity": f"{wanted:.2f} req/s over {per_replica:.2f} req/s per replica within SLO",
         "latency": f"observed p95 at {ratio or 0:.2f}× the target",
-        "queue": f"{obs.waiting:.0f} requests waiting",
         "hold": "no signal to change",
     }[winner]
+    if winner == "capacity" and obs.waiting:
+        detail += f" ({obs.waiting:.0f} waiting)"
     return candidates[winner], f"{winner}: {detail}"
 
 
@@ -120,17 +194,34 @@ def decide(
     obs: Observation, targets: Targets, behavior: Behavior, *, current: int, starting: int, state: ScalerState
 ) -> Decision:
     """Replicas to set. `current` is the replica count in force (ready + starting), `starting` those not ready yet."""
-    recommendation, reason = recommend(obs, targets, behavior, current)
+    span = max(behavior.trend_window_s, behavior.spread_window_s)
+    rates = (*((t, r) for t, r in state.rates if obs.time - t <= span), (obs.time, obs.request_rate))
+    trend = _trend(tuple(p for p in rates if obs.time - p[0] <= behavior.trend_window_s))
+    trend = trend if behavior.forecast_s else 0.0
+    spread = _spread(tuple(p for p in rates if obs.time - p[0] <= behavior.spread_window_s))
+    ready = current - starting
+    unsettled_at = state.unsettled_at
+    if starting or _backlog(obs, targets, behavior, ready) > 0:
+        unsettled_at = obs.time
+    # Latencies are observed at first token and over a window: after a backlog or while replicas start they
+    # describe a past the capacity estimate already answers. React to them only once a whole window is settled.
+    settled = unsettled_at is None or obs.time - unsettled_at >= behavior.window_s
+    recommendation, reason = recommend(
+        obs, targets, behavior, current, ready, trend=trend, spread=spread, settled=settled
+    )
     idle = obs.request_rate <= 0 and obs.running <= 0 and obs.waiting <= 0
     idle_since = (state.idle_since if state.idle_since is not None else obs.time) if idle else None
     horizon = max(behavior.scale_up_window_s, behavior.scale_down_window_s)
-    history = (*((t, r) for t, r in state.recommendations if obs.time - t <= horizon), (obs.time, recommendation))
+    # The first decision sees no history: seed it with the replicas in force, as the HPA does, so that a restart
+    # does not scale down before a whole window has shown it is safe.
+    past = state.recommendations or ((obs.time, current),)
+    history = (*((t, r) for t, r in past if obs.time - t <= horizon), (obs.time, recommendation))
 
     if recommendation > current:
         window = [r for t, r in history if obs.time - t <= behavior.scale_up_window_s]
-        wanted = min(window) if behavior.scale_up_window_s else recommendation  # sustained demand only
+        wanted_up = min(window) if behavior.scale_up_window_s else recommendation  # sustained demand only
         step = max(math.ceil(current * behavior.max_scale_up_factor), current + behavior.max_scale_up_step)
-        desired = min(wanted, step)
+        desired = min(wanted_up, step)
     else:
         window = [r for t, r in history if obs.time - t <= behavior.scale_down_window_s]
         desired = max(window)  # the highest recent need: no flapping on noisy load
@@ -147,4 +238,5 @@ def decide(
     bounded = max(floor, min(desired, behavior.max_replicas))
     if bounded != desired:
         reason += f"; bounded to {floor}..{behavior.max_replicas}"
-    return Decision(bounded, recommendation, reason, replace(state, recommendations=history, idle_since=idle_since))
+    next_state = ScalerState(history, idle_since, rates, unsettled_at)
+    return Decision(bounded, recommendation, reason, next_state)

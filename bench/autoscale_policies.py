@@ -1,0 +1,303 @@
+"""The scaling policies bench/autoscale.py compares, the hindsight oracle, and the loop that drives them.
+
+Every policy sees the simulation the way its real counterpart sees a cluster, on its own period:
+
+* static: a fixed replica count (at the peak minute's rate, or the mean rate, over one replica's SLO capacity);
+* concurrency target, like KubeAI (substratusai/kubeai@09cf9ba: internal/modelautoscaler/autoscaler.go,
+  internal/config/system.go): every 10 s it samples the active requests (in flight at the replicas plus held at
+  the router), averages the last 10 minutes of samples, and wants ceil(average / target); a scale-down happens
+  only after ceil(scaleDownDelaySeconds / 10 s) consecutive lower answers (default 30 s). The moving average
+  starts filled with the first sample (KubeAI starts it at zero, which only matters after a restart);
+* queue length, like KEDA on vllm:num_requests_waiting with threshold 5 (the vLLM production stack's default):
+  the HPA every 15 s wants ceil(Σ waiting / 5) (an AverageValue external metric), ignores changes within its 10 %
+  tolerance, scales up by at most max(100 %, 4 pods) per period and down only to the highest recommendation of the
+  last 300 s (the HPA's default behavior);
+* rightsizer: autoscale.decide every sync period, fed the observations the operator builds from Prometheus: p95
+  TTFT and ITL over the window from histogram bucket deltas, the arrival rate over the window, the waiting and
+  running gauges, with Targets from perf.max_request_rate at the declared workload and the plan's max_num_seqs;
+* oracle: see oracle_schedule.
+
+The loop advances the simulation in ticks of 5 s; a policy acts on the ticks that fall on its period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from bench.autoscale_sim import READY, STARTING, Simulation
+from rightsizer import autoscale
+
+TICK_S = 5.0
+
+
+class Policy(Protocol):
+    name: str
+    period_s: float
+    lead_s: float | None  # None: new pods start when asked; else they are ready at once, billed from lead_s ago
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int: ...
+
+
+@dataclass
+class Timeline:
+    """Per tick: time, replicas in force (ready + starting), ready, draining."""
+
+    times: list[float] = field(default_factory=list)
+    serving: list[int] = field(default_factory=list)
+    ready: list[int] = field(default_factory=list)
+    draining: list[int] = field(default_factory=list)
+
+
+def run(sim: Simulation, policy: Policy, initial: int) -> Timeline:
+    """Play the whole trace under `policy`, from `initial` ready replicas, until every request has finished."""
+    sim.scale_to(initial, 0.0, lead=0.0)
+    timeline = Timeline()
+    every = max(1, round(policy.period_s / TICK_S))
+    tick, now = 0, 0.0
+    n = len(sim.arrival)
+    while True:
+        tick += 1
+        now = tick * TICK_S
+        sim.feed(now)
+        sim.advance_all(now)
+        sim.sample_gauges(now)
+        serving = sim.serving()
+        if tick % every == 0:
+            wanted = policy.decide(sim, now, len(serving))
+            if wanted != len(serving):
+                sim.scale_to(wanted, now, lead=policy.lead_s)
+                serving = sim.serving()
+        timeline.times.append(now)
+        timeline.serving.append(len(serving))
+        timeline.ready.append(sum(1 for s in serving if s.state == READY))
+        timeline.draining.append(sum(1 for s in sim.servers if s.state == "draining"))
+        if sim.next_arrival >= n and now >= sim.horizon and not any(s.in_flight for s in sim.servers):
+            break
+    sim.advance_all(math.inf)
+    return timeline
+
+
+# --- the policies -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Static:
+    name: str
+    replicas: int
+    period_s: float = TICK_S
+    lead_s: float | None = None
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int:
+        return self.replicas
+
+
+@dataclass
+class ConcurrencyTarget:
+    """KubeAI's autoscaler (see the module docstring)."""
+
+    target: float
+    min_replicas: int
+    max_replicas: int
+    name: str = "concurrency"
+    period_s: float = 10.0
+    window_s: float = 600.0
+    scale_down_delay_s: float = 30.0
+    lead_s: float | None = None
+    _samples: deque[float] = field(default_factory=deque)
+    _downs: int = 0
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int:
+        active = float(sum(s.in_flight for s in sim.servers) + len(sim.pending))
+        size = math.ceil(self.window_s / self.period_s)
+        if not self._samples:
+            self._samples.extend([active] * size)
+        self._samples.append(active)
+        while len(self._samples) > size:
+            self._samples.popleft()
+        wanted = math.ceil(sum(self._samples) / len(self._samples) / self.target)
+        wanted = max(self.min_replicas, min(self.max_replicas, wanted))
+        if wanted < current:
+            self._downs += 1
+            if self._downs < math.ceil(self.scale_down_delay_s / self.period_s):
+                return current
+        self._downs = 0
+        return wanted
+
+
+@dataclass
+class QueueLength:
+    """KEDA's Prometheus scaler on Σ vllm:num_requests_waiting through the HPA (see the module docstring)."""
+
+    threshold: float
+    min_replicas: int
+    max_replicas: int
+    name: str = "queue"
+    period_s: float = 15.0
+    tolerance: float = 0.1
+    scale_down_window_s: float = 300.0
+    lead_s: float | None = None
+    _history: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int:
+        waiting = sum(len(s.waiting) for s in sim.servers) + len(sim.pending)
+        ratio = waiting / (self.threshold * max(current, 1))
+        wanted = current if abs(1 - ratio) <= self.tolerance else math.ceil(waiting / self.threshold)
+        wanted = max(self.min_replicas, min(self.max_replicas, wanted))
+        if not self._history:
+            self._history.append((now, current))  # the HPA seeds its window with the replicas it first sees
+        self._history.append((now, wanted))
+        while self._history and now - self._history[0][0] >= self.scale_down_window_s:
+            self._history.popleft()
+        if wanted < current:
+            return max(min(current, max(r for _, r in self._history)), wanted)
+        return min(wanted, max(2 * current, current + 4))
+
+
+@dataclass
+class Rightsizer:
+    """autoscale.decide, fed like the operator feeds it (rightsizer.metrics_window, rightsizer.plan_model): the
+    arrival rate is first tokens plus the waiting queue's growth over the window, and one replica's capacity is
+    perf.max_request_rate at the mean lengths of the requests that finished in the window (`capacity_at`), or at
+    the declared workload before any finished."""
+
+    targets: autoscale.Targets
+    behavior: autoscale.Behavior
+    capacity_at: Callable[[float, float], float] | None = None  # (mean prompt, mean output) -> req/s per replica
+    period_s: float = 15.0  # the operator's autoscale_interval_seconds
+    window_s: float = 60.0  # the operator's autoscale_window_seconds
+    name: str = "rightsizer"
+    lead_s: float | None = None
+    state: autoscale.ScalerState = field(default_factory=autoscale.ScalerState)
+    decisions: list[autoscale.Decision] = field(default_factory=list)
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int:
+        m = sim.window(now, self.window_s)
+        obs = autoscale.Observation(
+            time=now,
+            request_rate=m.request_rate,
+            ttft_p95_s=m.ttft_p95_s,
+            itl_p95_s=m.itl_p95_s,
+            waiting=float(m.waiting),
+            running=float(m.running),
+            kv_usage=m.kv_usage,
+        )
+        targets = self.targets
+        if self.capacity_at is not None and m.mean_prompt_tokens is not None and m.mean_output_tokens is not None:
+            targets = replace(targets, capacity_rps=self.capacity_at(m.mean_prompt_tokens, m.mean_output_tokens))
+        starting = sum(1 for s in sim.servers if s.state == STARTING)
+        d = autoscale.decide(obs, targets, self.behavior, current=current, starting=starting, state=self.state)
+        self.state = d.state
+        self.decisions.append(d)
+        return d.replicas
+
+
+@dataclass
+class Schedule:
+    """A replica count per interval, known in advance: pods are started `lead_s` before they are needed."""
+
+    counts: list[int]
+    interval_s: float
+    lead_s: float | None
+    name: str = "oracle"
+
+    @property
+    def period_s(self) -> float:
+        return self.interval_s
+
+    def decide(self, sim: Simulation, now: float, current: int) -> int:
+        i = min(round(now / self.interval_s), len(self.counts) - 1)
+        return self.counts[i]
+
+
+# --- the oracle -----------------------------------------------------------------------------------------------------
+
+
+def _attainment(sim: Simulation, lo: int, hi: int, target_s: float) -> float:
+    if hi <= lo:
+        return 1.0
+    first = np.asarray(sim.first_token[lo:hi])
+    ttft = first - sim.arrivals[lo:hi] + sim.engine.request_overhead_s
+    return float(np.mean(np.nan_to_num(ttft, nan=math.inf) <= target_s))
+
+
+def oracle_needs(
+    sim: Simulation, *, interval_s: float, ttft_target_s: float, attainment: float, bounds: tuple[int, int]
+) -> list[int]:
+    """The fewest ready replicas per interval such that at least `attainment` of the requests arriving in the
+    interval get their first token within the target, interval by interval in time order, each starting from the
+    state the previous intervals' choices left (queues carried over). A trial for interval [a, b) routes its
+    arrivals and runs on to b + target: a request without its first token by then has missed."""
+    lo_bound, hi_bound = bounds
+    needs: list[int] = []
+    count = lo_bound
+    intervals = math.ceil(sim.horizon / interval_s) + 1
+    for i in range(intervals):
+        start, end = i * interval_s, (i + 1) * interval_s
+        first, last = (int(i) for i in np.searchsorted(sim.arrivals, [start, end]))
+        snap = sim.snapshot()
+
+        def meets(
+            n: int,
+            snap: tuple[object, ...] = snap,
+            start: float = start,
+            end: float = end,
+            span: range = range(first, last),
+        ) -> bool:
+            sim.restore(snap)
+            sim.scale_to(n, start, lead=0.0)
+            sim.feed(end)
+            sim.advance_all(end + ttft_target_s)
+            return _attainment(sim, span.start, span.stop, ttft_target_s) >= attainment
+
+        if last == first:
+            count = lo_bound
+        elif meets(count):
+            low, high = lo_bound, count  # high meets; find the fewest that does
+            while low < high:
+                mid = (low + high) // 2
+                low, high = (low, mid) if meets(mid) else (mid + 1, high)
+            count = high
+        else:
+            low, high = count + 1, min(hi_bound, max(count + 1, 2 * count))
+            while high < hi_bound and not meets(high):
+                low, high = high + 1, min(hi_bound, 2 * high)
+            while low < high:
+                mid = (low + high) // 2
+                low, high = (low, mid) if meets(mid) else (mid + 1, high)
+            count = high
+        sim.restore(snap)
+        sim.scale_to(count, start, lead=0.0)
+        sim.feed(end)
+        sim.advance_all(end)
+        needs.append(count)
+    return needs
+
+
+def cheapest_cover(needs: list[int], interval_s: float, startup_s: float) -> list[int]:
+    """The cheapest replica counts that give at least needs[i] ready replicas in every interval, when every pod
+    costs the start-up delay on top of its ready time: for each level j (the j-th replica), a gap in which fewer
+    than j are needed stays filled when it is shorter than the start-up delay (keeping the pod idle costs less than
+    stopping it and starting another). Levels are independent, so this is optimal for interchangeable pods."""
+    counts = list(needs)
+    for level in range(1, max(needs, default=0) + 1):
+        up = [n >= level for n in needs]
+        i = 0
+        while i < len(up):
+            if up[i]:
+                i += 1
+                continue
+            j = i
+            while j < len(up) and not up[j]:
+                j += 1
+            inside = i > 0 and j < len(up)  # a gap between two needs (not before the first or after the last)
+            if inside and (j - i) * interval_s < startup_s:
+                for g in range(i, j):
+                    counts[g] = max(counts[g], level)
+            i = j
+    return counts
