@@ -108,41 +108,36 @@ class Kube:
                 raise TemporaryApiError(f"delete {kind}/{name}: {err.status} {err.reason}") from None
             raise
 
+    def _merge_patch(self, resource: Any, body: JSON, *, what: str, name: str, namespace: str | None) -> None:
+        """A JSON merge patch; a vanished object is not an error (it was deleted meanwhile)."""
+        try:
+            resource.patch(body=dict(body), name=name, namespace=namespace, content_type="application/merge-patch+json")
+        except ApiException as err:
+            if err.status == 404:
+                return
+            if _transient(err):
+                raise TemporaryApiError(f"{what} of {name}: {err.status} {err.reason}") from None
+            raise
+
     def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str, status: JSON) -> None:
         resource = self._resource(api_version, kind)
         API_WRITES.labels("status", kind).inc()
-        try:
-            resource.status.patch(
-                body={"status": dict(status)},
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return  # deleted meanwhile
-            if _transient(err):
-                raise TemporaryApiError(f"status of {kind}/{name}: {err.status} {err.reason}") from None
-            raise
+        self._merge_patch(
+            resource.status, {"status": dict(status)}, what=f"status of {kind}", name=name, namespace=namespace
+        )
 
     def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
         """Set the replicas an object wants through its scale subresource (for an LLMDeployment:
         spec.replicas.desired), the field `kubectl scale`, HPA and KEDA write too."""
         resource = self._resource(api_version, kind)
         API_WRITES.labels("scale", kind).inc()
-        try:
-            resource.subresources["scale"].patch(
-                body={"spec": {"replicas": replicas}},
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return  # deleted meanwhile
-            if _transient(err):
-                raise TemporaryApiError(f"scale of {kind}/{name}: {err.status} {err.reason}") from None
-            raise
+        self._merge_patch(
+            resource.subresources["scale"],
+            {"spec": {"replicas": replicas}},
+            what=f"scale of {kind}",
+            name=name,
+            namespace=namespace,
+        )
 
     def read_annotation(
         self, api_version: str, kind: str, namespace: str, name: str, key: str
