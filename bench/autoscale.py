@@ -19,8 +19,14 @@ with the performance model's step times, least-loaded routing, the same pod star
                 provides them when every pod pays the start-up delay (pods start ahead of need, so none is late)
 
 It prints per policy the TTFT and ITL SLO attainment (share of requests within target; ITL: a request's own p95
-inter-token latency, over requests with two or more tokens) and GPU-hours over the trace's span, and writes a
-replica-timeline PNG. Every policy starts with the oracle's first-interval replicas ready.
+inter-token latency, nearest rank, over requests with two or more tokens) and GPU-hours (each pod from its creation
+to its removal), and writes a replica-timeline PNG. Every policy starts with the oracle's first-interval replicas
+ready; the first --warmup seconds (300) are played but not scored, neither requests nor GPU-hours.
+
+    python bench/autoscale.py --trace ../shared/data/traces/azure-llm-2023-conv.csv --rate-scale 20
+    python bench/autoscale.py --trace ../shared/data/traces/azure-llm-2023-code.csv --rate-scale 40 --json
+
+docs/benchmarks.md has the results; docs/autoscaling.md how the defaults were chosen.
 """
 
 from __future__ import annotations

@@ -1,29 +1,37 @@
 """The SLO autoscaler's decision: how many replicas an LLMDeployment needs now. Pure and replayable.
 
+Interface: Observation, Targets, Behavior, ScalerState, Decision and `decide(obs, targets, behavior, *, current,
+starting, state)` keep their fields and signature; Behavior and ScalerState gained fields with defaults, and
+`recommend` takes `ready`, `trend`, `spread` and `settled` as optional arguments. `Behavior.window_s` should be set to
+the window the observations cover (the operator's autoscale_window_seconds).
+
 One call per tick (the operator's autoscale_interval_seconds) turns one window of metrics into a replica count:
 
-* demand: the arrival rate (first tokens plus the waiting queue's growth, over the window), plus a backlog beyond the
-  short queue every busy replica has, spread over `queue_drain_s`, plus (when `forecast_s` is set) a rising trend
-  carried that far ahead;
-* capacity (predictive, the main signal): demand over what one replica sustains within the SLO, i.e. the
-  performance model's `max_request_rate` at the lengths observed, times a calibration, times `headroom`;
-* calibration (feedback on the model): the model prices Poisson arrivals of one length; real traffic is burstier and
-  its lengths vary, so the capacity a replica really has differs. When the system is settled (no replica starting,
-  no backlog, for a whole window), an observed p95 above `calibrate_above` × target lowers the calibration (by
-  `calibration_down` per decision), and a p95 below `calibrate_below` × target while the capacity estimate is what
-  holds the replica count raises it (by `calibration_up`), within `calibration_bounds`. The setpoints sit well
-  under the target because a replica takes a minute or more to start: the SLO must hold while it does;
-* latency (reactive safety net): a settled p95 above the target by more than `tolerance` multiplies the ready
-  replicas by the ratio, at most `latency_step`; while replicas are starting they are that response already.
+* demand (req/s to plan for) = the arrival rate (first tokens plus the waiting queue's growth over the window)
+  + a backlog beyond the short queue every busy replica has (what it admits in `queue_allowance` of the TTFT
+  target), spread over `queue_drain_s`
+  + a rising trend (least squares over `trend_window_s`) carried `forecast_s` ahead: a new replica takes a minute
+  or more to start, so the count must be right for the load a minute from now
+  + `rate_spread` standard deviations of the observed rates over `spread_window_s`: bursty traffic keeps more in
+  hand than smooth traffic at the same mean, without a fixed headroom that would waste GPUs on smooth traffic;
+* capacity (predictive, the main signal): ceil(demand / (one replica's SLO capacity × `headroom`)). The capacity is
+  the performance model's `max_request_rate` at the lengths observed, which already keeps 10 % below saturation;
+* latency (reactive, for what the model misses): once the latencies describe the present — nothing starting and no
+  backlog for a whole window, since TTFT is observed at first token and over a window — a p95 above
+  `latency_margin` × its target asks for one replica more (up to `latency_step` × the ready ones). The margin sits
+  under the target because replicas take minutes to arrive: at the target the SLO is already being lost. While
+  replicas start, they are the response already, and nothing is added;
+* near the target (within `tolerance`) the count holds.
 
 Scale up fast, scale down slowly: the highest recommendation inside the scale-down stabilization window wins (as the
-HPA's behavior does), scale-ups are bounded per tick, and replicas still starting count as capacity on the way. The
-first decision seeds the window with the replicas in force, so a restarted operator waits a whole window before it
-scales down. Everything stays within the bounds (spec.replicas and policy). Scale to zero is opt-in: after
-`idle_before_zero_s` without requests, running or waiting work; the first request then waits for a cold start.
+HPA's behavior does), scale-ups are bounded per tick (×`max_scale_up_factor`, at least +`max_scale_up_step`), and
+replicas still starting are never cancelled by a momentary dip. The first decision seeds the window with the
+replicas in force, so a restarted operator waits a whole window before it scales down. Everything stays within the
+bounds (spec.replicas and policy). Scale to zero is opt-in (`scale_to_zero` with min_replicas 0): after
+`idle_before_zero_s` with no request arriving, running or waiting; the next request then waits for a cold start.
 
-The defaults were tuned on a trace-driven simulation (bench/autoscale.py, docs/autoscaling.md): the conversation
-trace for tuning, the coding trace held out for validation.
+The defaults were chosen with a trace-driven simulation (bench/autoscale.py; docs/autoscaling.md has the
+procedure, the hold-outs and where the targets are not met).
 """
 
 from __future__ import annotations
@@ -214,7 +222,8 @@ def decide(
     horizon = max(behavior.scale_up_window_s, behavior.scale_down_window_s)
     # The first decision sees no history: seed it with the replicas in force, as the HPA does, so that a restart
     # does not scale down before a whole window has shown it is safe.
-    past = state.recommendations or ((obs.time, current),)
+    seed = ((obs.time, current),) if behavior.scale_down_window_s > 0 else ()
+    past = state.recommendations or seed
     history = (*((t, r) for t, r in past if obs.time - t <= horizon), (obs.time, recommendation))
 
     if recommendation > current:
@@ -230,11 +239,12 @@ def decide(
             reason += "; replicas still starting count as capacity"
 
     floor = behavior.min_replicas
-    if behavior.scale_to_zero and floor == 0:
-        zero_ok = idle_since is not None and obs.time - idle_since >= behavior.idle_before_zero_s
-        floor = 0 if zero_ok else min(1, behavior.max_replicas)
-        if obs.request_rate > 0 or obs.waiting > 0:
-            floor = max(floor, 1)
+    if floor == 0:
+        # Zero only when opted in and idle long enough; any request (arriving or queued) needs a replica.
+        idle_long = idle_since is not None and obs.time - idle_since >= behavior.idle_before_zero_s
+        zero_ok = behavior.scale_to_zero and idle_long
+        busy = obs.request_rate > 0 or obs.waiting > 0 or obs.running > 0
+        floor = 0 if zero_ok and not busy else min(1, behavior.max_replicas)
     bounded = max(floor, min(desired, behavior.max_replicas))
     if bounded != desired:
         reason += f"; bounded to {floor}..{behavior.max_replicas}"

@@ -1,0 +1,196 @@
+"""The SLO autoscaler's decision (rightsizer.autoscale), driven tick by tick like the operator drives it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from rightsizer.autoscale import Behavior, Decision, Observation, ScalerState, Targets, decide, recommend
+
+TICK = 15.0
+CAPACITY = 10.0  # req/s one replica serves within the SLO
+TARGETS = Targets(ttft_p95_s=1.0, itl_p95_s=0.1, capacity_rps=CAPACITY, max_running=64)
+
+
+def calm(time: float, rate: float, **fields: float | None) -> Observation:
+    """A window at `rate` whose latencies sit comfortably inside the SLO."""
+    values: dict[str, float | None] = {"ttft_p95_s": 0.2, "itl_p95_s": 0.03, "running": rate * 2}
+    values.update(fields)
+    return Observation(time=time, request_rate=rate, **values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Loop:
+    """The operator's loop around decide(): replicas asked for start after `startup` seconds."""
+
+    behavior: Behavior
+    replicas: int
+    startup: float = 60.0
+    state: ScalerState = field(default_factory=ScalerState)
+    starting: list[float] = field(default_factory=list)  # ready times of replicas on their way
+    history: list[Decision] = field(default_factory=list)
+
+    def tick(self, obs: Observation) -> Decision:
+        self.starting = [t for t in self.starting if t > obs.time]
+        d = decide(obs, TARGETS, self.behavior, current=self.replicas, starting=len(self.starting), state=self.state)
+        if d.replicas > self.replicas:
+            self.starting += [obs.time + self.startup] * (d.replicas - self.replicas)
+        else:
+            self.starting = self.starting[: max(0, len(self.starting) - (self.replicas - d.replicas))]
+        self.replicas, self.state = d.replicas, d.state
+        self.history.append(d)
+        return d
+
+
+def settle(loop: Loop, rate: float, seconds: float, start: float = 0.0) -> float:
+    """Run at a steady rate; returns the time reached."""
+    t = start
+    while t < start + seconds:
+        t += TICK
+        loop.tick(calm(t, rate))
+    return t
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "after", "budget_ticks"),
+    [
+        ("2 replicas' worth to 8", 20.0, 80.0, 2),
+        ("5 to 20", 50.0, 200.0, 3),
+        ("1 to 4", 10.0, 40.0, 1),
+    ],
+)
+def test_a_4x_load_step_scales_up_within_the_reaction_budget(
+    name: str, before: float, after: float, budget_ticks: int
+) -> None:
+    loop = Loop(Behavior(min_replicas=1, max_replicas=100), replicas=math.ceil(before / CAPACITY))
+    t = settle(loop, before, 600)
+    assert loop.replicas <= math.ceil(before / CAPACITY) + 1, name
+    needed = math.ceil(after / CAPACITY)
+    for _ in range(budget_ticks):
+        t += TICK
+        loop.tick(calm(t, after))
+    assert loop.replicas >= needed, f"{name}: {loop.replicas} replicas after {budget_ticks} ticks, need {needed}"
+
+
+@pytest.mark.parametrize("window", [120.0, 300.0, 600.0])
+def test_a_load_drop_scales_down_only_after_stabilization(window: float) -> None:
+    behavior = Behavior(min_replicas=1, max_replicas=100, scale_down_window_s=window)
+    loop = Loop(behavior, replicas=8)
+    t = settle(loop, 80.0, 600)
+    high = loop.replicas
+    drop = t
+    while t < drop + window:
+        t += TICK
+        assert loop.tick(calm(t, 20.0)).replicas == high, f"scaled down {t - drop:.0f} s after the drop"
+    t += TICK
+    assert loop.tick(calm(t, 20.0)).replicas < high, "no scale-down once the window has passed"
+    # The rates' recent spread fades too: in the end the count fits the new load.
+    settle(loop, 20.0, behavior.spread_window_s + window, start=t)
+    assert loop.replicas == math.ceil(20.0 / CAPACITY)
+
+
+@pytest.mark.parametrize(("noise", "seed", "most_changes"), [(0.05, 1, 1), (0.10, 2, 1), (0.15, 3, 4)])
+def test_a_steady_noisy_load_does_not_flap(noise: float, seed: int, most_changes: int) -> None:
+    """Each window's rate drawn independently within ±noise of 50 req/s (real windows overlap, so this is
+    harsher): few changes, and never a scale-down sooner than the stabilization window after a scale-up."""
+    rng = random.Random(seed)
+    behavior = Behavior(min_replicas=1, max_replicas=100)
+    loop = Loop(behavior, replicas=6)
+    t = 0.0
+    for _ in range(240):  # an hour
+        t += TICK
+        loop.tick(calm(t, 50.0 * (1 + rng.uniform(-noise, noise))))
+    steps = [(i * TICK, d.replicas) for i, d in enumerate(loop.history[40:])]  # after the first ten minutes
+    changes = [(t1, b - a) for (_, a), (t1, b) in itertools.pairwise(steps) if a != b]
+    assert len(changes) <= most_changes, f"replicas moved {len(changes)} times: {changes}"
+    for (t0, up), (t1, down) in itertools.pairwise(changes):
+        if up > 0 > down:
+            assert t1 - t0 >= behavior.scale_down_window_s, f"up at {t0:.0f} s, down again at {t1:.0f} s"
+
+
+def test_replicas_still_starting_count_as_capacity() -> None:
+    behavior = Behavior(min_replicas=1, max_replicas=100)
+    # Latencies far over target while three replicas start: they are the response, nothing is added.
+    hot = Observation(time=600.0, request_rate=55.0, ttft_p95_s=3.0, itl_p95_s=0.05, waiting=0, running=100)
+    d = decide(hot, TARGETS, behavior, current=6, starting=3, state=ScalerState())
+    assert d.replicas == 6
+    # A momentary dip while they start does not cancel them.
+    state = ScalerState(recommendations=((0.0, 9),))
+    dip = calm(400.0, 20.0)
+    assert (
+        decide(dip, TARGETS, replace(behavior, scale_down_window_s=0), current=9, starting=3, state=state).replicas == 9
+    )
+    # Once ready and settled for a window, the same latencies do add one.
+    settled = ScalerState(recommendations=((0.0, 6),), unsettled_at=0.0)
+    d = decide(replace(hot, time=900.0), TARGETS, behavior, current=6, starting=0, state=settled)
+    assert d.replicas == 7 and d.reason.startswith("latency")
+
+
+@pytest.mark.parametrize(
+    ("name", "behavior", "obs", "current", "want"),
+    [
+        ("above max", Behavior(1, 5), calm(15.0, 200.0), 5, 5),
+        ("below min", Behavior(3, 10, scale_down_window_s=0), calm(15.0, 1.0), 4, 3),
+        ("min 0 without opt-in keeps one", Behavior(0, 10, scale_down_window_s=0), calm(15.0, 0.0, running=0), 1, 1),
+        (
+            "scale to zero before the idle time",
+            Behavior(0, 10, scale_down_window_s=0, scale_to_zero=True, idle_before_zero_s=600),
+            calm(15.0, 0.0, running=0),
+            1,
+            1,
+        ),
+    ],
+)
+def test_bounds(name: str, behavior: Behavior, obs: Observation, current: int, want: int) -> None:
+    assert decide(obs, TARGETS, behavior, current=current, starting=0, state=ScalerState()).replicas == want, name
+
+
+def test_scale_to_zero_after_the_idle_time_and_back_on_the_first_request() -> None:
+    behavior = Behavior(0, 10, scale_down_window_s=60, scale_to_zero=True, idle_before_zero_s=300)
+    loop = Loop(behavior, replicas=1)
+    t = 0.0
+    while t < 300:
+        t += TICK
+        loop.tick(Observation(time=t, request_rate=0.0))
+        assert loop.replicas == 1, f"zero before the idle time ({t:.0f} s)"
+    for _ in range(5):
+        t += TICK
+        loop.tick(Observation(time=t, request_rate=0.0))
+    assert loop.replicas == 0
+    t += TICK
+    assert loop.tick(Observation(time=t, request_rate=0.0, waiting=1)).replicas == 1  # a request waits: cold start
+
+
+def test_a_restart_waits_a_whole_window_before_scaling_down() -> None:
+    behavior = Behavior(1, 20, scale_down_window_s=300)
+    d = decide(calm(1000.0, 10.0), TARGETS, behavior, current=8, starting=0, state=ScalerState())
+    assert d.replicas == 8  # a fresh state is seeded with the replicas in force
+
+
+@pytest.mark.parametrize(
+    ("name", "obs", "want"),
+    [
+        ("capacity", calm(0.0, 45.0), 5),
+        ("backlog adds demand", calm(0.0, 45.0, waiting=600), 5 + 1),
+        ("short queue is normal", calm(0.0, 45.0, waiting=5 * 2), 5),
+    ],
+)
+def test_recommendation_from_demand(name: str, obs: Observation, want: int) -> None:
+    behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)
+    replicas, reason = recommend(obs, TARGETS, behavior, serving=5)
+    assert replicas == want, f"{name}: {reason}"
+
+
+def test_a_rising_trend_is_planned_for_ahead() -> None:
+    behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=120.0)
+    loop = Loop(behavior, replicas=3)
+    t = 0.0
+    for i in range(12):  # +2 req/s every 15 s: in two minutes 16 req/s more
+        t += TICK
+        loop.tick(calm(t, 30.0 + 2 * i))
+    flat = math.ceil((30.0 + 22) / CAPACITY)
+    assert loop.history[-1].recommendation > flat
