@@ -276,6 +276,7 @@ def test_pool_out_of_gpus_is_reported(
     assert "Insufficient nvidia.com/gpu" in condition(obj, "Degraded")["message"]  # type: ignore[index]
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
 
+
 def test_deleting_the_llmdeployment_collects_its_children(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
