@@ -116,11 +116,21 @@ class _Cursor:
 
 
 def arrivals(
-    trace: Trace, phases: Sequence[Phase], *, seed: int = 0, start_offset: float = 0.0
+    trace: Trace,
+    phases: Sequence[Phase],
+    *,
+    seed: int = 0,
+    start_offset: float = 0.0,
+    mixed_lengths: bool = False,
 ) -> list[tuple[float, TraceRequest]]:
     """(seconds after the start, request) for the whole schedule, sorted. Phases continue from the same trace
-    cursor: the trace time reached at a phase's end is where the next phase's clock starts."""
+    cursor: the trace time reached at a phase's end is where the next phase's clock starts.
+
+    `mixed_lengths`: arrival times follow the trace, lengths are drawn (seeded) from the whole trace, so every phase
+    carries the trace's overall length mix. The trace's own mix drifts a lot (one minute of the conversation trace
+    averages 50 output tokens, another 290), which would make "4× the requests" anything from 1× to 20× the work."""
     rng = random.Random(seed)
+    pool = trace.requests
     cursor = _Cursor(trace, start_offset)
     k = 0
     origin = cursor[0][0]  # trace time at the current phase's start
@@ -136,7 +146,9 @@ def arrivals(
             gap = (cursor[k + 1][0] - cursor[k][0]) / compress
             whole = math.floor(scale)
             copies = whole + (1 if rng.random() < scale - whole else 0)
-            out.extend((at + (gap * rng.random() if i else 0.0), cursor[k][1]) for i in range(copies))
+            for i in range(copies):
+                request = rng.choice(pool) if mixed_lengths else cursor[k][1]
+                out.append((at + (gap * rng.random() if i else 0.0), request))
             k += 1
         origin += phase.seconds * compress
         phase_start = phase_end
@@ -253,6 +265,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of sending")
     p.add_argument("--max-requests", type=int, default=10_000)
     p.add_argument("--max-model-len", type=int, help="cut prompts so prompt + output fits")
+    p.add_argument("--mixed-lengths", action="store_true", help="draw lengths from the whole trace (see arrivals)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -264,7 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("give at least one --target")
     trace = load_trace(args.trace, args.max_model_len)
     schedule = arrivals(
-        trace, [Phase(args.duration, args.compress, args.scale)], seed=args.seed, start_offset=args.start_offset
+        trace,
+        [Phase(args.duration, args.compress, args.scale)],
+        seed=args.seed,
+        start_offset=args.start_offset,
+        mixed_lengths=args.mixed_lengths,
     )
     report = asyncio.run(
         replay(schedule, lambda: targets, args.model, max_requests=args.max_requests, duration=args.duration)

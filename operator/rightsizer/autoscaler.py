@@ -47,7 +47,7 @@ from rightsizer.k8s import Kube, TemporaryApiError
 from rightsizer.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
 from rightsizer.metrics_window import WindowStats
 from rightsizer.perf import Replica
-from rightsizer.plan_model import capacity_rps, replica_of, slo_of
+from rightsizer.plan_model import capacity_rps, expected_length, replica_of, slo_of
 from rightsizer.policy import ReplicaBounds, bound_recommendation, charge_of, namespace_usage, replica_bounds
 from rightsizer.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.settings import OperatorSettings
@@ -87,7 +87,7 @@ def replica_counts(spec: LLMDeploymentSpec, status: JSON, workload: JSON | None)
     return Counts(int(current), min(ready, int(current)))
 
 
-def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds) -> Behavior:
+def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds, window_seconds: float) -> Behavior:
     a = spec.autoscaling
     return Behavior(
         min_replicas=bounds.lower,
@@ -95,6 +95,7 @@ def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds) -> Behavior:
         scale_up_window_s=float(a.scale_up_stabilization_seconds),
         scale_down_window_s=float(a.scale_down_stabilization_seconds),
         scale_to_zero=a.scale_to_zero,
+        window_s=window_seconds,
     )
 
 
@@ -199,6 +200,7 @@ class Autoscaler:
         source: MetricsSource,
         *,
         status_refresh_seconds: float,
+        window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], str] = now_rfc3339,
     ) -> None:
@@ -206,6 +208,7 @@ class Autoscaler:
         self.kube: Kube = reconciler.kube
         self.source = source
         self.status_refresh_seconds = status_refresh_seconds
+        self.window_seconds = window_seconds
         self.clock = clock
         self.wall = wall
         self.states: dict[tuple[str, str], ScalerState] = {}
@@ -293,7 +296,7 @@ class Autoscaler:
         counts = replica_counts(user_spec, status, workload)
         if counts is None:
             return []
-        stats = await self.source.window(namespace, observed.pods, observed.nodes, spec.serving.engine.version)
+        stats = await self.source.window(namespace, name, observed.pods, observed.nodes, spec.serving.engine.version)
         if stats.pods == 0 or stats.request_rate is None:
             return []  # nothing reports yet (starting, or not scraped twice): no basis for a decision
         self.unavailable.discard(key)
@@ -307,19 +310,22 @@ class Autoscaler:
         decision = decide(
             obs,
             targets,
-            behavior_of(spec, bounds),
+            behavior_of(spec, bounds, self.window_seconds),
             current=counts.current,
             starting=counts.starting,
             state=state,
         )
         self.states[key] = decision.state
         log.debug(
-            "%s/%s: %s, %d ready of %d, capacity %s req/s -> %d (%s)",
+            "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s -> %d (%s)",
             namespace,
             name,
             obs,
             counts.ready,
             counts.current,
+            stats.finished,
+            stats.mean_prompt_tokens,
+            stats.mean_generation_tokens,
             capacity,
             decision.replicas,
             decision.reason,
@@ -345,6 +351,8 @@ class Autoscaler:
         )
         refresh_due = now - self.written.get(key, -float("inf")) >= self.status_refresh_seconds
         if needs_write(raw, new, refresh_due=refresh_due):
+            changed = sorted(k for k, v in new.items() if (raw or {}).get(k) != v)
+            log.debug("%s/%s: status.autoscaling written (%s)", namespace, name, ", ".join(changed))
             await asyncio.to_thread(
                 self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, {"autoscaling": new}
             )
@@ -352,8 +360,8 @@ class Autoscaler:
         return events
 
     def _capacity(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan, stats: WindowStats) -> float | None:
-        """One replica's request rate within the SLO at the observed lengths (declared ones before any finished);
-        None when the model cannot say (a GPU without performance figures)."""
+        """One replica's request rate within the SLO at the lengths expected from the window (plan_model); None when
+        the model cannot say (a GPU without performance figures)."""
         key = plan.model_dump_json() + spec.model.model_dump_json()
         if key not in self._replicas:
             if len(self._replicas) > 64:
@@ -367,8 +375,9 @@ class Autoscaler:
         replica = self._replicas[key]
         if replica is None:
             return None
-        prompt = stats.mean_prompt_tokens or spec.workload.input_tokens
-        output = stats.mean_generation_tokens or spec.workload.output_tokens
+        w = spec.workload
+        prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
+        output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
         return capacity_rps(replica, round(prompt), round(output), slo_of(spec))
 
 
@@ -394,4 +403,5 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
         reconciler,
         source,
         status_refresh_seconds=config.autoscale_status_refresh_seconds,
+        window_seconds=config.autoscale_window_seconds,
     )

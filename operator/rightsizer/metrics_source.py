@@ -7,6 +7,8 @@ nothing to go on (no pod reporting): the autoscaler then decides nothing.
   operator's index, selected by the namespace and pod labels the scrape attaches.
 * ScrapeSource (the default): every ready serving pod's http://<pod IP>:8000/metrics once per autoscaler pass,
   keeping the samples of the last window in memory; quantiles come from bucket deltas between samples.
+* Both keep counting, for one window, the pods that left it (deleted, crashed, scaled away): their requests
+  happened in the window, and dropping them would read a dead replica as a drop in load.
   Pods on simulated nodes (kwok's `kwok.x-k8s.io/node: fake` annotation) have fictional IPs and are never dialled.
   RIGHTSIZER_SCRAPE_TARGETS_DIR replaces pod IPs by the addresses listed in Prometheus file_sd files
   (`[{"targets": ["host:port"], "labels": {"namespace": …, "pod": …}}]`); pods not listed there are not scraped.
@@ -20,7 +22,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,8 +43,11 @@ class MetricsUnavailableError(Exception):
 
 
 class MetricsSource(Protocol):
-    async def window(self, namespace: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str) -> WindowStats:
-        """The deployment's replicas over the last window (stats.pods == 0: no replica reports)."""
+    async def window(
+        self, namespace: str, name: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str
+    ) -> WindowStats:
+        """Deployment `name`'s replicas over the last window (stats.pods == 0: no replica reports). `pods` are the
+        deployment's pods now; pods it had earlier in the window still count."""
         ...
 
     async def aclose(self) -> None: ...
@@ -110,6 +115,23 @@ def read_targets_dir(directory: Path) -> dict[PodKey, str]:
     return targets_from_file_sd(documents)
 
 
+class Recent:
+    """The pods each deployment had over the last window, current or gone: what served in the window still counts
+    (a pod that died keeps its requests in the window's rate, as PromQL's `rate` over its series keeps them)."""
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window_seconds = window_seconds
+        self.seen: dict[tuple[str, str], dict[str, float]] = {}
+
+    def update(self, deployment: tuple[str, str], current: Iterable[str], now: float) -> set[str]:
+        members = self.seen.setdefault(deployment, {})
+        for pod in current:
+            members[pod] = now
+        for pod in [p for p, t in members.items() if now - t > self.window_seconds]:
+            del members[pod]
+        return set(members)
+
+
 # --- the embedded scraper ------------------------------------------------------------------------------------------
 
 
@@ -130,6 +152,7 @@ class ScrapeSource:
         self.clock = clock or time.monotonic
         self.client = client or httpx.AsyncClient(timeout=timeout_seconds)
         self.samples: dict[PodKey, deque[PodSample]] = {}
+        self.recent = Recent(window_seconds)
 
     async def _scrape(self, key: PodKey, address: str, version: str) -> None:
         try:
@@ -139,12 +162,11 @@ class ScrapeSource:
         except (httpx.HTTPError, ValueError) as err:
             log.debug("scrape of %s/%s at %s failed: %s", *key, address, err)
             return
-        history = self.samples.setdefault(key, deque())
-        history.append(sample)
-        while history and history[0].time < sample.time - 2 * self.window_seconds:
-            history.popleft()
+        self.samples.setdefault(key, deque()).append(sample)
 
-    async def window(self, namespace: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str) -> WindowStats:
+    async def window(
+        self, namespace: str, name: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str
+    ) -> WindowStats:
         overrides = read_targets_dir(self.targets_dir) if self.targets_dir is not None else None
         by_node = {str((n.get("metadata") or {}).get("name")): n for n in nodes}
         addresses = {}
@@ -153,10 +175,16 @@ class ScrapeSource:
             if address is not None:
                 addresses[_pod_key(pod)] = address
         await asyncio.gather(*(self._scrape(key, address, version) for key, address in addresses.items()))
-        for key in [k for k in self.samples if k[0] == namespace and k not in addresses]:
-            del self.samples[key]  # the pod is gone or no longer serves
-        mine = {f"{ns}/{pod}": list(self.samples[(ns, pod)]) for ns, pod in addresses if (ns, pod) in self.samples}
-        return window_stats(mine, self.clock(), self.window_seconds)
+        now = self.clock()
+        members = self.recent.update((namespace, name), (pod for _, pod in addresses), now)
+        for key, history in list(self.samples.items()):
+            while history and history[0].time < now - 2 * self.window_seconds:
+                history.popleft()
+            if not history:
+                del self.samples[key]
+        mine = {pod: list(self.samples[(namespace, pod)]) for pod in members if (namespace, pod) in self.samples}
+        live = {pod for _, pod in addresses}
+        return window_stats(mine, now, self.window_seconds, live=live)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -174,12 +202,15 @@ class PrometheusSource:
         *,
         namespace_label: str = "namespace",
         pod_label: str = "pod",
+        clock: Callable[[], float] | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.window_seconds = window_seconds
         self.namespace_label, self.pod_label = namespace_label, pod_label
+        self.clock = clock or time.monotonic
         self.client = client or httpx.AsyncClient(timeout=timeout_seconds)
+        self.recent = Recent(window_seconds)
 
     async def _query(self, promql: str) -> float | None:
         try:
@@ -192,8 +223,11 @@ class PrometheusSource:
         except ValueError as err:
             raise MetricsUnavailableError(str(err)) from None
 
-    async def window(self, namespace: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str) -> WindowStats:
-        names = tuple(_pod_key(p)[1] for p in serving_pods(pods))
+    async def window(
+        self, namespace: str, name: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str
+    ) -> WindowStats:
+        current = [_pod_key(p)[1] for p in serving_pods(pods)]
+        names = tuple(sorted(self.recent.update((namespace, name), current, self.clock())))
         if not names:
             return stats({})
         selector = Selector(namespace, names, self.namespace_label, self.pod_label)

@@ -5,8 +5,9 @@ The embedded metrics source scrapes each pod's exposition text, parses it with p
 needs — the same ones the Prometheus source gets from PromQL (rightsizer.promql):
 
 * p95 TTFT and ITL: the quantile of the summed per-pod histogram increases (histogram_quantile over rate);
-* arrival rate: requests that got their first token per second, plus the growth of the waiting queue (a counter of
-  admitted requests saturates at what the replicas serve; arrivals beyond that accumulate in the queue);
+* arrival rate: requests that got their first token, plus the growth of the waiting queue (a counter of admitted
+  requests saturates at what the replicas serve; arrivals beyond that accumulate in the queue), per second of the
+  window, counting pods that left during the window too;
 * waiting and running requests (summed) and KV-cache usage (mean) at the latest sample of each pod;
 * mean prompt and generation length of the requests that finished in the window.
 
@@ -17,7 +18,7 @@ engines (data parallel) exposes one series per engine, and they are summed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,6 +61,7 @@ class WindowStats:
     kv_usage: float | None
     mean_prompt_tokens: float | None
     mean_generation_tokens: float | None
+    finished: float = 0.0  # requests that finished in the window (what the mean lengths rest on)
 
 
 def _samples_by_name(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -112,41 +114,56 @@ def _increase(samples: Sequence[PodSample], signal: Signal) -> Histogram | None:
     return histogram_increase(with_signal)
 
 
-def _arrival_rate(samples: Sequence[PodSample]) -> float | None:
-    span = samples[-1].time - samples[0].time if len(samples) > 1 else 0.0
+def _arrivals(samples: Sequence[PodSample]) -> float | None:
+    """Requests that arrived at one pod between its first and last sample: those admitted (first token) plus the
+    growth of its queue. None with fewer than two samples."""
     admitted = _increase(samples, Signal.TTFT)
-    if span <= 0 or admitted is None:
+    if len(samples) < 2 or admitted is None:
         return None
     first, last = samples[0].gauges, samples[-1].gauges
-    queued = last.get(Signal.REQUESTS_WAITING, 0.0) - first.get(Signal.REQUESTS_WAITING, 0.0)
-    return max(0.0, (admitted.count + queued) / span)
+    return admitted.count + last.get(Signal.REQUESTS_WAITING, 0.0) - first.get(Signal.REQUESTS_WAITING, 0.0)
 
 
-def window_stats(samples_by_pod: Mapping[str, Sequence[PodSample]], now: float, window: float) -> WindowStats:
-    """The deployment over [now − window, now] from each pod's samples (oldest first)."""
+def window_stats(
+    samples_by_pod: Mapping[str, Sequence[PodSample]],
+    now: float,
+    window: float,
+    live: Collection[str] | None = None,
+) -> WindowStats:
+    """The deployment over [now − window, now] from each pod's samples (oldest first).
+
+    Counts (arrivals, latency histograms, lengths) include every pod with samples in the window, also one that
+    died or was removed meanwhile: what it served still happened in the window, as PromQL's `rate` over its
+    series still counts it. The arrival rate is the total over the span the samples cover (at most the window),
+    not a sum of per-pod rates, so a pod that lived only part of the window weighs what it served. Gauges (waiting,
+    running, KV usage) and the pod count come from the `live` pods only (default: all)."""
     windows = {pod: in_window(samples, now, window) for pod, samples in samples_by_pod.items()}
     windows = {pod: samples for pod, samples in windows.items() if samples}
     increases: dict[Signal, list[Histogram]] = defaultdict(list)
-    rates: list[float] = []
+    arrived: list[float] = []
     for samples in windows.values():
         for signal in HISTOGRAM_SIGNALS:
             h = _increase(samples, signal)
             if h is not None:
                 increases[signal].append(h)
-        rate = _arrival_rate(samples)
-        if rate is not None:
-            rates.append(rate)
-    latest = [samples[-1].gauges for samples in windows.values()]
-    kv = [g[Signal.KV_CACHE_USAGE] for g in latest if Signal.KV_CACHE_USAGE in g]
+        count = _arrivals(samples)
+        if count is not None:
+            arrived.append(count)
+    times = [s.time for samples in windows.values() for s in samples]
+    span = max(times) - min(times) if times else 0.0
+    current = [samples[-1].gauges for pod, samples in windows.items() if live is None or pod in live]
+    kv = [g[Signal.KV_CACHE_USAGE] for g in current if Signal.KV_CACHE_USAGE in g]
     merged = {signal: merge(hs) for signal, hs in increases.items()}
+    finished = merged.get(Signal.GENERATION_TOKENS)
     return WindowStats(
-        pods=len(windows),
-        request_rate=sum(rates) if rates else None,
+        pods=len(current),
+        request_rate=max(0.0, sum(arrived) / span) if arrived and span > 0 else None,
         ttft_p95_s=quantile(QUANTILE, merged.get(Signal.TTFT)),
         itl_p95_s=quantile(QUANTILE, merged.get(Signal.ITL)),
-        waiting=sum(g.get(Signal.REQUESTS_WAITING, 0.0) for g in latest),
-        running=sum(g.get(Signal.REQUESTS_RUNNING, 0.0) for g in latest),
+        waiting=sum(g.get(Signal.REQUESTS_WAITING, 0.0) for g in current),
+        running=sum(g.get(Signal.REQUESTS_RUNNING, 0.0) for g in current),
         kv_usage=sum(kv) / len(kv) if kv else None,
         mean_prompt_tokens=mean(merged.get(Signal.PROMPT_TOKENS)),
         mean_generation_tokens=mean(merged.get(Signal.GENERATION_TOKENS)),
+        finished=finished.count if finished is not None else 0.0,
     )

@@ -6,8 +6,10 @@ used, so the autoscaler, the vLLM simulator (e2e/vllm_sim) and sizing agree on w
 
 The capacity the autoscaler plans with is `perf.max_request_rate` for the traffic actually observed (mean prompt and
 generation lengths of the requests that finished in the window) rather than the declared workload: a replica serves
-fewer long requests per second than short ones. Lengths are snapped to a 10 % grid so that a cache of a few
-entries serves a steady traffic mix (one capacity search costs tens of milliseconds).
+fewer long requests per second than short ones. A window holds few requests, and a mean of a handful of them swings
+wildly (output lengths are heavy-tailed), so the declared workload counts as PRIOR_REQUESTS requests of evidence:
+the length used is (n · observed + PRIOR_REQUESTS · declared) / (n + PRIOR_REQUESTS) for n finished requests.
+Lengths are snapped to a 10 % grid so that a cache of a few entries serves a steady traffic mix.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rightsizer.perf import Replica, Slo, build_replica, max_request_rate
 from rightsizer.quantization import resolve_weights
 
 LENGTH_GRID = 1.1  # relative step of the length grid
+PRIOR_REQUESTS = 20.0  # the declared workload's weight, in requests, against the window's observed mean
 
 
 def engine_settings(spec: LLMDeploymentSpec, facts: ModelFacts, plan: Plan) -> EngineSettings:
@@ -60,6 +63,14 @@ def snap_length(tokens: float) -> int:
         return 1
     step = round(math.log(tokens) / math.log(LENGTH_GRID))
     return max(1, round(LENGTH_GRID**step))
+
+
+def expected_length(observed_mean: float | None, finished: float, declared: int) -> float:
+    """The mean length to plan for: the window's observed mean, shrunk towards the declared one by how little
+    evidence the window holds."""
+    if observed_mean is None or finished <= 0:
+        return float(declared)
+    return (finished * observed_mean + PRIOR_REQUESTS * declared) / (finished + PRIOR_REQUESTS)
 
 
 def slo_of(spec: LLMDeploymentSpec) -> Slo:

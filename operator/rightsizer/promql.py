@@ -15,6 +15,7 @@ query needs no relabeling of rightsizer's own labels. Every query aggregates to 
     kv_usage         avg(vllm:kv_cache_usage_perc{S})
     mean_prompt      sum(rate(vllm:request_prompt_tokens_sum{S}[W])) / sum(rate(vllm:request_prompt_tokens_count{S}[W]))
     mean_generation  (the same over vllm:request_generation_tokens)
+    finished         sum(increase(vllm:request_generation_tokens_count{S}[W]))
 
 The metric names are the ones the deployment's vLLM release exposes (rightsizer.facts.vllm_metrics: e.g.
 vllm:time_per_output_token_seconds for ITL before 0.11). Arrivals = admitted_rate + queue_growth, as in
@@ -78,6 +79,7 @@ def queries(selector: Selector, version: str, window_seconds: float) -> dict[str
         "kv_usage": f"avg({_name(Signal.KV_CACHE_USAGE, version)}{{{s}}})",
         "mean_prompt": mean_of(_name(Signal.PROMPT_TOKENS, version)),
         "mean_generation": mean_of(_name(Signal.GENERATION_TOKENS, version)),
+        "finished": f"sum(increase({_name(Signal.GENERATION_TOKENS, version)}{HISTOGRAM_COUNT}{{{s}}}[{w}]))",
     }
 
 
@@ -110,4 +112,5 @@ def stats(values: Mapping[str, float | None]) -> WindowStats:
         kv_usage=values.get("kv_usage"),
         mean_prompt_tokens=values.get("mean_prompt"),
         mean_generation_tokens=values.get("mean_generation"),
+        finished=values.get("finished") or 0.0,
     )

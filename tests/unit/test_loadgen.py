@@ -34,6 +34,15 @@ def test_thinning_keeps_about_the_asked_share() -> None:
     assert sent == pytest.approx(1000, rel=0.1)
 
 
+def test_mixed_lengths_keep_the_arrivals_and_draw_lengths_from_the_whole_trace() -> None:
+    trace = uniform(1000)
+    plain = arrivals(trace, [Phase(300, 1.0)], seed=5)
+    mixed = arrivals(trace, [Phase(300, 1.0)], seed=5, mixed_lengths=True)
+    assert [t for t, _ in mixed] == [t for t, _ in plain]
+    prompts = [r.prompt_tokens for _, r in mixed]
+    assert min(prompts) < 300 < 800 < max(prompts)  # drawn from all 1000, not the first 300
+
+
 def test_the_trace_wraps_around() -> None:
     assert len(arrivals(uniform(10), [Phase(25, 1.0)])) == 25
 

@@ -85,9 +85,10 @@ def ttft(count: float, fast: float) -> Histogram:
 
 def sample(t: float, count: float, fast: float, waiting: float = 0.0, running: float = 0.0) -> PodSample:
     lengths = Histogram(((1000.0, count), (INF, count)), 500.0 * count, count)
+    outputs = Histogram(((1000.0, count), (INF, count)), 100.0 * count, count)
     return PodSample(
         t,
-        {Signal.TTFT: ttft(count, fast), Signal.PROMPT_TOKENS: lengths},
+        {Signal.TTFT: ttft(count, fast), Signal.PROMPT_TOKENS: lengths, Signal.GENERATION_TOKENS: outputs},
         {Signal.REQUESTS_WAITING: waiting, Signal.REQUESTS_RUNNING: running, Signal.KV_CACHE_USAGE: running / 10},
     )
 
@@ -108,6 +109,20 @@ def test_window_stats_over_two_pods() -> None:
     assert (w.waiting, w.running) == (5.0, 6.0)
     assert w.kv_usage == pytest.approx(0.3)
     assert w.mean_prompt_tokens == pytest.approx(500.0)
+    assert w.mean_generation_tokens == pytest.approx(100.0)
+    assert w.finished == 30
+
+
+def test_a_pod_that_died_in_the_window_still_counts_what_it_served() -> None:
+    pods = {
+        "alive": [sample(0.0, 0, 0, running=4), sample(10.0, 10, 10, running=4)],
+        # served 10 requests in the first half of the window, then died; its queue of 3 went with it
+        "dead": [sample(0.0, 0, 0, waiting=3), sample(5.0, 10, 10, waiting=3)],
+    }
+    w = window_stats(pods, now=10.0, window=10.0, live={"alive"})
+    assert w.request_rate == pytest.approx((10 + 10) / 10)  # not 10/10 + 10/5: it lived half the window
+    assert w.finished == 20
+    assert (w.pods, w.waiting, w.running) == (1, 0.0, 4.0)  # gauges only from the living
 
 
 def test_a_pod_scraped_once_reports_its_gauges_but_no_rate() -> None:
@@ -134,6 +149,7 @@ def test_queries_select_the_pods_by_namespace_and_name() -> None:
     assert q["admitted_rate"] == f"sum(rate(vllm:time_to_first_token_seconds_count{{{s}}}[30s]))"
     assert q["queue_growth"] == f"sum(deriv(vllm:num_requests_waiting{{{s}}}[30s]))"
     assert q["kv_usage"] == f"avg(vllm:kv_cache_usage_perc{{{s}}})"
+    assert q["finished"] == f"sum(increase(vllm:request_generation_tokens_count{{{s}}}[30s]))"
     prompt = "vllm:request_prompt_tokens"
     assert q["mean_prompt"] == f"sum(rate({prompt}_sum{{{s}}}[30s])) / sum(rate({prompt}_count{{{s}}}[30s]))"
 
@@ -173,3 +189,4 @@ def test_stats_from_answers() -> None:
     assert (w.request_rate, w.pods, w.ttft_p95_s, w.waiting, w.running) == (2.5, 3, 0.4, 7.0, 0.0)
     assert stats({"pods": 2}).request_rate is None  # nothing admitted yet: no basis for a rate
     assert stats({"admitted_rate": 0.1, "queue_growth": -1.0}).request_rate == 0.0
+    assert stats({"finished": 12.0}).finished == 12.0
