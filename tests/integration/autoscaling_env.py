@@ -39,7 +39,9 @@ from tests.integration.kube import gone, wait_for
 from tests.integration.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
-TRACE = REPO.parent / "shared" / "data" / "traces" / "azure-llm-2023-conv.csv"
+_SHARED_TRACE = REPO.parent / "shared" / "data" / "traces" / "azure-llm-2023-conv.csv"
+# A copy lives in tests/data for checkouts without ../shared (tests/data/README.md).
+TRACE = _SHARED_TRACE if _SHARED_TRACE.exists() else REPO / "tests" / "data" / "azure-llm-2023-conv.csv"
 GROUP, VERSION, PLURAL = "rightsizer.dev", "v1alpha1", "llmdeployments"
 NAME = "chat"
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"
