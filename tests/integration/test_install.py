@@ -74,7 +74,10 @@ def release(
         "replicas": 0,
         "watchNamespaces": [apps],
         "ha": {"enabled": True, "peeringName": PEERING},
-        "operator": {"allowHub": False, "logFormat": "json"},
+        # The Hub is allowed (the token test needs a Hub lookup) but points at a closed loopback port: nothing
+        # leaves this machine, and a lookup that did get that far would fail with a connection error.
+        "operator": {"allowHub": True, "logFormat": "json"},
+        "hub": {"endpoint": f"http://127.0.0.1:{free_port()}"},
         "webhook": {
             "url": f"https://127.0.0.1:{port}",
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": apps}},
@@ -273,9 +276,12 @@ def test_an_example_with_a_token_secret_becomes_ready(
 def test_a_token_secret_it_may_not_read_is_a_condition_that_names_the_fix(
     release: Release, operator_as_sa: ChartOperator, custom: client.CustomObjectsApi, core: client.CoreV1Api
 ) -> None:
-    """rbac.hfTokenSecretNames limits which Secrets it can read: another name is a 403, reported on the object."""
+    """rbac.hfTokenSecretNames limits which Secrets it can read: another name is a 403, reported on the object.
+
+    The model is not in the built-in catalog, so its config.json must come from the Hub, which is when the token is
+    read (a catalog model never needs it). The 403 comes before any request to the Hub."""
     core.create_namespaced_secret(release.apps, {"metadata": {"name": "my-token"}, "stringData": {"token": "hf_x"}})
-    body = llmd("locked")
+    body = llmd("locked", model={"name": "acme/private-llama-8b"})
     body["spec"]["serving"]["hfTokenSecretRef"] = {"name": "my-token", "key": "token"}
     create(custom, release.apps, body)
     obj = wait_condition(custom, release.apps, "locked", "Sized", "False")
