@@ -125,6 +125,14 @@ def _trend(rates: tuple[tuple[float, float], ...]) -> float:
     return sum((t - mean_t) * (r - mean_r) for t, r in rates) / var if var > 0 else 0.0
 
 
+def _recent(rates: tuple[tuple[float, float], ...], now: float, window_s: float) -> tuple[tuple[float, float], ...]:
+    """The rates observed within the last `window_s`; none until they span half of it. A slope or deviation from a
+    few overlapping windows is noise — a 60 s forecast from ten seconds of history doubled a steady rate in the
+    end-to-end tests — so a freshly started (or restarted) operator plans from the observed rate alone at first."""
+    recent = tuple(p for p in rates if now - p[0] <= window_s)
+    return recent if recent and now - recent[0][0] >= window_s / 2 else ()
+
+
 def _spread(rates: tuple[tuple[float, float], ...]) -> float:
     """Standard deviation of the observed rates."""
     if len(rates) < 2:
@@ -204,9 +212,8 @@ def decide(
     """Replicas to set. `current` is the replica count in force (ready + starting), `starting` those not ready yet."""
     span = max(behavior.trend_window_s, behavior.spread_window_s)
     rates = (*((t, r) for t, r in state.rates if obs.time - t <= span), (obs.time, obs.request_rate))
-    trend = _trend(tuple(p for p in rates if obs.time - p[0] <= behavior.trend_window_s))
-    trend = trend if behavior.forecast_s else 0.0
-    spread = _spread(tuple(p for p in rates if obs.time - p[0] <= behavior.spread_window_s))
+    trend = _trend(_recent(rates, obs.time, behavior.trend_window_s)) if behavior.forecast_s else 0.0
+    spread = _spread(_recent(rates, obs.time, behavior.spread_window_s))
     ready = current - starting
     unsettled_at = state.unsettled_at
     if starting or _backlog(obs, targets, behavior, ready) > 0:

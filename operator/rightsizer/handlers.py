@@ -101,11 +101,23 @@ def _observed(namespace: str, name: str, indices: Mapping[str, Any]) -> Observed
     )
 
 
+def live_llmds(indices: Mapping[str, Any], namespace: str | None = None) -> list[kopf.Body]:
+    """The indexed LLMDeployments (of one namespace, or all) whose namespace still exists.
+
+    When a namespace is deleted, kopf stops watching it (with a namespace pattern) before the deletion events of its
+    objects arrive, so their index entries stay behind; a periodic pass over them would patch 404s forever."""
+    existing = indices["namespaces"]
+    return [
+        body
+        for (ns, _), bodies in list(indices["llmds"].items())
+        if (namespace is None or ns == namespace) and ns in existing
+        for body in list(bodies)
+    ]
+
+
 def reconcile_all(indices: Mapping[str, Any], namespace: str | None = None) -> None:
-    for (ns, _), bodies in list(indices["llmds"].items()):
-        if namespace is None or ns == namespace:
-            for body in list(bodies):
-                reconcile_one(body, indices)
+    for body in live_llmds(indices, namespace):
+        reconcile_one(body, indices)
 
 
 def reconcile_one(body: kopf.Body, indices: Mapping[str, Any]) -> None:
@@ -275,9 +287,8 @@ async def _autoscale_forever(autoscaler: Autoscaler, interval: float, indices: M
             log.warning("autoscaling skipped: cannot read the peering state: %s", err)
             continue
         deployments = [
-            (body, _observed(str(ns), name, indices))
-            for (ns, name), bodies in list(indices["llmds"].items())
-            for body in list(bodies)
+            (body, _observed(str(body["metadata"]["namespace"]), str(body["metadata"]["name"]), indices))
+            for body in live_llmds(indices)
         ]
         try:
             await autoscaler.run_once(deployments)

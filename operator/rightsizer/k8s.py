@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -25,6 +26,14 @@ from rightsizer.api import constants as c
 JSON = Mapping[str, Any]
 
 API_WRITES = Counter("rightsizer_api_writes_total", "Writes rightsizer sent to the Kubernetes API", ["verb", "kind"])
+log = logging.getLogger(__name__)
+
+
+def _count_write(verb: str, kind: str, namespace: str | None, name: str | None) -> None:
+    """Count a write, and name it in the debug log (`rightsizer run -v`): when the steady state is not quiet, the
+    log says which object is written."""
+    API_WRITES.labels(verb, kind).inc()
+    log.debug("write: %s %s %s/%s", verb, kind, namespace or "-", name or "-")
 
 
 class TemporaryApiError(Exception):
@@ -79,7 +88,7 @@ class Kube:
     def apply(self, obj: JSON) -> dict[str, Any]:
         resource = self._resource(str(obj["apiVersion"]), str(obj["kind"]))
         meta = obj["metadata"]
-        API_WRITES.labels("apply", obj["kind"]).inc()
+        _count_write("apply", obj["kind"], meta.get("namespace"), meta.get("name"))
         try:
             result = resource.server_side_apply(
                 body=dict(obj),
@@ -96,7 +105,7 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         resource = self._resource(api_version, kind)
-        API_WRITES.labels("delete", kind).inc()
+        _count_write("delete", kind, namespace, name)
         try:
             resource.delete(name=name, namespace=namespace, propagation_policy="Background")
         except NotFoundError:
@@ -121,7 +130,7 @@ class Kube:
 
     def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str, status: JSON) -> None:
         resource = self._resource(api_version, kind)
-        API_WRITES.labels("status", kind).inc()
+        _count_write("status", kind, namespace, name)
         self._merge_patch(
             resource.status, {"status": dict(status)}, what=f"status of {kind}", name=name, namespace=namespace
         )
@@ -130,7 +139,7 @@ class Kube:
         """Set the replicas an object wants through its scale subresource (for an LLMDeployment:
         spec.replicas.desired), the field `kubectl scale`, HPA and KEDA write too."""
         resource = self._resource(api_version, kind)
-        API_WRITES.labels("scale", kind).inc()
+        _count_write("scale", kind, namespace, name)
         self._merge_patch(
             resource.subresources["scale"],
             {"spec": {"replicas": replicas}},
@@ -173,7 +182,7 @@ class Kube:
             "annotations": {key: value},
             "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
         }
-        API_WRITES.labels("cas", kind).inc()
+        _count_write("cas", kind, namespace, name)
         try:
             if resource_version is None:
                 resource.create(
@@ -229,7 +238,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        API_WRITES.labels("create", "Event").inc()
+        _count_write("create", "Event", meta.get("namespace"), meta.get("name"))
         try:
             self._resource("v1", "Event").create(body=event, namespace=meta.get("namespace"))
         except ApiException as err:
@@ -326,7 +335,7 @@ class Kube:
             data=dict(data),
         )
         core = client.CoreV1Api(self._api_client)
-        API_WRITES.labels("cas", "Secret").inc()
+        _count_write("cas", "Secret", namespace, name)
         try:
             if resource_version is None:
                 core.create_namespaced_secret(namespace, body)
@@ -358,7 +367,7 @@ class Kube:
             operations.append({"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded})
         if not operations:
             return False
-        API_WRITES.labels("patch", kind).inc()
+        _count_write("patch", kind, None, name)
         try:
             resource.patch(body=operations, name=name, content_type="application/json-patch+json")
         except ApiException as err:

@@ -194,3 +194,20 @@ def test_a_rising_trend_is_planned_for_ahead() -> None:
         loop.tick(calm(t, 30.0 + 2 * i))
     flat = math.ceil((30.0 + 22) / CAPACITY)
     assert loop.history[-1].recommendation > flat
+
+
+def test_a_few_seconds_of_history_make_no_trend_or_spread() -> None:
+    """Three decisions 2 s apart on a rate that wobbles upwards: extrapolating that slope 60 s ahead would ask for
+    eleven replicas. Until the rates span half the trend (and spread) window, only the rate itself counts."""
+    behavior = Behavior(1, 100)
+    loop = Loop(behavior, replicas=1)
+    for i, rate in enumerate((10.0, 13.0, 16.0)):
+        decision = loop.tick(calm(2.0 * (i + 1), rate))
+    assert decision.recommendation == math.ceil(16.0 / CAPACITY), decision.reason
+    # With the history a trend needs (half of trend_window_s), the same slope is planned for.
+    loop = Loop(behavior, replicas=1)
+    t = 0.0
+    while t < behavior.trend_window_s / 2 + TICK:
+        t += TICK
+        decision = loop.tick(calm(t, 15.0 + 0.1 * t))
+    assert decision.recommendation > math.ceil((15.0 + 0.1 * t) / CAPACITY), decision.reason
