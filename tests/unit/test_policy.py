@@ -669,6 +669,17 @@ def test_no_allowed_pool_is_a_violation_without_a_plan() -> None:
     )
 
 
+def test_with_no_pool_known_at_all_no_policy_is_blamed() -> None:
+    """An operator that has not yet seen a GPU node (just started, its node index still filling) knows no pool:
+    sizing's own error, not a policy violation naming no policy (this raised IndexError in the webhook)."""
+    with pytest.raises(SizingError):
+        plan_within_policy(SizingRequest(spec_of(SMALL), facts_of(SMALL), []), effective(), SMALL)
+    with pytest.raises(SizingError):
+        plan_within_policy(
+            SizingRequest(spec_of(SMALL), facts_of(SMALL), []), effective(policy("p", allowed={"pools": ["a"]})), SMALL
+        )
+
+
 def test_a_model_no_allowed_pool_can_hold_raises_the_sizing_error() -> None:
     e = effective(policy("p", allowed={"gpuProducts": ["L40S"]}))
     request = SizingRequest(spec_of(HUGE), facts_of(HUGE), [pool("L40S", per_node=1), pool("H200")])

@@ -94,7 +94,7 @@ def plan_within_policy(
     Raises SizingError, as sizing.plan does, when no allowed pool can hold the model at all."""
     spec = request.spec
     pools = restrict_pools(request.pools, effective)
-    if not pools:
+    if not pools and request.pools:  # with no pool known at all, sizing's own error says so (no policy is at fault)
         blocked = Decision((_no_allowed_pool(request.pools, effective),))
         return PolicyPlan(None, blocked.plus(evaluate(spec, None, effective, image_repository)))
     restricted = replace(request, pools=pools)
