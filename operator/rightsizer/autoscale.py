@@ -126,9 +126,10 @@ def _trend(rates: tuple[tuple[float, float], ...]) -> float:
 
 
 def _recent(rates: tuple[tuple[float, float], ...], now: float, window_s: float) -> tuple[tuple[float, float], ...]:
-    """The rates observed within the last `window_s`; none until they span half of it. A slope or deviation from a
-    few overlapping windows is noise — a 60 s forecast from ten seconds of history doubled a steady rate in the
-    end-to-end tests — so a freshly started (or restarted) operator plans from the observed rate alone at first."""
+    """The rates observed within the last `window_s`; none until they span half of it. A slope from a few
+    overlapping windows is noise, and the forecast multiplies it — 60 s ahead from ten seconds of history doubled a
+    steady rate in the end-to-end tests — so a freshly started (or restarted) operator extrapolates no trend at
+    first. (The spread needs no such wait: from a short history it reads low, and it only ever adds a margin.)"""
     recent = tuple(p for p in rates if now - p[0] <= window_s)
     return recent if recent and now - recent[0][0] >= window_s / 2 else ()
 
@@ -213,7 +214,7 @@ def decide(
     span = max(behavior.trend_window_s, behavior.spread_window_s)
     rates = (*((t, r) for t, r in state.rates if obs.time - t <= span), (obs.time, obs.request_rate))
     trend = _trend(_recent(rates, obs.time, behavior.trend_window_s)) if behavior.forecast_s else 0.0
-    spread = _spread(_recent(rates, obs.time, behavior.spread_window_s))
+    spread = _spread(tuple(p for p in rates if obs.time - p[0] <= behavior.spread_window_s))
     ready = current - starting
     unsettled_at = state.unsettled_at
     if starting or _backlog(obs, targets, behavior, ready) > 0:
