@@ -39,6 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+Rates = tuple[tuple[float, float], ...]  # (time, observed arrival rate) pairs, oldest first
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -92,7 +94,7 @@ class ScalerState:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     idle_since: float | None = None
-    rates: tuple[tuple[float, float], ...] = ()  # (time, observed arrival rate), for the trend
+    rates: Rates = ()  # for the trend and the spread
     unsettled_at: float | None = None  # last time a backlog or starting replicas made the latencies stale
 
 
@@ -115,7 +117,7 @@ def _backlog(obs: Observation, targets: Targets, behavior: Behavior, ready: int)
     return max(0.0, obs.waiting - max(ready, 1) * normal)
 
 
-def _trend(rates: tuple[tuple[float, float], ...]) -> float:
+def _trend(rates: Rates) -> float:
     """Least-squares slope (req/s per s) of the observed rates; 0 with fewer than three."""
     if len(rates) < 3:
         return 0.0
@@ -125,16 +127,21 @@ def _trend(rates: tuple[tuple[float, float], ...]) -> float:
     return sum((t - mean_t) * (r - mean_r) for t, r in rates) / var if var > 0 else 0.0
 
 
-def _recent(rates: tuple[tuple[float, float], ...], now: float, window_s: float) -> tuple[tuple[float, float], ...]:
-    """The rates observed within the last `window_s`; none until they span half of it. A slope from a few
-    overlapping windows is noise, and the forecast multiplies it — 60 s ahead from ten seconds of history doubled a
-    steady rate in the end-to-end tests — so a freshly started (or restarted) operator extrapolates no trend at
-    first. (The spread needs no such wait: from a short history it reads low, and it only ever adds a margin.)"""
-    recent = tuple(p for p in rates if now - p[0] <= window_s)
+def _within(rates: Rates, now: float, window_s: float) -> Rates:
+    """The (time, rate) observations of the last `window_s`."""
+    return tuple(p for p in rates if now - p[0] <= window_s)
+
+
+def _trend_history(rates: Rates, now: float, window_s: float) -> Rates:
+    """The rates of the last `window_s`; none until they span half of it. A slope from a few overlapping windows
+    is noise, and the forecast multiplies it — 60 s ahead from ten seconds of history doubled a steady rate in the
+    end-to-end tests — so a freshly started (or restarted) operator extrapolates no trend at first. (The spread
+    needs no such wait: from a short history it reads low, and it only ever adds a margin.)"""
+    recent = _within(rates, now, window_s)
     return recent if recent and now - recent[0][0] >= window_s / 2 else ()
 
 
-def _spread(rates: tuple[tuple[float, float], ...]) -> float:
+def _spread(rates: Rates) -> float:
     """Standard deviation of the observed rates."""
     if len(rates) < 2:
         return 0.0
@@ -213,8 +220,8 @@ def decide(
     """Replicas to set. `current` is the replica count in force (ready + starting), `starting` those not ready yet."""
     span = max(behavior.trend_window_s, behavior.spread_window_s)
     rates = (*((t, r) for t, r in state.rates if obs.time - t <= span), (obs.time, obs.request_rate))
-    trend = _trend(_recent(rates, obs.time, behavior.trend_window_s)) if behavior.forecast_s else 0.0
-    spread = _spread(tuple(p for p in rates if obs.time - p[0] <= behavior.spread_window_s))
+    trend = _trend(_trend_history(rates, obs.time, behavior.trend_window_s)) if behavior.forecast_s else 0.0
+    spread = _spread(_within(rates, obs.time, behavior.spread_window_s))
     ready = current - starting
     unsettled_at = state.unsettled_at
     if starting or _backlog(obs, targets, behavior, ready) > 0:

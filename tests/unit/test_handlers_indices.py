@@ -27,7 +27,7 @@ def test_entries_of_a_deleted_namespace_are_skipped() -> None:
     assert names(live_llmds(INDICES)) == ["team-a/chat", "team-a/code"]
 
 
-def test_one_namespace() -> None:
+def test_one_namespace_is_walked_only_while_it_exists() -> None:
     assert names(live_llmds(INDICES, "team-a")) == ["team-a/chat", "team-a/code"]
     assert live_llmds(INDICES, "deleted") == []
     assert live_llmds(INDICES, "team-b") == []
