@@ -16,14 +16,12 @@ _ALIASES = {
     "meta-llama/llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
     "meta-llama/meta-llama-3.1-70b-instruct": "meta-llama/Llama-3.1-70B-Instruct",
     "meta-llama/llama-3.1-70b": "meta-llama/Llama-3.1-70B-Instruct",
-    "meta-llama/llama-3.3-70b-instruct": "meta-llama/Llama-3.1-70B-Instruct",
     "meta-llama/meta-llama-3.1-405b-instruct": "meta-llama/Llama-3.1-405B-Instruct",
     "meta-llama/llama-3.1-405b": "meta-llama/Llama-3.1-405B-Instruct",
     "mistralai/mistral-7b-instruct-v0.1": "mistralai/Mistral-7B-v0.1",
     "mistralai/mixtral-8x7b-v0.1": "mistralai/Mixtral-8x7B-Instruct-v0.1",
     "qwen/qwen2.5-7b": "Qwen/Qwen2.5-7B-Instruct",
     "qwen/qwen2.5-72b": "Qwen/Qwen2.5-72B-Instruct",
-    "deepseek-ai/deepseek-r1": "deepseek-ai/DeepSeek-V3",
     "deepseek-ai/deepseek-v3-0324": "deepseek-ai/DeepSeek-V3",
 }
 
