@@ -12,7 +12,7 @@ with the performance model's step times, least-loaded routing, the same pod star
   concurrency   KubeAI's autoscaler: ceil(active requests averaged over 10 min / target), target = the requests
                 in flight at one replica's SLO capacity (the performance model's prediction)
   queue         KEDA on Σ vllm:num_requests_waiting, threshold 5, through the HPA's default behavior
-  rightsizer    rightsizer.autoscale.decide, fed like the operator feeds it, with its default Behavior
+  rightsizer    rightsizer.scaling.decision.decide, fed like the operator feeds it, with its default Behavior
   oracle        hindsight (bench/autoscale_policies.py: oracle_needs, cheapest_cover): per interval (60 s) the fewest
                 ready replicas with which at least 99 % of the requests arriving in it meet the TTFT target, found
                 by trial simulation from the state the earlier intervals left; then the cheapest pod timeline that
@@ -59,12 +59,12 @@ from bench.autoscale_policies import (  # noqa: E402
     run,
 )
 from bench.autoscale_sim import Engine, Simulation  # noqa: E402
-from rightsizer import autoscale  # noqa: E402
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec  # noqa: E402
-from rightsizer.cli import default_pools  # noqa: E402
+from rightsizer.cli.main import default_pools  # noqa: E402
 from rightsizer.facts import catalog  # noqa: E402
-from rightsizer.modelcfg import parse  # noqa: E402
+from rightsizer.model.config import parse  # noqa: E402
 from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict  # noqa: E402
+from rightsizer.scaling import decision as autoscale  # noqa: E402
 from rightsizer.sizing import SizingRequest, search  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
@@ -122,7 +122,7 @@ def plan_setup(args: argparse.Namespace, trace: traces.Trace) -> Setup:
     return Setup(engine, replica, label, inp, out, slo, capacity, at_capacity)
 
 
-LENGTH_GRID = 1.1  # the operator's (rightsizer.plan_model): lengths snapped to a 10 % grid, capacities cached
+LENGTH_GRID = 1.1  # the operator's (rightsizer.perf.in_force): lengths snapped to a 10 % grid, capacities cached
 
 
 def _snap(tokens: float) -> int:

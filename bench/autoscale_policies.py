@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from bench.autoscale_sim import READY, STARTING, Simulation
-from rightsizer import autoscale
+from rightsizer.scaling import decision as autoscale
 
 TICK_S = 5.0
 
@@ -161,7 +161,7 @@ class QueueLength:
 
 @dataclass
 class Rightsizer:
-    """autoscale.decide, fed like the operator feeds it (rightsizer.metrics_window, rightsizer.plan_model): the
+    """autoscale.decide, fed like the operator feeds it (rightsizer.scaling.window, rightsizer.perf.in_force): the
     arrival rate is first tokens plus the waiting queue's growth over the window, and one replica's capacity is
     perf.max_request_rate at the mean lengths of the requests that finished in the window (`capacity_at`), or at
     the declared workload before any finished."""

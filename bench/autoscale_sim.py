@@ -475,7 +475,7 @@ class Simulation:
 
 @dataclass(frozen=True)
 class WindowMetrics:
-    """One window as the operator's metrics source reports it (rightsizer.metrics_window), plus the truth."""
+    """One window as the operator's metrics source reports it (rightsizer.scaling.window), plus the truth."""
 
     arrivals: int  # the truth: requests that arrived in the window (no vLLM metric counts them)
     seconds: float

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rightsizer.facts import catalog
-from rightsizer.memory import EngineSettings
-from rightsizer.modelcfg import ModelFacts, QuantFormat, parse
+from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.memory import EngineSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "calibration" / "vllm-0.19.0-h100.csv"

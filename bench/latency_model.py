@@ -31,8 +31,8 @@ import numpy as np
 from rightsizer.facts import catalog, gpus
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.memory import EngineSettings, ReplicaMemory, replica_memory
-from rightsizer.modelcfg import ModelFacts, QuantFormat, parse
+from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
 from rightsizer.perf import Replica, Traffic, build_replica, predict
 
 DATA = Path(__file__).resolve().parent / "data" / "published_latency.csv"

@@ -24,8 +24,8 @@ from bench import latency_model
 from rightsizer.facts import catalog, gpus
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.memory import EngineSettings, replica_memory
-from rightsizer.modelcfg import QuantFormat, parse
+from rightsizer.model.config import QuantFormat, parse
+from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import Replica, Traffic, build_replica, predict
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"

@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rightsizer import memory, perf
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli import default_pools
+from rightsizer.cli.main import default_pools
 from rightsizer.facts import catalog
-from rightsizer.modelcfg import parse
-from rightsizer.sizing import MEMORY_ONLY, PerformanceHook, SizingRequest, plan
+from rightsizer.model import memory
+from rightsizer.model.config import parse
+from rightsizer.sizing import MEMORY_ONLY, PerformanceHook, SizingRequest, performance, plan
 
 MODEL = "meta-llama/Llama-3.1-405B-Instruct"
 SPECS: dict[str, dict[str, Any]] = {
@@ -35,7 +35,7 @@ def timings(request: SizingRequest, hook: PerformanceHook | None, runs: int, col
     for _ in range(runs):
         if cold:
             memory.clear_caches()
-            perf.clear_caches()
+            performance.clear_caches()
         start = time.perf_counter()
         plan(request, MODEL, hook)
         times.append((time.perf_counter() - start) * 1e3)

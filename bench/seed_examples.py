@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
-from rightsizer.modelcfg import ModelFacts, parse
-from rightsizer.params import total_parameters
-from rightsizer.pools import GpuPool
+from rightsizer.model.config import ModelFacts, parse
+from rightsizer.model.params import total_parameters
 from rightsizer.sizing import SizingRequest, plan, search
+from rightsizer.sizing.pools import GpuPool
 
 AZURE_GPU_BYTES = 140e9
 AZURE_SEQUENCE = 1152

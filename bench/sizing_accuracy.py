@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.calibration_set import CalibrationPoint, csv_path, points
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli import default_pools
+from rightsizer.cli.main import default_pools
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
-from rightsizer.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, replica_memory
-from rightsizer.modelcfg import ModelFacts, QuantFormat, parse
-from rightsizer.params import total_parameters
-from rightsizer.perf import clear_caches as clear_performance_caches
+from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, replica_memory
+from rightsizer.model.params import total_parameters
 from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing.performance import clear_caches as clear_performance_caches
 
 H100_MARKETING_BYTES = 80e9
 WEIGHT_BYTES = {QuantFormat.NONE: None, QuantFormat.FP8: 1.0, QuantFormat.W8A8: 1.0, QuantFormat.W4A16_GPTQ: 0.5}

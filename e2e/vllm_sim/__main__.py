@@ -23,12 +23,12 @@ import yaml
 from aiohttp import web
 
 from e2e.vllm_sim.server import Served, SimulatedVllm, build_app
+from rightsizer.adapters.modelsource import resolve
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.cli import default_pools
+from rightsizer.cli.main import default_pools
 from rightsizer.facts.perf_calibration import VLLM
-from rightsizer.modelsource import resolve
-from rightsizer.plan_model import replica_of
+from rightsizer.perf.in_force import replica_of
 from rightsizer.sizing import SizingRequest, plan
 
 

@@ -15,7 +15,7 @@ vLLM 0.19.0 with the default FCFS policy and chunked prefill:
 * a request's first token is sampled at the end of the step that computes its last prompt token, then one token per
   step; it finishes after max_tokens tokens (the load generator sends ignore_eos, so lengths are exact).
 
-KV blocks are counted with rightsizer.memory.blocks_per_request over the plan's KV layout, so hybrid and
+KV blocks are counted with rightsizer.model.memory.blocks_per_request over the plan's KV layout, so hybrid and
 sliding-window models hold what vLLM's block pool would give them.
 """
 
@@ -25,7 +25,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from rightsizer.memory import blocks_per_request
+from rightsizer.model.memory import blocks_per_request
 from rightsizer.perf import Replica
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from rightsizer.cli import main as _main
+from rightsizer.cli.main import main as _main
 
 
 def main() -> None:

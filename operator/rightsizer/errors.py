@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class RightsizerError(Exception):
     """Base class: `field` is the spec path at fault (camelCase, as in the manifest), `fix` what to do about it."""
@@ -27,3 +29,13 @@ class SizingError(RightsizerError):
 
 class UnsupportedEngineVersionError(RightsizerError):
     """The vLLM release has no accounting profile."""
+
+
+def validation_messages(err: ValidationError) -> list[str]:
+    """Every problem of a pydantic validation error, each as `dotted.field.path: message`."""
+    return [f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}" for problem in err.errors()]
+
+
+def validation_message(err: ValidationError) -> str:
+    """A pydantic validation error as one line: its first problem (the one a person fixes first)."""
+    return validation_messages(err)[0]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.cli import load_pools
-from rightsizer.settings import OperatorSettings
+from rightsizer.cli.main import load_pools
 from tests.chart.render import CHART, REPO, HelmError, OperatorContainer, documents, helm, objects, template
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -117,7 +117,7 @@ def test_the_container_is_locked_down_and_probed_on_the_liveness_endpoint(name: 
 
 
 def test_the_operator_runs_the_command_the_cli_accepts() -> None:
-    from rightsizer.cli import build_parser
+    from rightsizer.cli.main import build_parser
 
     c = container({"ha": {"enabled": True}, "replicas": 2})
     args = build_parser().parse_args(["run", *c.run_args({"$(RIGHTSIZER_POD_INDEX)": "1"})])
@@ -131,9 +131,9 @@ def test_the_operator_runs_the_command_the_cli_accepts() -> None:
 
 
 def kopf_webhook_handlers() -> dict[str, Any]:
-    """The admission handlers rightsizer.webhooks registers with kopf (its id is the URL path)."""
+    """The admission handlers rightsizer.controller.webhooks registers with kopf (its id is the URL path)."""
     code = (
-        "import json, kopf, rightsizer.webhooks\n"
+        "import json, kopf, rightsizer.controller.webhooks\n"
         "print(json.dumps([{'id': h.id, 'type': h.reason.value, 'operations': h.operations,"
         " 'side_effects': h.side_effects} for h in kopf.get_default_registry()._webhooks.get_all_handlers()]))"
     )

@@ -9,7 +9,7 @@ import pytest
 from rightsizer.errors import SizingError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.vllm_metrics import Signal
-from rightsizer.vllm_args import check_extra_args
+from rightsizer.sizing.vllm_args import check_extra_args
 from tests.contract.static_python import SourceTree
 from tests.contract.vllm_cli import ExtractionError, ServeParser, extract_serve_parser
 from tests.contract.vllm_metrics_source import extract_metrics

@@ -15,16 +15,16 @@ import pytest
 
 from rightsizer.api.v1alpha1.llmdeployment import DEFAULT_ENGINE_VERSION, LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.builders.children import desired_children
-from rightsizer.builders.context import BuildContext
 from rightsizer.errors import RightsizerError, SizingError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_metrics import Kind, Signal
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.pools import GpuPool
+from rightsizer.kube.builders.children import desired_children
+from rightsizer.kube.builders.context import BuildContext
 from rightsizer.sizing import SizingRequest, plan
-from rightsizer.vllm_args import COMPUTED_FLAGS, check_extra_args
+from rightsizer.sizing.pools import GpuPool
+from rightsizer.sizing.vllm_args import COMPUTED_FLAGS, check_extra_args
 from tests.contract.conftest import cached_releases, load_or_skip
 from tests.contract.vllm_release import ReleaseContract
 from tests.unit.helpers import facts_of

@@ -28,8 +28,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from rightsizer.adapters.k8s import Kube
 from rightsizer.api.constants import API_VERSION
-from rightsizer.k8s import Kube
 from tests.chart.render import CHART, HelmError, OperatorContainer, helm
 from tests.integration.conftest import NAMESPACE_LABEL
 from tests.integration.helm import forbidden_lines, json_lines, service_account_kubeconfig

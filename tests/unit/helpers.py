@@ -9,7 +9,7 @@ import pytest
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.facts import catalog
-from rightsizer.modelcfg import ModelFacts, parse
+from rightsizer.model.config import ModelFacts, parse
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"

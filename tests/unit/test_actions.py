@@ -3,8 +3,8 @@
 import copy
 from typing import Any
 
-from rightsizer.actions import Apply, Delete, is_subset, plan_actions
-from rightsizer.builders.children import stamped
+from rightsizer.kube.actions import Apply, Delete, is_subset, plan_actions
+from rightsizer.kube.builders.children import stamped
 
 
 def obj(kind: str = "Deployment", replicas: int = 1, name: str = "chat") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The SLO autoscaler's decision (rightsizer.autoscale), driven tick by tick like the operator drives it."""
+"""The SLO autoscaler's decision (rightsizer.scaling.decision), driven tick by tick like the operator drives it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from rightsizer.autoscale import Behavior, Decision, Observation, ScalerState, Targets, decide, recommend
+from rightsizer.scaling.decision import Behavior, Decision, Observation, ScalerState, Targets, decide, recommend
 
 TICK = 15.0
 CAPACITY = 10.0  # req/s one replica serves within the SLO

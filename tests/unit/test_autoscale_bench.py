@@ -17,8 +17,8 @@ from bench.autoscale_policies import Static, cheapest_cover, run
 from bench.autoscale_sim import ITL_BUCKETS, Engine, Simulation, histogram_quantile
 from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.memory import EngineSettings, replica_memory
-from rightsizer.modelcfg import QuantFormat
+from rightsizer.model.config import QuantFormat
+from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import build_replica
 from tests.unit.helpers import facts_of
 

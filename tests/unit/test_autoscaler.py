@@ -10,27 +10,21 @@ from typing import Any
 import pytest
 import yaml
 
-from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, LLMDeployment, LLMDeploymentSpec
-from rightsizer.autoscale import Decision, Observation, Targets
-from rightsizer.autoscaler import (
-    Autoscaler,
-    autoscaling_active,
-    needs_write,
-    next_status,
-    replica_counts,
-    status_wire,
-)
-from rightsizer.metrics_source import (
+from rightsizer.adapters.metrics_source import (
     MetricsUnavailableError,
     Recent,
     scrape_address,
     serving_pods,
     targets_from_file_sd,
 )
-from rightsizer.metrics_window import WindowStats
-from rightsizer.plan_model import expected_length
-from rightsizer.reconcile import Observed, Reconciler
-from rightsizer.settings import OperatorSettings
+from rightsizer.adapters.settings import OperatorSettings
+from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, LLMDeployment, LLMDeploymentSpec
+from rightsizer.controller.autoscaler import Autoscaler
+from rightsizer.controller.reconcile import Observed, Reconciler
+from rightsizer.perf.in_force import expected_length
+from rightsizer.scaling.decision import Decision, Observation, Targets
+from rightsizer.scaling.status import autoscaling_active, needs_write, next_status, replica_counts, status_wire
+from rightsizer.scaling.window import WindowStats
 from tests.unit.helpers import REPO
 from tests.unit.test_discovery import node
 

@@ -8,11 +8,11 @@ import pytest
 
 from rightsizer.api.v1alpha1.common import Toleration
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.builders.children import desired_children
-from rightsizer.builders.context import BuildContext
 from rightsizer.facts.gpus import lookup
-from rightsizer.pools import GpuPool
+from rightsizer.kube.builders.children import desired_children
+from rightsizer.kube.builders.context import BuildContext
 from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing.pools import GpuPool
 from tests.unit.helpers import facts_of
 
 H200 = GpuPool(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rightsizer.cli import main
+from rightsizer.cli.main import main
 from tests.unit.helpers import REPO
 
 MANIFEST = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rightsizer.cli import main
+from rightsizer.cli.main import main
 from tests.unit.helpers import REPO
 
 POLICIES = REPO / "examples" / "policies"

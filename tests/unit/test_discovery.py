@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from rightsizer.discovery import discover, merge
+from rightsizer.adapters.settings import DEFAULT_POOL_LABELS
 from rightsizer.facts.gpus import lookup
-from rightsizer.pools import GpuPool
-from rightsizer.settings import DEFAULT_POOL_LABELS
+from rightsizer.kube.discovery import discover
+from rightsizer.sizing.pools import GpuPool, merge
 
 
 def node(

@@ -1,6 +1,6 @@
 """Documentation that must stay true to the code."""
 
-from rightsizer.settings import OperatorSettings
+from rightsizer.adapters.settings import OperatorSettings
 from tests.unit.helpers import REPO
 
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rightsizer.ha import Peering, should_pause
+from rightsizer.controller.ha import Peering, should_pause
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ME = Peering("rightsizer", priority=100, identity="me")
@@ -64,10 +64,9 @@ def test_the_resync_reads_the_peering_kopf_uses(
     reads: list[tuple[str, str | None]],
     pause: bool,
 ) -> None:
-    from rightsizer import handlers
+    from rightsizer.controller.runtime import Runtime
 
     kube = PeeringReads(statuses)
-    monkeypatch.setattr(handlers.State, "reconciler", SimpleNamespace(kube=kube))
-    monkeypatch.setattr(handlers.State, "peering", Peering("rightsizer", 100, "me", namespaces))
-    assert handlers.paused() is pause
+    runtime = Runtime(SimpleNamespace(kube=kube), Peering("rightsizer", 100, "me", namespaces))  # type: ignore[arg-type]
+    assert runtime.paused() is pause
     assert kube.reads == reads

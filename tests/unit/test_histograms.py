@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rightsizer.histograms import Histogram, counter_increase, histogram_increase, mean, merge, quantile
+from rightsizer.scaling.histograms import Histogram, counter_increase, histogram_increase, mean, merge, quantile
 
 INF = math.inf
 

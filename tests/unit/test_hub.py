@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rightsizer.adapters.hub import HubClient
 from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
-from rightsizer.hub import HubClient
 
 TOKEN = "hf_test_token"
 CONFIG = catalog.lookup("meta-llama/Llama-3.1-8B-Instruct")
@@ -100,7 +100,7 @@ def test_offline_hub_is_a_clear_error(tmp_path: Path) -> None:
 def test_cli_plans_a_model_from_the_hub(
     hub_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rightsizer.cli import main
+    from rightsizer.cli.main import main
 
     monkeypatch.setenv("HF_ENDPOINT", hub_url)
     monkeypatch.setenv("RIGHTSIZER_CONFIG_CACHE", str(tmp_path / "cache"))

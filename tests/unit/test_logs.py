@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rightsizer.cli import build_parser
-from rightsizer.logs import JsonFormatter, configure_logging
+from rightsizer.cli.main import build_parser
+from rightsizer.controller.logs import JsonFormatter, configure_logging
 
 REF = {"apiVersion": "rightsizer.dev/v1alpha1", "kind": "LLMDeployment", "namespace": "team-a", "name": "chat"}
 

@@ -9,8 +9,8 @@ import pytest
 from bench.calibration_set import CalibrationPoint, points
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
-from rightsizer.memory import EngineSettings, ReplicaMemory, replica_memory
-from rightsizer.modelcfg import QuantFormat
+from rightsizer.model.config import QuantFormat
+from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
 from tests.unit.helpers import facts_of
 
 
@@ -135,7 +135,7 @@ def test_fp8_kv_doubles_tokens() -> None:
 
 def test_kv_heads_replicate_once_tp_exceeds_them() -> None:
     """Llama-3.1-70B has 8 KV heads: TP16 keeps one head per rank, the same bytes per token as TP8."""
-    from rightsizer.memory import attention_bytes_per_token
+    from rightsizer.model.memory import attention_bytes_per_token
 
     facts = facts_of("meta-llama/Llama-3.1-70B-Instruct")
     assert attention_bytes_per_token(facts, _settings(8, 8192, 0.9)) == 512

@@ -9,9 +9,9 @@ from prometheus_client import generate_latest
 
 from e2e.vllm_sim.metrics import VllmMetrics
 from rightsizer.facts.vllm_metrics import Signal
-from rightsizer.histograms import Histogram
-from rightsizer.metrics_window import PodSample, parse_sample, window_stats
-from rightsizer.promql import Selector, queries, scalar, stats
+from rightsizer.scaling.histograms import Histogram
+from rightsizer.scaling.promql import Selector, queries, scalar, stats
+from rightsizer.scaling.window import PodSample, parse_sample, window_stats
 
 INF = math.inf
 

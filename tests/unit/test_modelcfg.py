@@ -4,7 +4,7 @@ import pytest
 
 from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
-from rightsizer.modelcfg import LayerKind, QuantFormat, parse
+from rightsizer.model.config import LayerKind, QuantFormat, parse
 from tests.unit.helpers import facts_of
 
 

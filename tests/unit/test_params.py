@@ -2,7 +2,7 @@
 
 import pytest
 
-from rightsizer.params import padded_vocab, pipeline_layers, total_parameters
+from rightsizer.model.params import padded_vocab, pipeline_layers, total_parameters
 from tests.unit.helpers import facts_of
 
 # Exact counts published with the models (vllm-ground-truth.md §13).

@@ -11,11 +11,11 @@ import pytest
 from bench import latency_model
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.cli import main
+from rightsizer.cli.main import main
 from rightsizer.facts.gpus import from_node_labels, lookup
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.memory import EngineSettings, replica_memory
-from rightsizer.modelcfg import QuantFormat
+from rightsizer.model.config import QuantFormat
+from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import (
     UTILIZATION_CEILING,
     Replica,
@@ -28,8 +28,8 @@ from rightsizer.perf import (
     predict,
     saturation_rate,
 )
-from rightsizer.pools import GpuPool
 from rightsizer.sizing import MEMORY_ONLY, SizingRequest, plan, search
+from rightsizer.sizing.pools import GpuPool
 from tests.unit.helpers import facts_of
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"

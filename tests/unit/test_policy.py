@@ -50,8 +50,8 @@ from rightsizer.policy import (
 )
 from rightsizer.policy.images import intersect_prefixes, normalise_prefix
 from rightsizer.policy.selection import namespace_labels
-from rightsizer.pools import GpuPool
 from rightsizer.sizing import SizingRequest, plan, search
+from rightsizer.sizing.pools import GpuPool
 from tests.unit.helpers import REPO, facts_of, spec_of
 
 SMALL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -995,6 +995,6 @@ def test_sizingpolicy_crd_is_cluster_scoped_with_useful_columns() -> None:
 
 def test_weight_formats_match_what_plans_report() -> None:
     from rightsizer.api.v1alpha1.sizingpolicy import WeightFormat
-    from rightsizer.modelcfg import QuantFormat
+    from rightsizer.model.config import QuantFormat
 
     assert [f.value for f in WeightFormat] == [f.value for f in QuantFormat]

@@ -10,8 +10,8 @@ from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.errors import RightsizerError, SizingError
 from rightsizer.facts.gpus import lookup
-from rightsizer.pools import GpuPool
 from rightsizer.sizing import SizingRequest, plan, search
+from rightsizer.sizing.pools import GpuPool
 from tests.unit.helpers import facts_of, spec_of
 
 

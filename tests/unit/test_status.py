@@ -1,7 +1,7 @@
 """Status conditions: shapes, transitions, and lastTransitionTime that moves only on a flip."""
 
 from rightsizer.api.v1alpha1.common import Condition
-from rightsizer.status import StatusInputs, WorkloadObservation, conditions, observe, set_condition
+from rightsizer.kube.status import StatusInputs, WorkloadObservation, conditions, observe, set_condition
 
 
 def inputs(

@@ -15,9 +15,9 @@ from e2e.vllm_sim.engine import Engine, Request
 from e2e.vllm_sim.metrics import build_1_2_5_buckets
 from e2e.vllm_sim.server import Served, SimulatedVllm, build_app
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli import default_pools
+from rightsizer.cli.main import default_pools
 from rightsizer.perf import Replica, Traffic, predict
-from rightsizer.plan_model import replica_of
+from rightsizer.perf.in_force import replica_of
 from rightsizer.sizing import SizingRequest, plan
 from tests.unit.helpers import facts_of
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from rightsizer.k8s import TemporaryApiError
-from rightsizer.settings import OperatorSettings
-from rightsizer.webhook_tls import (
+from rightsizer.adapters.k8s import TemporaryApiError
+from rightsizer.adapters.settings import OperatorSettings
+from rightsizer.adapters.webhook_tls import (
     CA_VALIDITY,
     SERVING_VALIDITY,
     WEBHOOK_KINDS,

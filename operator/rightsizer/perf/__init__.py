@@ -1,7 +1,7 @@
 """The performance model: how fast one vLLM replica serves, from the bytes it moves and the FLOPs it computes.
 
-Modules: step (one engine step), load (continuous batching in steady state and the SLO searches), hook (the
-plan's record and sizing's default PerformanceHook).
+Modules: step (one engine step), load (continuous batching in steady state and the SLO searches), in_force (the
+model of a plan already running, for the autoscaler). Sizing's hook over this model is sizing.performance.
 
 A roofline per engine step, summed per operation and per pipeline stage::
 
@@ -49,7 +49,7 @@ Steady-state predictions (for sizing and the plan)::
 All times are seconds. Pure: no I/O, deterministic.
 """
 
-from rightsizer.perf.hook import SloPerformance, clear_caches, performance_record
+from rightsizer.perf import step as step_module
 from rightsizer.perf.load import (
     UTILIZATION_CEILING,
     BatchLimit,
@@ -79,7 +79,6 @@ __all__ = [
     "Quantiles",
     "Replica",
     "Slo",
-    "SloPerformance",
     "StageCost",
     "Traffic",
     "build_replica",
@@ -89,8 +88,13 @@ __all__ = [
     "largest_batch_within",
     "max_concurrency_within",
     "max_request_rate",
-    "performance_record",
     "predict",
     "saturation_rate",
     "stage_cost",
 ]
+
+
+def clear_caches() -> None:
+    """Forget memoised stage costs and batch limits (for cold-start measurements)."""
+    step_module.clear_caches()
+    largest_batch_within.cache_clear()

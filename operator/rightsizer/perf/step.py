@@ -27,7 +27,8 @@ from rightsizer.facts.perf_calibration import (
     VLLM,
     Efficiency,
 )
-from rightsizer.memory import (
+from rightsizer.model.config import LayerKind, ModelFacts, QuantFormat
+from rightsizer.model.memory import (
     EngineSettings,
     KVLayout,
     ReplicaMemory,
@@ -37,8 +38,7 @@ from rightsizer.memory import (
     expert_padding,
     linear_state_bytes,
 )
-from rightsizer.modelcfg import LayerKind, ModelFacts, QuantFormat
-from rightsizer.params import groups_on_stage, inventory, per_rank_count, pipeline_layers
+from rightsizer.model.params import groups_on_stage, inventory, per_rank_count, pipeline_layers
 
 TERA = 1e12
 GIGA = 1e9

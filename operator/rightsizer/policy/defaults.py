@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.modelcfg import ModelFacts
+from rightsizer.model.config import ModelFacts
 from rightsizer.policy.decision import policies_phrase
 from rightsizer.policy.effective import EffectivePolicy, Sourced
 from rightsizer.policy.images import default_image

@@ -17,8 +17,8 @@ from rightsizer.facts.gpus import UnknownGpuProductError
 from rightsizer.policy.decision import Decision, Violation, ViolationKind, allow_phrase, policies_phrase
 from rightsizer.policy.effective import EffectivePolicy
 from rightsizer.policy.evaluate import evaluate, listing
-from rightsizer.pools import GpuPool, from_spec, unknown_products
 from rightsizer.sizing import Candidate, PerformanceHook, SearchResult, SizingRequest, plan, search, to_plan
+from rightsizer.sizing.pools import GpuPool, from_spec, unknown_products
 
 
 def declared_pools(effective: EffectivePolicy) -> list[GpuPool]:
@@ -35,7 +35,7 @@ def declared_pools(effective: EffectivePolicy) -> list[GpuPool]:
 
 def with_declared(known: Sequence[GpuPool], effective: EffectivePolicy) -> list[GpuPool]:
     """`known` plus the policy's declared pools; a declared pool replaces a known one of the same name (for
-    offline use; the operator merges with discovery.merge, which also keeps discovered node counts)."""
+    offline use; the operator merges with sizing.pools.merge, which also keeps discovered node counts)."""
     declared = {p.name: p for p in declared_pools(effective)}
     return sorted([p for p in known if p.name not in declared] + list(declared.values()), key=lambda p: p.name)
 

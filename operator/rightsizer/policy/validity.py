@@ -8,7 +8,7 @@ from rightsizer.errors import UnsupportedEngineVersionError
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.policy.effective import product_key
 from rightsizer.policy.images import image_allowed, normalise_prefix
-from rightsizer.pools import unknown_products
+from rightsizer.sizing.pools import unknown_products
 
 
 def _product_problems(spec: SizingPolicySpec) -> list[str]:

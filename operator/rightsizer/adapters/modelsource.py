@@ -1,0 +1,75 @@
+"""Where a model's config.json comes from, in order: inline spec, ConfigMap, a local file, the built-in catalog,
+the Hugging Face Hub. The first source that has it wins; the plan records which one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rightsizer.adapters.hub import HubClient
+from rightsizer.api.v1alpha1.llmdeployment import ModelSource
+from rightsizer.errors import ModelConfigError
+from rightsizer.facts import catalog
+from rightsizer.model.config import ModelFacts, parse
+
+ConfigMapReader = Callable[[str, str], str]  # (name, key) -> text
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    facts: ModelFacts
+    config: Mapping[str, Any]
+    source: str
+
+
+def _load_json(text: str, where: str, field: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelConfigError(field, f"{where} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise ModelConfigError(field, f"{where} is not a JSON object")
+    return data
+
+
+def resolve(
+    model: ModelSource,
+    *,
+    config_file: Path | None = None,
+    read_config_map: ConfigMapReader | None = None,
+    hub: HubClient | None = None,
+    read_hub_token: Callable[[], str | None] | None = None,
+) -> ResolvedModel:
+    if model.config:
+        return ResolvedModel(parse(model.config), model.config, "inline spec.model.config")
+    if model.config_map_ref is not None:
+        ref = model.config_map_ref
+        if read_config_map is None:
+            raise ModelConfigError(
+                "spec.model.configMapRef", "ConfigMaps cannot be read here", "pass the config with --model-config"
+            )
+        text = read_config_map(ref.name, ref.key)
+        config = _load_json(text, f"ConfigMap {ref.name} key {ref.key}", "spec.model.configMapRef")
+        return ResolvedModel(parse(config), config, f"ConfigMap {ref.name}/{ref.key}")
+    if config_file is not None:
+        try:
+            text = config_file.read_text()
+        except OSError as err:
+            raise ModelConfigError("--model-config", f"cannot read {config_file}: {err.strerror}") from None
+        config = _load_json(text, str(config_file), "--model-config")
+        return ResolvedModel(parse(config), config, f"file {config_file}")
+    built_in = catalog.lookup(model.name)
+    if built_in is not None:
+        return ResolvedModel(parse(built_in), built_in, "built-in catalog")
+    if hub is None:
+        raise ModelConfigError(
+            "spec.model.name",
+            f"{model.name} is not in the built-in catalog and the Hub is not consulted here",
+            "set spec.model.config (or configMapRef), pass --model-config, or allow Hub access",
+        )
+    # The token is read only now, when the Hub is really asked: catalog and inline models never need the Secret.
+    config = hub.config(model.name, model.revision, read_hub_token() if read_hub_token else None)
+    return ResolvedModel(parse(config), config, f"{hub.endpoint}")

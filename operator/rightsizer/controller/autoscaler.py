@@ -1,0 +1,281 @@
+"""The SLO autoscaler's live path: one pass over every LLMDeployment with autoscaling on.
+
+Per deployment and pass (every RIGHTSIZER_AUTOSCALE_INTERVAL_SECONDS, started by handlers.py like the resync):
+
+1. gate: spec.autoscaling.enabled, an SLO target, replicas.max > replicas.min, a plan in status, and the policy
+   verdict the reconciler reaches (a spec that violates policy is neither planned nor scaled);
+2. observe: the metrics source's window (Prometheus or the pods' /metrics), and the replica counts: `current` is
+   spec.replicas.desired (else status.replicas), `starting` is current minus the workload's ready replicas — those
+   still count as capacity on the way;
+3. targets: spec.slo, max-num-seqs, and the performance model's capacity of one replica within the SLO for the
+   lengths observed in the window (rightsizer.perf.in_force);
+4. decide (rightsizer.scaling.decision.decide, pure) within spec.replicas and the policies' bounds
+   (policy.replica_bounds, then policy.bound_recommendation, exactly as the reconciler bounds replicas);
+5. act: a changed count is written to spec.replicas.desired through the scale subresource — the reconciler turns it
+   into the workload's replicas, and HPA or KEDA could write the same field instead — with an Event; status.autoscaling
+   is written only when the decision, its reason or its targets change, or, for the observed latencies alone, at most
+   every RIGHTSIZER_AUTOSCALE_STATUS_REFRESH_SECONDS. With nothing to report, a pass writes nothing.
+
+The scaler state (recent recommendations) lives in memory. After a restart it starts from "the current count was
+just recommended", so a restarted (or newly elected) operator waits a full scale-down window before scaling down.
+status.autoscaling belongs to this module; the reconciler never writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from rightsizer.adapters.k8s import Kube, TemporaryApiError
+from rightsizer.adapters.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
+from rightsizer.adapters.settings import OperatorSettings
+from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.llmdeployment import (
+    LLMDeployment,
+    LLMDeploymentSpec,
+)
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
+from rightsizer.errors import RightsizerError
+from rightsizer.perf import Replica
+from rightsizer.perf.in_force import capacity_rps, expected_length, replica_of, slo_of
+from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
+from rightsizer.scaling.decision import ScalerState, decide
+from rightsizer.scaling.status import (
+    WORKLOAD_KINDS,
+    autoscaling_active,
+    behavior_of,
+    needs_write,
+    next_status,
+    observation_of,
+    previous_status,
+    replica_counts,
+    status_wire,
+    targets_of,
+)
+from rightsizer.scaling.window import WindowStats
+
+log = logging.getLogger(__name__)
+JSON = Mapping[str, Any]
+
+
+# --- the pass -----------------------------------------------------------------------------------------------------
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        source: MetricsSource,
+        *,
+        status_refresh_seconds: float,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        self.reconciler = reconciler
+        self.kube: Kube = reconciler.kube
+        self.source = source
+        self.status_refresh_seconds = status_refresh_seconds
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self.wall = wall
+        self.states: dict[tuple[str, str], ScalerState] = {}
+        self.written: dict[tuple[str, str], float] = {}  # when status.autoscaling was last written
+        self.unavailable: set[tuple[str, str]] = set()
+        self._replicas: dict[str, Replica | None] = {}
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self.states.pop(key, None)
+        self.written.pop(key, None)
+        self.unavailable.discard(key)
+
+    def reset(self) -> None:
+        """Drop every deployment's state (this process stopped acting: a peer took over)."""
+        for key in list(self.states):
+            self.forget(key)
+
+    async def run_once(self, deployments: Sequence[tuple[JSON, Observed]]) -> list[tuple[JSON, Event]]:
+        """One pass; posts its Events (best effort) and returns them."""
+        posted: list[tuple[JSON, Event]] = []
+        seen = set()
+        for body, observed in deployments:
+            meta = body.get("metadata") or {}
+            key = (str(meta.get("namespace")), str(meta.get("name")))
+            seen.add(key)
+            try:
+                events = await self.scale_one(body, observed)
+            except MetricsUnavailableError as err:
+                events = self._unavailable(key, str(err))
+            except Exception:
+                log.exception("autoscaling of %s/%s failed; it is tried again next pass", *key)
+                continue
+            for event in events:
+                await self._post(body, event)
+            posted += [(body, e) for e in events]
+        for key in [k for k in self.states if k not in seen]:
+            self.forget(key)
+        return posted
+
+    async def _post(self, body: JSON, event: Event) -> None:
+        try:
+            await asyncio.to_thread(
+                self.kube.post_event,
+                body,
+                type_=event.type,
+                reason=event.reason,
+                message=event.message,
+                now=self.wall(),
+            )
+        except TemporaryApiError as err:
+            meta = body.get("metadata") or {}
+            log.warning("event %s on %s/%s not posted: %s", event.reason, meta.get("namespace"), meta.get("name"), err)
+
+    def _unavailable(self, key: tuple[str, str], why: str) -> list[Event]:
+        log.warning("autoscaling of %s/%s skipped: %s", *key, why)
+        if key in self.unavailable:
+            return []
+        self.unavailable.add(key)
+        return [Event("Warning", "MetricsUnavailable", f"no scaling decision: {why}")]
+
+    async def scale_one(self, body: JSON, observed: Observed) -> list[Event]:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        key = (namespace, name)
+        status = body.get("status") or {}
+        try:
+            user_spec = LLMDeployment.model_validate(dict(body)).spec
+        except ValidationError:
+            return []
+        if meta.get("deletionTimestamp") or not autoscaling_active(user_spec) or not status.get("plan"):
+            self.forget(key)
+            return []
+        try:
+            assessment = await asyncio.to_thread(self.reconciler.assess, namespace, name, user_spec, observed)
+        except RightsizerError as err:
+            log.debug("autoscaling of %s/%s waits for a plan: %s", namespace, name, err.one_line())
+            return []
+        plan, spec = assessment.plan, assessment.spec
+        if plan is None or not assessment.decision.allowed:
+            return []
+        workload = next((o for (kind, _), o in observed.children.items() if kind in WORKLOAD_KINDS), None)
+        counts = replica_counts(user_spec, status, workload)
+        if counts is None:
+            return []
+        stats = await self.source.window(namespace, name, observed.pods, observed.nodes, spec.serving.engine.version)
+        if stats.pods == 0 or stats.request_rate is None:
+            return []  # nothing reports yet (starting, or not scraped twice): no basis for a decision
+        self.unavailable.discard(key)
+        capacity = await asyncio.to_thread(self._capacity, namespace, spec, plan, stats)
+        neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
+        bounds = replica_bounds(spec, plan, assessment.effective, namespace_usage(neighbours, excluding=name))
+        now = self.clock()
+        state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
+        obs = observation_of(stats, now)
+        targets = targets_of(spec, plan, capacity)
+        decision = decide(
+            obs,
+            targets,
+            behavior_of(spec, bounds, self.window_seconds),
+            current=counts.current,
+            starting=counts.starting,
+            state=state,
+        )
+        self.states[key] = decision.state
+        log.debug(
+            "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s -> %d (%s)",
+            namespace,
+            name,
+            obs,
+            counts.ready,
+            counts.current,
+            stats.finished,
+            stats.mean_prompt_tokens,
+            stats.mean_generation_tokens,
+            capacity,
+            decision.replicas,
+            decision.reason,
+        )
+        replicas = bound_recommendation(decision.replicas, counts.current, bounds)
+        events = []
+        if replicas != counts.current:
+            await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
+            verb = "ScaledUp" if replicas > counts.current else "ScaledDown"
+            events.append(Event("Normal", verb, f"{counts.current} → {replicas} replicas: {decision.reason}"))
+            log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
+        raw, previous = previous_status(body)
+        new = status_wire(
+            next_status(
+                previous,
+                obs=obs,
+                targets=targets,
+                decision=decision,
+                replicas=replicas,
+                current=counts.current,
+                now=self.wall(),
+            )
+        )
+        refresh_due = now - self.written.get(key, -float("inf")) >= self.status_refresh_seconds
+        if needs_write(raw, new, refresh_due=refresh_due):
+            changed = sorted(k for k, v in new.items() if (raw or {}).get(k) != v)
+            log.debug("%s/%s: status.autoscaling written (%s)", namespace, name, ", ".join(changed))
+            await asyncio.to_thread(
+                self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, {"autoscaling": new}
+            )
+            self.written[key] = now
+        return events
+
+    def _capacity(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan, stats: WindowStats) -> float | None:
+        """One replica's request rate within the SLO at the lengths expected from the window (plan_model); None when
+        the model cannot say (a GPU without performance figures)."""
+        key = plan.model_dump_json() + spec.model.model_dump_json()
+        if key not in self._replicas:
+            if len(self._replicas) > 64:
+                self._replicas.clear()
+            try:
+                facts = self.reconciler.resolve_model(namespace, spec).facts
+                self._replicas[key] = replica_of(spec, facts, plan)
+            except (ValueError, RightsizerError) as err:
+                log.info("no capacity model for %s: %s; scaling on latency and queue only", plan.gpu_product, err)
+                self._replicas[key] = None
+        replica = self._replicas[key]
+        if replica is None:
+            return None
+        w = spec.workload
+        prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
+        output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
+        return capacity_rps(replica, round(prompt), round(output), slo_of(spec))
+
+
+def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autoscaler:
+    """The autoscaler the operator runs: Prometheus when RIGHTSIZER_PROMETHEUS_URL is set, else the embedded scrape."""
+    source: MetricsSource
+    if config.prometheus_url:
+        source = PrometheusSource(
+            config.prometheus_url,
+            config.autoscale_window_seconds,
+            config.scrape_timeout_seconds,
+            namespace_label=config.prometheus_namespace_label,
+            pod_label=config.prometheus_pod_label,
+        )
+    else:
+        source = ScrapeSource(
+            config.autoscale_window_seconds,
+            config.vllm_metrics_port,
+            config.scrape_timeout_seconds,
+            targets_dir=config.scrape_targets_dir,
+        )
+    return Autoscaler(
+        reconciler,
+        source,
+        status_refresh_seconds=config.autoscale_status_refresh_seconds,
+        window_seconds=config.autoscale_window_seconds,
+    )

@@ -1,0 +1,299 @@
+"""kopf wiring: indexes that mirror the cluster, and handlers that each call the reconciler in a line or two.
+
+Reconciliation is level-based: any event on an LLMDeployment, on one of its children or pods, or a change of the
+GPU pools triggers the same idempotent reconcile; a background loop re-checks everything every
+RIGHTSIZER_RECONCILE_INTERVAL_SECONDS as a safety net (no timers, so no finalizer on user objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from rightsizer.adapters.files import load_pools
+from rightsizer.adapters.hub import HubClient
+from rightsizer.adapters.k8s import Kube, TemporaryApiError
+from rightsizer.adapters.settings import OperatorSettings
+from rightsizer.adapters.webhook_tls import SelfManagedTls
+from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.common import Condition
+from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.controller import metrics
+from rightsizer.controller.autoscaler import Autoscaler, autoscaler_from
+from rightsizer.controller.observed import INDEXES, live_llmds, observed_of
+from rightsizer.controller.reconcile import Reconciler
+from rightsizer.controller.runtime import MEMO_KEY, PEERING_KEY, Runtime, runtime_of
+from rightsizer.errors import validation_messages
+from rightsizer.kube.status import policy_status
+from rightsizer.policy import policy_problems
+
+log = logging.getLogger("rightsizer")
+LLMD = (c.GROUP, c.VERSION, c.LLMD_PLURAL)
+MANAGED = {c.LABEL_MANAGED_BY: c.MANAGED_BY}
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
+    ("", "v1", "services"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+def reconcile_all(runtime: Runtime | None, indices: Mapping[str, Any], namespace: str | None = None) -> None:
+    for body in live_llmds(indices, namespace):
+        reconcile_one(runtime, body, indices)
+
+
+def reconcile_one(runtime: Runtime | None, body: kopf.Body, indices: Mapping[str, Any]) -> None:
+    if runtime is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    reconciler = runtime.reconciler
+    namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+    with _locks[(namespace, name)], metrics.RECONCILE_SECONDS.time():
+        try:
+            events = reconciler.reconcile(body, observed_of(namespace, name, indices))
+        except TemporaryApiError as err:
+            metrics.RECONCILES.labels("retry").inc()
+            log.warning("reconcile of %s/%s will be retried: %s", namespace, name, err)
+            return
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            log.exception("reconcile of %s/%s failed; it is retried on the next event or resync", namespace, name)
+            return
+    metrics.RECONCILES.labels("ok").inc()
+    for event in events:
+        try:
+            reconciler.kube.post_event(
+                body, type_=event.type, reason=event.reason, message=event.message, now=reconciler.clock()
+            )
+        except TemporaryApiError as err:
+            log.warning("event %s on %s/%s not posted: %s", event.reason, namespace, name, err)
+
+
+# --- indexes: the operator's view of the cluster, kept current by watches ------------------------------------
+
+
+@kopf.index(*LLMD)
+def llmds(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], kopf.Body]:
+    return {(namespace, name): body}
+
+
+def _child_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    instance = labels.get(c.LABEL_INSTANCE)
+    return {(namespace, instance): body} if instance else {}
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.index(_group, _version, _plural, labels=MANAGED, id="children")(_child_index)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return _child_index(namespace, labels, body)
+
+
+@kopf.index("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
+def gpu_nodes(body: kopf.Body, **_: Any) -> dict[None, kopf.Body]:
+    return {None: body}
+
+
+@kopf.index(c.GROUP, c.VERSION, c.POLICY_PLURAL)
+def sizing_policies(body: kopf.Body, **_: Any) -> dict[None, SizingPolicy]:
+    """Parsed once per change; a policy the schema allowed but the model rejects is logged and left out."""
+    try:
+        return {None: SizingPolicy.model_validate(dict(body))}
+    except ValidationError as err:
+        log.warning("SizingPolicy %s ignored: %s", body.get("metadata", {}).get("name"), err)
+        return {}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+    return {name: dict(labels)}
+
+
+# --- handlers -------------------------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    config = OperatorSettings()
+    settings.persistence.finalizer = c.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+    reconciler = Reconciler(Kube.from_environment(), config, HubClient.from_env() if config.allow_hub else None)
+    if config.pools_file is not None:
+        reconciler.declared_pools = load_pools(Path(config.pools_file))
+    runtime = Runtime(reconciler, peering=memo.get(PEERING_KEY))
+    memo[MEMO_KEY] = runtime
+    if config.webhook_enabled:
+        _serve_admission(settings, config, memo, runtime)
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.metrics_port, addr=config.metrics_address)
+        log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
+    indices = {name: kwargs[name] for name in INDEXES}
+    memo["resync"] = asyncio.create_task(_resync_forever(runtime, config.reconcile_interval_seconds, indices))
+    memo["autoscaler"] = autoscaler = autoscaler_from(reconciler, config)
+    memo["autoscale"] = asyncio.create_task(
+        _autoscale_forever(runtime, autoscaler, config.autoscale_interval_seconds, indices)
+    )
+
+
+def _serve_admission(
+    settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo, runtime: Runtime
+) -> None:
+    """The admission webhook server (controller.webhooks registers the handlers) with explicit certificates, or with
+    self-managed ones (adapters.webhook_tls) that a background task keeps renewed; kopf reloads changed files."""
+
+    def path(value: Path | None) -> str | None:
+        return str(value) if value is not None else None
+
+    cert, key, ca = config.webhook_cert_file, config.webhook_key_file, config.webhook_ca_file
+    if config.webhook_self_managed_tls:
+        tls = SelfManagedTls(runtime.reconciler.kube, config)
+        files = tls.ensure()
+        cert, key, ca = files.cert, files.key, files.ca
+        memo["webhook_tls"] = asyncio.create_task(tls.renew_forever())
+    settings.admission.server = kopf.WebhookServer(
+        addr=config.webhook_host,
+        port=config.webhook_port,
+        host=config.webhook_url_host or config.webhook_host,
+        certfile=path(cert),
+        pkeyfile=path(key),
+        cafile=path(ca),
+    )
+    if config.webhook_manage_configuration:
+        settings.admission.managed = config.webhook_configuration_name
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for name in ("resync", "webhook_tls", "autoscale"):
+        task = memo.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if memo.get("autoscaler") is not None:
+        await memo["autoscaler"].aclose()
+
+
+async def _resync_forever(runtime: Runtime, interval: float, indices: Mapping[str, Any]) -> None:
+    """Re-check every LLMDeployment periodically: retries after transient errors, picks up Hub recoveries."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await asyncio.to_thread(runtime.paused):
+                continue
+        except TemporaryApiError as err:
+            log.warning("resync skipped: cannot read the peering state: %s", err)
+            continue
+        try:
+            await asyncio.to_thread(reconcile_all, runtime, indices)
+        except Exception:  # the loop is the safety net: it must outlive any one bad pass
+            log.exception("resync pass failed; the next one runs in %.0f s", interval)
+
+
+async def _autoscale_forever(
+    runtime: Runtime, autoscaler: Autoscaler, interval: float, indices: Mapping[str, Any]
+) -> None:
+    """The SLO autoscaler's passes (controller.autoscaler); like the resync, only while no peer outranks us."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await asyncio.to_thread(runtime.paused):
+                autoscaler.reset()
+                continue
+        except TemporaryApiError as err:
+            log.warning("autoscaling skipped: cannot read the peering state: %s", err)
+            continue
+        deployments = [
+            (body, observed_of(str(body["metadata"]["namespace"]), str(body["metadata"]["name"]), indices))
+            for body in live_llmds(indices)
+        ]
+        try:
+            await autoscaler.run_once(deployments)
+        except Exception:  # like the resync: no single bad pass may end the loop
+            log.exception("autoscaling pass failed; the next one runs in %.0f s", interval)
+
+
+@kopf.on.event(*LLMD)
+def llmd_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf names it `type`
+    if type != "DELETED":
+        reconcile_one(runtime_of(memo), body, indices)
+
+
+def _owner_changed(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **indices: Any) -> None:
+    owner = labels.get(c.LABEL_INSTANCE)
+    for body in indices["llmds"].get((namespace, owner), []):
+        reconcile_one(runtime_of(memo), body, indices)
+
+
+for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"owner-of-{_plural}")(_owner_changed)
+
+
+@kopf.on.event("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
+def gpu_node_changed(memo: kopf.Memo, **indices: Any) -> None:
+    """A GPU node appeared, left or changed: if the pools changed, every LLMDeployment may need a new plan."""
+    runtime = runtime_of(memo)
+    if runtime is None:
+        return
+    pools = runtime.reconciler.pools(list(indices["gpu_nodes"].get(None, [])))
+    fingerprint = repr([(p.name, p.product, p.gpus_per_node, p.max_nodes) for p in pools])
+    if fingerprint == runtime.pools_fingerprint:
+        return
+    runtime.pools_fingerprint = fingerprint
+    reconcile_all(runtime, indices)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.POLICY_PLURAL)
+def policy_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf names it `type`
+    """A policy changed: its Accepted condition is refreshed, and every LLMDeployment it might select is judged
+    again (running replicas stay)."""
+    runtime = runtime_of(memo)
+    if type != "DELETED" and runtime is not None and not runtime.paused():
+        _write_policy_status(runtime.reconciler, body)
+    reconcile_all(runtime, indices)
+
+
+def _write_policy_status(reconciler: Reconciler, body: kopf.Body) -> None:
+    try:
+        policy = SizingPolicy.model_validate(dict(body))
+    except ValidationError as err:
+        problems = validation_messages(err)
+        generation = int(body.get("metadata", {}).get("generation", 0))
+    else:
+        problems = policy_problems(policy.spec)
+        generation = int(policy.metadata.get("generation", 0))
+    previous = body.get("status") or {}
+    old = [Condition.model_validate(x) for x in previous.get("conditions") or []]
+    status = policy_status(generation, problems, old, reconciler.clock())
+    if all(previous.get(k) == v for k, v in status.items()):
+        return
+    try:
+        reconciler.kube.patch_status(c.API_VERSION, c.POLICY_KIND, None, str(body["metadata"]["name"]), status)
+    except TemporaryApiError as err:
+        log.warning("status of SizingPolicy %s not written: %s", body["metadata"]["name"], err)
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_labels_changed(name: str, memo: kopf.Memo, **indices: Any) -> None:
+    """Namespace labels decide which policies apply."""
+    reconcile_all(runtime_of(memo), indices, namespace=name)

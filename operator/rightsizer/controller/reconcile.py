@@ -1,0 +1,320 @@
+"""One reconcile of one LLMDeployment: parse -> resolve the model -> judge against pools and policy -> build ->
+write what differs -> status.
+
+Level-based and idempotent: it reads only the object, what kopf's indexes observed (children, pods, nodes,
+policies, the namespace, the neighbours for quota) and the clock, and it writes nothing when nothing differs. A
+spec that cannot be satisfied, or that a policy forbids, becomes a status condition; the running children are then
+left exactly as they are (never half-applied).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from rightsizer.adapters.hub import HubClient
+from rightsizer.adapters.k8s import Kube, MissingApiError, RejectedError
+from rightsizer.adapters.modelsource import ResolvedModel, resolve
+from rightsizer.adapters.settings import OperatorSettings
+from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.common import Condition
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.controller import metrics
+from rightsizer.errors import ModelConfigError, RightsizerError, SizingError
+from rightsizer.kube.actions import Apply, ChildKey, Delete, plan_actions
+from rightsizer.kube.builders.children import desired_children
+from rightsizer.kube.builders.context import BuildContext, BuildOptions
+from rightsizer.kube.discovery import discover
+from rightsizer.kube.status import StatusInputs, observe, status_fields
+from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
+from rightsizer.policy.assessment import Assessment, assess, effective_policy
+from rightsizer.sizing.pools import GpuPool, merge
+
+log = logging.getLogger(__name__)
+JSON = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Observed:
+    """What kopf's indexes know about the cluster, for one LLMDeployment."""
+
+    children: dict[ChildKey, JSON] = field(default_factory=dict)
+    pods: list[JSON] = field(default_factory=list)
+    nodes: list[JSON] = field(default_factory=list)
+    policies: list[SizingPolicy] = field(default_factory=list)
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    neighbours: list[JSON] = field(default_factory=list)  # the namespace's other LLMDeployments
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What this reconcile decided: the plan in force, why it could not go further, the replica count."""
+
+    plan: Plan | None
+    sizing_error: tuple[str, str] | None
+    replicas: int
+    policy_violation: tuple[str, str] | None = None
+    policy_note: str | None = None
+    apply_error: str | None = None
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class AssessmentCache:
+    """Assessments are pure functions of (spec, model config, pools, effective policy): keep the last few hundred."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._entries: OrderedDict[str, Assessment] = OrderedDict()
+        self._size = size
+
+    def get_or_compute(self, key: str, compute: Callable[[], Assessment]) -> Assessment:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = compute()
+        self._entries[key] = value
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return value
+
+
+def _pool_key(pools: Sequence[GpuPool]) -> list[Any]:
+    return [
+        (p.name, p.product, p.gpus_per_node, p.max_nodes, p.price_per_gpu_hour, sorted(p.node_selector.items()))
+        for p in pools
+    ]
+
+
+def desired_replicas(spec: LLMDeploymentSpec, planned: Plan | None) -> int:
+    """spec.replicas.desired (set by /scale or the autoscaler) within min..max; else what the workload needs."""
+    replicas = spec.replicas
+    wanted = replicas.desired if replicas.desired is not None else (planned.replicas if planned else replicas.min)
+    return max(replicas.min, min(wanted, replicas.upper))
+
+
+def _error_reason(err: RightsizerError) -> str:
+    if isinstance(err, ModelConfigError):
+        return "ModelConfigUnavailable"
+    if isinstance(err, SizingError):
+        return "NoFeasiblePlan"
+    return "InvalidSpec"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        hub: HubClient | None = None,
+        clock: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.hub = hub
+        self.clock = clock
+        self.assessments = AssessmentCache()
+        self.declared_pools: list[GpuPool] = []
+        # The plan last announced per object: the cached body can lag our own status write by a watch event, and
+        # one decision should make one event.
+        self._announced: dict[str, str] = {}
+        self.options = BuildOptions(
+            image_repository=settings.image_repository,
+            startup_base_seconds=settings.startup_base_seconds,
+            startup_seconds_per_weight_gib=settings.startup_seconds_per_weight_gib,
+            shm_size=settings.shm_size,
+        )
+
+    def pools(self, nodes: Sequence[JSON]) -> list[GpuPool]:
+        """Pools known cluster-wide: discovered from GPU nodes, plus those the operator configuration declares."""
+        return merge(discover(nodes, self.settings.pool_label_keys), self.declared_pools)
+
+    def resolve_model(self, namespace: str, spec: LLMDeploymentSpec) -> ResolvedModel:
+        def read_config_map(name: str, key: str) -> str:
+            return self.kube.read_config_map_key(namespace, name, key)
+
+        def read_token() -> str | None:
+            ref = spec.serving.hf_token_secret_ref
+            return None if ref is None else self.kube.read_secret_key(namespace, ref.name, ref.key)
+
+        return resolve(spec.model, read_config_map=read_config_map, hub=self.hub, read_hub_token=read_token)
+
+    def assess(self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed) -> Assessment:
+        """The plan the policies allow for this spec; raises RightsizerError naming the field at fault."""
+        resolved = self.resolve_model(namespace, spec)
+        effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
+        pools = self.pools(observed.nodes)
+        key = json.dumps(
+            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective)], sort_keys=True, default=str
+        )
+        return self.assessments.get_or_compute(
+            key,
+            lambda: assess(
+                namespace=namespace,
+                name=name,
+                spec=spec,
+                facts=resolved.facts,
+                known_pools=pools,
+                effective=effective,
+                image_repository=self.settings.image_repository,
+            ),
+        )
+
+    def reconcile(self, body: JSON, observed: Observed) -> list[Event]:
+        meta = body.get("metadata", {})
+        name, namespace = str(meta["name"]), str(meta["namespace"])
+        previous = body.get("status") or {}
+        kept_plan = Plan.model_validate(previous["plan"]) if previous.get("plan") else None
+        kept_replicas = int(previous.get("replicas") or 0)
+        try:
+            spec = LLMDeployment.model_validate(dict(body)).spec
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            error = ("InvalidSpec", f"{where}: {first['msg']}")
+            return self._write_status(body, observed, Outcome(kept_plan, error, kept_replicas), [])
+
+        try:
+            assessment = self.assess(namespace, name, spec, observed)
+        except RightsizerError as err:
+            error = (_error_reason(err), err.one_line())
+            metrics.SIZING_FAILURES.labels(error[0]).inc()
+            repeated = _condition_message(previous, "Sized") == error[1]
+            return self._write_status(
+                body, observed, Outcome(kept_plan, error, kept_replicas), [] if repeated else [Event("Warning", *error)]
+            )
+
+        decision, planned = assessment.decision, assessment.plan
+        if planned is None or not decision.allowed:
+            violation = (decision.reason, decision.message())
+            repeated = _condition_message(previous, "PolicyCompliant") == violation[1]
+            warned = [] if repeated else [Event("Warning", "PolicyViolation", violation[1])]
+            outcome = Outcome(kept_plan or planned, None, kept_replicas, policy_violation=violation)
+            return self._write_status(body, observed, outcome, warned)
+
+        events: list[Event] = []
+        summary = _plan_summary(planned)
+        uid = str(meta.get("uid"))
+        if previous.get("plan") != planned.to_wire() and self._announced.get(uid) != summary:
+            self._announced[uid] = summary
+            metrics.PLANS.labels(planned.gpu_product).inc()
+            events.append(Event("Normal", "Planned", summary))
+        replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
+        pool = next(p for p in assessment.pools if p.name == planned.pool)
+        ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
+        warnings = "; ".join((*decision.warnings, *([note] if note else [])))
+        try:
+            events += self._apply(desired_children(ctx), observed)
+        except MissingApiError as err:
+            error = ("MissingAPI", f"{err}; install it to serve plans that span nodes")
+            return self._write_status(body, observed, Outcome(planned, error, replicas), events)
+        except RejectedError as err:
+            events.append(Event("Warning", "ApplyFailed", str(err)))
+            return self._write_status(body, observed, Outcome(planned, None, replicas, apply_error=str(err)), events)
+        return self._write_status(
+            body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
+        )
+
+    def _replicas(
+        self, name: str, assessment: Assessment, planned: Plan, observed: Observed, current: int
+    ) -> tuple[int, str | None]:
+        """Desired replicas within spec.replicas and the policies' bounds (limits and the namespace quota); running
+        replicas are never removed by a tightened policy."""
+        wanted = desired_replicas(assessment.spec, planned)
+        neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
+        used = namespace_usage(neighbours, excluding=name)
+        bounds = replica_bounds(assessment.spec, planned, assessment.effective, used)
+        bounded = bound_recommendation(wanted, current, bounds)
+        note = f"replicas held at {bounded} of {wanted}: {'; '.join(bounds.reasons)}" if bounded < wanted else None
+        return bounded, note
+
+    def _apply(self, desired: Sequence[JSON], observed: Observed) -> list[Event]:
+        events = []
+        for action in plan_actions(desired, observed.children):
+            if isinstance(action, Apply):
+                applied = self.kube.apply(action.obj)
+                observed.children[(str(action.obj["kind"]), str(action.obj["metadata"]["name"]))] = applied
+                events.append(
+                    Event(
+                        "Normal",
+                        action.why.capitalize(),
+                        f"{action.obj['kind']} {action.obj['metadata']['name']} {action.why}",
+                    )
+                )
+            elif isinstance(action, Delete):
+                self.kube.delete(action.api_version, action.kind, action.namespace, action.name)
+                observed.children.pop((action.kind, action.name), None)
+                events.append(Event("Normal", "Deleted", f"{action.kind} {action.name} no longer needed"))
+        return events
+
+    def _write_status(self, body: JSON, observed: Observed, outcome: Outcome, events: list[Event]) -> list[Event]:
+        meta = body["metadata"]
+        workload = next(
+            (obj for (kind, _), obj in observed.children.items() if kind in ("Deployment", "LeaderWorkerSet")), None
+        )
+        previous = body.get("status") or {}
+        selector = ",".join(
+            f"{k}={v}"
+            for k, v in sorted(
+                {
+                    c.LABEL_NAME: c.APP_NAME,
+                    c.LABEL_INSTANCE: str(meta["name"]),
+                    c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                }.items()
+            )
+        )
+        inputs = StatusInputs(
+            generation=int(meta.get("generation", 0)),
+            now=self.clock(),
+            plan=outcome.plan,
+            sizing_error=outcome.sizing_error,
+            policy_violation=outcome.policy_violation,
+            observation=observe(workload, observed.pods, outcome.replicas),
+            replicas=outcome.replicas,
+            selector=selector,
+            previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
+            policy_note=outcome.policy_note,
+            apply_error=outcome.apply_error,
+        )
+        status = status_fields(inputs)
+        # Other writers own other status fields (status.autoscaling): compare and patch only ours.
+        if any(previous.get(k) != v for k, v in status.items()) or ("plan" in previous and "plan" not in status):
+            self.kube.patch_status(
+                c.API_VERSION,
+                c.LLMD_KIND,
+                str(meta["namespace"]),
+                str(meta["name"]),
+                {**status, "plan": status.get("plan")},
+            )
+        return events
+
+
+def _condition_message(status: Mapping[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("message"))
+    return None
+
+
+def _plan_summary(p: Plan) -> str:
+    return (
+        f"{p.gpus_per_replica} × {p.gpu_product} per replica, TP {p.tensor_parallel_size} PP "
+        f"{p.pipeline_parallel_size}, max-num-seqs {p.max_num_seqs}, max-model-len {p.max_model_len}"
+    )

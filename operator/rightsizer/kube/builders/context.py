@@ -1,0 +1,81 @@
+"""Everything a builder needs about one LLMDeployment, resolved once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rightsizer.api import constants as c
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.sizing.pools import GpuPool
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Operator-level settings that shape the children."""
+
+    image_repository: str = "vllm/vllm-openai"
+    startup_base_seconds: int = 300
+    startup_seconds_per_weight_gib: float = 4.0
+    shm_size: str = "16Gi"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    name: str
+    namespace: str
+    uid: str
+    spec: LLMDeploymentSpec
+    plan: Plan
+    pool: GpuPool
+    replicas: int
+    options: BuildOptions = BuildOptions()
+
+    @property
+    def multi_node(self) -> bool:
+        return self.plan.nodes_per_replica > 1
+
+    @property
+    def gpus_per_pod(self) -> int:
+        return self.plan.gpus_per_replica // self.plan.nodes_per_replica
+
+    @property
+    def image(self) -> str:
+        engine = self.spec.serving.engine
+        return engine.image or f"{self.options.image_repository}:v{engine.version}"
+
+    def labels(self) -> dict[str, str]:
+        """Labels on every child and pod; the first three are the selector."""
+        return {
+            **self.selector(),
+            c.LABEL_COMPONENT: "server",
+            c.LABEL_POOL: self.pool.name,
+        }
+
+    def selector(self) -> dict[str, str]:
+        return {c.LABEL_NAME: c.APP_NAME, c.LABEL_INSTANCE: self.name, c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+    def owner_reference(self) -> dict[str, object]:
+        return {
+            "apiVersion": c.API_VERSION,
+            "kind": c.LLMD_KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def metadata(self, name: str | None = None) -> dict[str, object]:
+        return {
+            "name": name or self.name,
+            "namespace": self.namespace,
+            "labels": self.labels(),
+            "ownerReferences": [self.owner_reference()],
+        }
+
+    def startup_budget_seconds(self) -> int:
+        """Time a pod may take to download and load its weights, compile and capture graphs."""
+        weights_per_pod = self.plan.memory.weights_gib_per_gpu * self.gpus_per_pod
+        extra = self.options.startup_seconds_per_weight_gib * weights_per_pod
+        return int(math.ceil((self.options.startup_base_seconds + extra) / 10.0) * 10)

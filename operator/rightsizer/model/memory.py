@@ -1,0 +1,318 @@
+"""vLLM's GPU memory accounting, reproduced: weights, activation, non-torch and CUDA-graph memory per rank,
+then the KV cache it leaves, in blocks, tokens and maximum concurrency exactly as vLLM computes them.
+
+    requested = torch_total × gpu_memory_utilization
+    kv_memory = requested − weights − activation − non_torch (− cuda_graphs from vLLM 0.21 on)
+    blocks    = floor(kv_memory / (page_bytes × layers_per_group))          (minimum over pipeline stages)
+    tokens    = floor(blocks / groups) × block_size                          ("GPU KV cache size")
+    max_concurrency = blocks / blocks_per_request(max_model_len)             ("Maximum concurrency")
+
+References: vllm/v1/worker/gpu_worker.py (determine_available_memory), vllm/v1/core/kv_cache_utils.py
+(get_num_blocks, _get_kv_cache_groups_uniform_page_size, get_max_concurrency_for_kv_cache_config),
+vllm/v1/kv_cache_interface.py (page sizes, per-request usage), vllm/model_executor/models/config.py (hybrid
+block size). See docs/sizing.md for the derivation and the calibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from rightsizer.facts.gpus import GpuProduct
+from rightsizer.facts.vllm_profiles import GIB, VllmProfile
+from rightsizer.model.config import LayerKind, ModelFacts, QuantFormat
+from rightsizer.model.params import (
+    ParamGroup,
+    groups_on_stage,
+    inventory,
+    per_rank_count,
+    pipeline_layers,
+    placement_cache_clear,
+    tied_head_on_last_stage,
+)
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+FP8_KV_DTYPES = frozenset({"fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc"})
+DEFAULT_BLOCK_SIZE = 16
+HYBRID_BLOCK_ALIGNMENT = 16  # FlashAttention needs block sizes in multiples of 16
+# vLLM 0.11 padded MXFP4 expert widths to a multiple of 256 (gpt-oss-120b loads as 64.38 GiB, not 60.8);
+# later releases pad less on some backends, so 256 stays the safe assumption.
+MXFP4_INTERMEDIATE_ALIGNMENT = 256
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The vLLM arguments that change memory."""
+
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    dtype: str  # resolved compute dtype
+    kv_cache_dtype: str  # "auto" or an fp8 variant
+    weight_format: QuantFormat
+    group_size: int | None = None  # for grouped int4 formats
+    quantize_attention: bool = True  # False when the checkpoint leaves attention unquantized (gpt-oss)
+
+    @property
+    def act_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def kv_bytes(self) -> int:
+        return 1 if self.kv_cache_dtype in FP8_KV_DTYPES else self.act_bytes
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """How one rank's KV cache is organised into blocks."""
+
+    block_size: int
+    page_bytes: int  # one layer's memory for one block
+    layers_per_group: int  # g: layers sharing one block of the pool
+    groups: int  # G: block tables (kv-cache groups)
+    blocks_per_request: int  # blocks one max_model_len request holds across all groups
+    layer_counts: tuple[tuple[LayerKind, int], ...]  # layers of each kind on this rank
+    sliding_window: int | None = None
+    padded_state_bytes: int = 0  # linear-attention state padded up to the page size (0 when none)
+
+    @property
+    def block_bytes(self) -> int:
+        return self.page_bytes * self.layers_per_group
+
+
+@dataclass(frozen=True)
+class RankMemory:
+    """One pipeline stage's GPU (all TP ranks of a stage are identical)."""
+
+    stage: int
+    layers: int
+    requested: float
+    weights: float
+    activation: float
+    non_torch: float
+    cuda_graphs: float
+    kv_cache: float
+    layout: KVLayout
+    blocks: int
+
+
+@dataclass(frozen=True)
+class ReplicaMemory:
+    """What vLLM reports for one replica (one engine)."""
+
+    ranks: tuple[RankMemory, ...]
+    binding: RankMemory  # the stage with the fewest blocks: it decides the engine's block count
+    blocks: int
+    kv_cache_tokens: int
+    max_concurrency: float
+    cuda_graphs_subtracted: bool
+
+    @property
+    def fits(self) -> bool:
+        """vLLM starts only when one max_model_len request fits (else "To serve at least one request ...")."""
+        return self.blocks >= self.binding.layout.blocks_per_request
+
+    def concurrency_at(self, sequence_tokens: int, settings: EngineSettings) -> float:
+        """Requests of `sequence_tokens` tokens each that the KV cache holds at once."""
+        return self.blocks / blocks_per_request(self.binding.layout, settings, sequence_tokens)
+
+
+# --- weights -----------------------------------------------------------------------------------------------------
+
+
+def bytes_per_param(g: ParamGroup, s: EngineSettings) -> float:
+    fmt = s.weight_format
+    if not g.quantizable or fmt == QuantFormat.NONE:
+        return s.act_bytes
+    if not s.quantize_attention and not g.is_expert and g.module.startswith(("self_attn", "linear_attn")):
+        return s.act_bytes
+    if fmt == QuantFormat.MXFP4:
+        # MXFP4 checkpoints quantize the MoE experts only: 4-bit values plus one 8-bit scale per 32.
+        return 0.5 + 1 / 32 if g.is_expert else s.act_bytes
+    if fmt in (QuantFormat.FP8, QuantFormat.W8A8):
+        return 1.0
+    if fmt == QuantFormat.NVFP4:
+        return 0.5 + 1 / 16
+    group = s.group_size or 128
+    return 0.5 + 2 / group + 0.5 / group  # int4 values, fp16 scale and packed zero point per group
+
+
+def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
+    if s.weight_format != QuantFormat.MXFP4 or f.moe is None:
+        return 1.0
+    width = f.moe.expert_intermediate_size // s.tensor_parallel_size
+    padded = math.ceil(width / MXFP4_INTERMEDIATE_ALIGNMENT) * MXFP4_INTERMEDIATE_ALIGNMENT
+    return padded / width
+
+
+def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> float:
+    """Bytes of weights one GPU of pipeline stage `stage` loads ("Model loading took X GiB")."""
+    # Only the settings that change weights form the cache key, so the max_num_seqs search reuses the result.
+    weights_only = replace(
+        s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
+    )
+    return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)
+
+
+def clear_caches() -> None:
+    """Forget the memoised parameter inventories and weight totals (for cold-start measurements)."""
+    inventory.cache_clear()
+    placement_cache_clear()
+    _weight_bytes.cache_clear()
+
+
+@lru_cache(maxsize=4096)
+def _weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, first_layer: int, end_layer: int) -> float:
+    layers = range(first_layer, end_layer)
+    tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
+    groups = inventory(f)
+    total = 0.0
+    expert_scale = expert_padding(f, s)
+    for g in groups_on_stage(f, stage, pp, layers):
+        count = per_rank_count(g, f, tp) * (expert_scale if g.is_expert else 1.0)
+        total += count * bytes_per_param(g, s)
+    if stage == pp - 1 and tied_head_on_last_stage(f, pp):
+        embed = next(g for g in groups if g.module == "embed_tokens")
+        total += per_rank_count(embed, f, tp) * s.act_bytes
+    # The rotary cos/sin cache (one per rank, in the model dtype) is part of what the loader reports.
+    total += f.rope_cache_positions * f.rotary_dim * s.act_bytes
+    return total
+
+
+# --- activation --------------------------------------------------------------------------------------------------
+
+
+def _mlp_width_per_rank(f: ModelFacts, tp: int, layers: range) -> float:
+    widest = 0.0
+    for layer in layers:
+        if f.moe is None or layer in f.moe.dense_layers:
+            widest = max(widest, f.intermediate_size / tp)
+        else:
+            routed = f.moe.experts_per_token * f.moe.expert_intermediate_size / tp
+            widest = max(widest, routed + f.moe.shared_intermediate_size / tp)
+    return widest
+
+
+def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range, last: bool) -> float:
+    """Peak of vLLM's profiling run on one rank: persistent + max(forward pass, sampler on the last stage)."""
+    m, t_b, act = profile.activation, s.max_num_batched_tokens, s.act_bytes
+    persistent = m.persistent_bytes + t_b * f.hidden_size * act * m.k_persistent
+    top_k = f.moe.experts_per_token if f.moe is not None and len(layers) > len(f.moe.dense_layers) else 0
+    width = _mlp_width_per_rank(f, s.tensor_parallel_size, layers)
+    forward = t_b * act * (m.k_mlp * width + (m.k_hidden + top_k) * f.hidden_size)
+    sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
+    return persistent + max(forward, sampler)
+
+
+# --- KV cache layout ---------------------------------------------------------------------------------------------
+
+
+def _block_size(f: ModelFacts, gpu: GpuProduct) -> int:
+    if f.is_mla:
+        # FlashMLA (Hopper) and CUTLASS-MLA (Blackwell) force their kernel block sizes.
+        return {"hopper": 64, "blackwell": 128}.get(gpu.family, DEFAULT_BLOCK_SIZE)
+    return DEFAULT_BLOCK_SIZE
+
+
+def attention_bytes_per_token(f: ModelFacts, s: EngineSettings) -> int:
+    """KV bytes one attention layer stores per token on one TP rank."""
+    if f.is_mla:
+        return f.attention.head_dim * s.kv_bytes  # one latent vector, replicated on every rank
+    heads = max(1, f.attention.num_kv_heads // s.tensor_parallel_size)
+    return 2 * heads * f.attention.head_dim * s.kv_bytes
+
+
+def linear_state_bytes(f: ModelFacts, s: EngineSettings) -> int:
+    """Gated DeltaNet state per layer per request on one TP rank: conv state + recurrent (temporal) state."""
+    la, tp = f.linear_attention, s.tensor_parallel_size
+    if la is None:
+        return 0
+    conv_dim = (2 * la.num_key_heads * la.key_head_dim + la.num_value_heads * la.value_head_dim) // tp
+    conv = (la.conv_kernel - 1) * conv_dim
+    temporal = (la.num_value_heads // tp) * la.value_head_dim * la.key_head_dim
+    return (conv + temporal) * s.act_bytes
+
+
+def blocks_per_request(layout: KVLayout, s: EngineSettings, tokens: int) -> int:
+    """Blocks one request of `tokens` tokens holds, summed over kv-cache groups (vLLM's max_memory_usage)."""
+    b, total = layout.block_size, 0
+    for kind, n in layout.layer_counts:
+        groups = math.ceil(n / layout.layers_per_group)
+        if kind == LayerKind.FULL:
+            per_group = math.ceil(tokens / b)
+        elif kind == LayerKind.SLIDING:
+            window = layout.sliding_window or tokens
+            per_group = math.ceil(min(window - 1 + s.max_num_batched_tokens, tokens) / b) + 1
+        else:
+            per_group = 1
+        total += groups * per_group
+    return total
+
+
+def kv_layout(f: ModelFacts, s: EngineSettings, gpu: GpuProduct, kinds: tuple[LayerKind, ...]) -> KVLayout:
+    """Block size, page size and grouping for the layers of one rank."""
+    block = _block_size(f, gpu)
+    per_token = attention_bytes_per_token(f, s)
+    state = linear_state_bytes(f, s)
+    if state and per_token * block < state:
+        # Hybrid models: raise the attention block until one page holds a whole recurrent state.
+        block = HYBRID_BLOCK_ALIGNMENT * math.ceil(state / (HYBRID_BLOCK_ALIGNMENT * per_token))
+    page = per_token * block
+    counts = Counter(kinds)
+    smallest, largest = min(counts.values()), max(counts.values())
+    # vLLM packs each layer kind into groups of equal size: the rarest kind's count, unless the counts are
+    # close (then the largest, to avoid many padding layers).
+    group = largest if largest < smallest * 1.5 else smallest
+    groups = sum(math.ceil(n / group) for n in counts.values())
+    layout = KVLayout(
+        block_size=block,
+        page_bytes=page,
+        layers_per_group=group,
+        groups=groups,
+        blocks_per_request=0,
+        layer_counts=tuple(sorted(counts.items())),
+        sliding_window=f.sliding_window,
+        padded_state_bytes=page if state else 0,
+    )
+    return replace(layout, blocks_per_request=blocks_per_request(layout, s, s.max_model_len))
+
+
+# --- putting it together -----------------------------------------------------------------------------------------
+
+
+def rank_memory(
+    f: ModelFacts, s: EngineSettings, gpu: GpuProduct, profile: VllmProfile, *, stage: int, layers: range
+) -> RankMemory:
+    pp = s.pipeline_parallel_size
+    requested = gpu.torch_total_gib * GIB * s.gpu_memory_utilization
+    if profile.subtracts_cuda_graphs:
+        requested = math.ceil(requested)
+    weights = weight_bytes(f, s, stage, layers)
+    activation = activation_bytes(f, s, profile, layers, last=stage == pp - 1)
+    non_torch = profile.non_torch.gib(s.tensor_parallel_size, pp) * GIB
+    graphs = profile.cuda_graphs.gib(len(layers)) * GIB
+    kv = requested - weights - activation - non_torch - (graphs if profile.subtracts_cuda_graphs else 0.0)
+    kinds = tuple(f.layer_kinds[i] for i in layers)
+    layout = kv_layout(f, s, gpu, kinds)
+    blocks = max(0, int(kv // layout.page_bytes // layout.layers_per_group))
+    return RankMemory(stage, len(layers), requested, weights, activation, non_torch, graphs, kv, layout, blocks)
+
+
+def replica_memory(f: ModelFacts, s: EngineSettings, gpu: GpuProduct, profile: VllmProfile) -> ReplicaMemory:
+    """Memory of every pipeline stage and the engine-wide KV cache figures vLLM logs."""
+    stages = pipeline_layers(f.num_layers, s.pipeline_parallel_size)
+    ranks = tuple(rank_memory(f, s, gpu, profile, stage=i, layers=layers) for i, layers in enumerate(stages))
+    binding = min(ranks, key=lambda r: r.blocks)
+    blocks = binding.blocks
+    layout = binding.layout
+    concurrency = blocks / layout.blocks_per_request if layout.blocks_per_request else 0.0
+    if profile.subtracts_cuda_graphs:
+        tokens = int(concurrency * s.max_model_len)  # from 0.21 the token figure is derived from concurrency
+    else:
+        tokens = blocks // layout.groups * layout.block_size
+    return ReplicaMemory(ranks, binding, blocks, tokens, concurrency, profile.subtracts_cuda_graphs)

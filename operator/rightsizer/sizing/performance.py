@@ -1,0 +1,122 @@
+"""Sizing's view of the performance model: the plan's PredictedPerformance record and the default PerformanceHook."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from rightsizer import perf
+from rightsizer.api.v1alpha1.plan import PredictedPerformance
+from rightsizer.facts.perf_calibration import VLLM, Efficiency
+from rightsizer.perf.load import (
+    BatchLimit,
+    Prediction,
+    Slo,
+    Traffic,
+    largest_batch_within,
+    max_concurrency_within,
+    max_request_rate,
+    predict,
+)
+from rightsizer.perf.step import Replica, build_replica, has_performance_figures
+from rightsizer.sizing.request import Candidate, SizingRequest
+
+
+def performance_record(
+    r: Replica, prediction: Prediction, slo: Slo, max_rate: float, max_concurrency: int
+) -> PredictedPerformance:
+    """The prediction as the plan reports it (milliseconds)."""
+    load = prediction.traffic
+    concurrency = load.concurrency if load.concurrency is not None else prediction.running
+    return PredictedPerformance(
+        concurrency=round(concurrency, 2),
+        ttft_p50_ms=round(prediction.ttft.p50 * 1e3, 1),
+        ttft_p95_ms=round(prediction.ttft.p95 * 1e3, 1),
+        itl_p50_ms=round(prediction.itl.p50 * 1e3, 2),
+        itl_p95_ms=round(prediction.itl.p95 * 1e3, 2),
+        output_tokens_per_second=round(prediction.output_tokens_per_second, 1),
+        max_request_rate=round(max_rate, 3),
+        max_concurrency_within_slo=max_concurrency,
+        meets_slo=slo.met_by(prediction),
+        saturated=prediction.saturated,
+        calibrated=r.calibrated,
+    )
+
+
+def clear_caches() -> None:
+    """Forget memoised stage costs and capacities (for cold-start measurements)."""
+    perf.clear_caches()
+    _capacity.cache_clear()
+
+
+# --- sizing's view: the default PerformanceHook ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _capacity(r: Replica, input_tokens: int, output_tokens: int, slo: Slo) -> tuple[float, int]:
+    """Request rate and concurrency one replica serves within `slo` (cached: sizing asks for each replica count)."""
+    return (
+        max_request_rate(r, input_tokens, output_tokens, slo),
+        max_concurrency_within(r, input_tokens, output_tokens, slo),
+    )
+
+
+class SloPerformance:
+    """sizing.PerformanceHook backed by this model, for GPUs with bandwidth and FLOP/s figures.
+
+    Predictions use the declared workload's lengths (capped at max_model_len) and the load each replica carries:
+    spec.workload.concurrency or .requestRate split over the replicas, or a full replica (max_num_seqs
+    concurrent requests) when the workload declares neither.
+    """
+
+    def __init__(self, efficiency: Efficiency = VLLM) -> None:
+        self.efficiency = efficiency
+
+    def _replica(self, candidate: Candidate, request: SizingRequest) -> Replica | None:
+        pool = candidate.shape.pool
+        if not has_performance_figures(pool.gpu):
+            return None
+        return build_replica(
+            request.facts,
+            candidate.settings,
+            pool.gpu,
+            candidate.memory,
+            gpus_per_node=pool.gpus_per_node,
+            efficiency=self.efficiency,
+        )
+
+    @staticmethod
+    def _lengths(candidate: Candidate, request: SizingRequest) -> tuple[int, int]:
+        w, limit = request.spec.workload, candidate.settings.max_model_len
+        prompt = min(w.input_tokens, limit - 1)
+        return prompt, max(1, min(w.output_tokens, limit - prompt))
+
+    @staticmethod
+    def _slo(request: SizingRequest) -> Slo:
+        slo = request.spec.slo
+        return Slo(
+            ttft_p95_s=slo.ttft_p95_ms / 1e3 if slo.ttft_p95_ms else None,
+            itl_p95_s=slo.itl_p95_ms / 1e3 if slo.itl_p95_ms else None,
+        )
+
+    def batch_limit(self, candidate: Candidate, request: SizingRequest) -> BatchLimit | None:
+        target = request.spec.slo.itl_p95_ms
+        r = self._replica(candidate, request)
+        if r is None or target is None:
+            return None
+        return largest_batch_within(r, *self._lengths(candidate, request), target / 1e3)
+
+    def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None:
+        r = self._replica(candidate, request)
+        if r is None:
+            return None
+        prompt, output = self._lengths(candidate, request)
+        slo = self._slo(request)
+        rate, concurrency = _capacity(r, prompt, output, slo)
+        w, share = request.spec.workload, max(replicas, 1)
+        if w.concurrency:
+            traffic = Traffic(prompt, output, concurrency=w.concurrency / share)
+        elif w.request_rate:
+            traffic = Traffic(prompt, output, request_rate=w.request_rate / share)
+        else:
+            traffic = Traffic(prompt, output, concurrency=float(r.max_num_seqs))
+        return performance_record(r, predict(r, traffic), slo, rate, concurrency)

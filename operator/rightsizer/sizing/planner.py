@@ -1,0 +1,88 @@
+"""The entry point of sizing: search every shape, explain the cheapest plan that serves the workload, or refuse with
+an error naming the field to change and the fix."""
+
+from __future__ import annotations
+
+import math
+
+from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.errors import SizingError
+from rightsizer.model.parallelism import tensor_parallel_problems
+from rightsizer.model.params import total_parameters
+from rightsizer.sizing.explain import to_plan
+from rightsizer.sizing.pools import allowed, unknown_products
+from rightsizer.sizing.request import (
+    PerformanceHook,
+    SearchResult,
+    SizingRequest,
+)
+from rightsizer.sizing.search import search
+
+
+def plan(request: SizingRequest, model_name: str, performance: PerformanceHook | None = None) -> Plan:
+    """The cheapest feasible plan that meets spec.slo (the closest one when none does), or SizingError naming
+    the field to change. `performance`: as for search()."""
+    unknown = unknown_products(request.spec.gpu.products)
+    if unknown:
+        raise SizingError(
+            "spec.gpu.products",
+            f"unknown GPU product {unknown[0]!r}",
+            "use a GPU Feature Discovery name such as NVIDIA-H200 or an alias: H200, H100, B200, A100-80GB, L40S",
+        )
+    result = search(request, performance)
+    if not result.candidates:
+        raise no_plan_error(request, result)
+    return to_plan(request, result.candidates[0], result, model_name)
+
+
+# --- why no plan -----------------------------------------------------------------------------------------------
+
+
+def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
+    spec = request.spec
+    if not request.pools:
+        return SizingError(
+            "spec.gpu.products",
+            "no GPU pools are known to rightsizer",
+            "label GPU nodes (GPU Feature Discovery) or declare pools in the operator configuration",
+        )
+    if not allowed(request.pools, spec.gpu.products):
+        offered = ", ".join(sorted({p.product for p in request.pools}))
+        return SizingError(
+            "spec.gpu.products", f"no GPU pool offers {', '.join(spec.gpu.products)}", f"allow one of: {offered}"
+        )
+    pinned = spec.gpu.tensor_parallel_size is not None or spec.gpu.pipeline_parallel_size is not None
+    shape_errors = [r for r in result.rejections if r.kv_gib is None]
+    if pinned and len(shape_errors) == len(result.rejections):
+        field = "spec.gpu.tensorParallelSize" if spec.gpu.tensor_parallel_size else "spec.gpu.pipelineParallelSize"
+        return SizingError(field, f"vLLM would refuse it: {shape_errors[0].reason}", _valid_tp_hint(request))
+    len_limited = [r for r in result.rejections if r.longest_fitting_len]
+    if len_limited and spec.serving.max_model_len is not None:
+        best = max(len_limited, key=lambda r: r.longest_fitting_len or 0)
+        return SizingError(
+            "spec.serving.maxModelLen",
+            f"{spec.serving.max_model_len:,} tokens do not fit: the roomiest plan ({best.shape.label()}) holds "
+            f"{best.longest_fitting_len:,} per request",
+            f"lower spec.serving.maxModelLen to {best.longest_fitting_len:,} or less, use spec.serving.kvCacheDtype: "
+            "fp8, or allow larger GPUs",
+        )
+    sized = [r for r in result.rejections if r.kv_gib is not None]
+    detail = ""
+    if sized:
+        best = max(sized, key=lambda r: r.kv_gib or -math.inf)
+        detail = f"; the roomiest plan ({best.shape.label()}): {best.reason}"
+    weights = total_parameters(request.facts)
+    return SizingError(
+        "spec.gpu.products",
+        f"no allowed GPU pool can hold one replica of this {weights / 1e9:.1f}B-parameter model{detail}",
+        "allow larger GPUs or more nodes, lower spec.serving.maxModelLen, or quantize (spec.model.quantization: fp8)",
+    )
+
+
+def _valid_tp_hint(request: SizingRequest) -> str:
+    widest = max((p.gpus_per_node for p in request.pools), default=8)
+    valid = [tp for tp in range(1, widest + 1) if not tensor_parallel_problems(request.facts, tp)]
+    return f"use one of {', '.join(map(str, valid))}, or remove the pin and let rightsizer choose"
+
+
+# --- the plan and its explanation -----------------------------------------------------------------------------------

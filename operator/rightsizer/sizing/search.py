@@ -1,0 +1,245 @@
+"""The plan search: every GPU pool × parallelism vLLM accepts, sized with vLLM's own memory accounting, and the
+cheapest plan that serves the declared workload, with a reason for every choice.
+
+Pure: a function of the spec, the model's facts and the pools' shapes (never of their momentary free capacity,
+so the plan does not move when rightsizer's own pods land). Placement problems are the reconciler's business."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+from rightsizer.api.v1alpha1.plan import PredictedPerformance
+from rightsizer.facts.vllm_profiles import GIB
+from rightsizer.model.config import ModelFacts
+from rightsizer.model.memory import (
+    EngineSettings,
+    ReplicaMemory,
+    blocks_per_request,
+    replica_memory,
+)
+from rightsizer.model.parallelism import pipeline_parallel_problems, tensor_parallel_problems
+from rightsizer.sizing.performance import SloPerformance
+from rightsizer.sizing.pools import allowed
+from rightsizer.sizing.request import (
+    Basics,
+    Candidate,
+    PerformanceHook,
+    Rejection,
+    SearchResult,
+    Shape,
+    SizingRequest,
+    basics,
+)
+from rightsizer.sizing.words import gib
+
+MAX_NODES_PER_REPLICA = 8  # beyond this, pipeline bubbles make a replica impractical; refuse rather than plan it
+
+DEFAULT_PERFORMANCE: PerformanceHook = SloPerformance()
+
+
+# --- candidate shapes -------------------------------------------------------------------------------------------
+
+
+def _shapes(request: SizingRequest) -> list[Shape]:
+    spec, facts = request.spec, request.facts
+    pins = spec.gpu
+    shapes = []
+    for preference, pool in allowed(request.pools, spec.gpu.products):
+        per_node = pool.gpus_per_node
+        if pins.tensor_parallel_size is not None or pins.pipeline_parallel_size is not None:
+            tp = pins.tensor_parallel_size or 1
+            pp = pins.pipeline_parallel_size or 1
+            shapes.append(Shape(pool, preference, tp, pp))
+            continue
+        for tp in range(1, per_node + 1):
+            shapes.append(Shape(pool, preference, tp, 1))
+        # Spanning nodes: TP fills each node with the widest degree the model accepts, PP strings the nodes.
+        node_tp = max(
+            (tp for tp in range(1, per_node + 1) if per_node % tp == 0 and not tensor_parallel_problems(facts, tp)),
+            default=1,
+        )
+        max_nodes = min(pool.max_nodes or MAX_NODES_PER_REPLICA, MAX_NODES_PER_REPLICA)
+        for nodes in range(2, max_nodes + 1):
+            shapes.append(Shape(pool, preference, node_tp, nodes * per_node // node_tp))
+    return shapes
+
+
+def _shape_problems(shape: Shape, facts: ModelFacts) -> list[str]:
+    problems = tensor_parallel_problems(facts, shape.tp) + pipeline_parallel_problems(facts, shape.pp)
+    pool = shape.pool
+    if shape.tp > pool.gpus_per_node:
+        problems.append(f"TP{shape.tp} would span nodes of {pool.gpus_per_node} GPUs; keep TP within one node")
+    elif shape.gpus > pool.gpus_per_node and shape.gpus % pool.gpus_per_node:
+        problems.append(f"{shape.gpus} GPUs do not fill whole {pool.gpus_per_node}-GPU nodes")
+    if pool.max_nodes is not None and shape.nodes > pool.max_nodes:
+        problems.append(f"needs {shape.nodes} nodes, the pool has at most {pool.max_nodes}")
+    return problems
+
+
+# --- evaluating one shape -----------------------------------------------------------------------------------------
+
+
+def _settings(shape: Shape, common: Basics, spec: LLMDeploymentSpec, seqs: int, t_b: int) -> EngineSettings:
+    utilization = spec.serving.gpu_memory_utilization or common.profile.default_gpu_memory_utilization
+    return EngineSettings(
+        tensor_parallel_size=shape.tp,
+        pipeline_parallel_size=shape.pp,
+        max_num_seqs=seqs,
+        max_num_batched_tokens=t_b,
+        max_model_len=common.max_model_len,
+        gpu_memory_utilization=utilization,
+        dtype=common.weights.dtype,
+        kv_cache_dtype=common.kv_cache_dtype,
+        weight_format=common.weights.format,
+        group_size=common.weights.group_size,
+        quantize_attention=common.weights.quantize_attention,
+    )
+
+
+def longest_fitting_len(memory: ReplicaMemory, settings: EngineSettings, limit: int) -> int:
+    """The longest max_model_len for which one request still fits in the KV cache (0 if none)."""
+    layout = memory.binding.layout
+    low, high = 0, limit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if blocks_per_request(layout, settings, mid) <= memory.blocks:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _evaluate(shape: Shape, request: SizingRequest, common: Basics) -> Candidate | Rejection:
+    problems = _shape_problems(shape, request.facts)
+    if problems:
+        return Rejection(shape, "; ".join(problems))
+    spec, facts, gpu = request.spec, request.facts, shape.pool.gpu
+    tier = common.profile.tier(gpu.torch_total_gib, gpu.product)
+    seqs, t_b = tier.max_num_seqs, tier.max_num_batched_tokens
+    # Activation memory grows with max_num_seqs (the sampler's logits), so lowering seqs to what the KV cache
+    # holds frees memory: iterate to the fixed point where the cache holds every sequence we admit.
+    for _ in range(6):
+        settings = _settings(shape, common, spec, seqs, t_b)
+        memory = replica_memory(facts, settings, gpu, common.profile)
+        if not memory.fits:
+            kv = memory.binding.kv_cache
+            if memory.blocks == 0:
+                return Rejection(shape, f"no memory left for the KV cache ({gib(kv)} per GPU)", kv / GIB, 0)
+            fit = longest_fitting_len(memory, settings, common.max_model_len)
+            return Rejection(
+                shape,
+                f"the KV cache holds {fit:,} tokens per request, below maxModelLen {common.max_model_len:,}",
+                kv / GIB,
+                fit,
+            )
+        capacity = math.floor(memory.concurrency_at(common.workload_tokens, settings))
+        if capacity >= seqs:
+            break
+        seqs = max(1, capacity)
+    return _candidate(shape, spec, common, settings, memory)
+
+
+def _candidate(
+    shape: Shape, spec: LLMDeploymentSpec, common: Basics, settings: EngineSettings, memory: ReplicaMemory
+) -> Candidate:
+    concurrency = min(float(settings.max_num_seqs), memory.concurrency_at(common.workload_tokens, settings))
+    needed = math.ceil(spec.workload.concurrency / concurrency) if spec.workload.concurrency else 0
+    upper = spec.replicas.upper
+    replicas = min(max(needed, spec.replicas.min), upper)
+    return Candidate(shape, settings, memory, concurrency, replicas, max(0, needed - upper))
+
+
+def slo_miss(performance: PredictedPerformance, spec: LLMDeploymentSpec) -> float:
+    """How far a prediction is from spec.slo: the largest predicted/target ratio (≤ 1 when it meets it)."""
+    ratios = [0.0]
+    if spec.slo.ttft_p95_ms:
+        ratios.append(performance.ttft_p95_ms / spec.slo.ttft_p95_ms)
+    if spec.slo.itl_p95_ms:
+        ratios.append(performance.itl_p95_ms / spec.slo.itl_p95_ms)
+    return max(ratios) * (10.0 if performance.saturated else 1.0)
+
+
+def _rank(candidates: list[Candidate], spec: LLMDeploymentSpec) -> list[Candidate]:
+    priced = all(c.cost() is not None for c in candidates)
+    has_slo = spec.slo.ttft_p95_ms is not None or spec.slo.itl_p95_ms is not None
+
+    def slo_key(c: Candidate) -> tuple[int, float]:
+        if c.performance is None:  # no figures for this GPU: after plans known to meet the SLO
+            return (1 if has_slo else 0, 0.0)
+        if c.performance.meets_slo:
+            return (0, 0.0)
+        return (2, slo_miss(c.performance, spec))  # the closest miss first
+
+    def key(c: Candidate) -> tuple[float, ...]:
+        cost = c.cost() if priced else c.gpu_hours_per_hour()
+        return (
+            c.replicas_short,
+            *slo_key(c),
+            float(cost or 0),
+            c.shape.gpus,
+            c.shape.preference,
+            c.shape.pp,
+            -c.memory.blocks,
+        )
+
+    return sorted(candidates, key=key)
+
+
+def search(request: SizingRequest, performance: PerformanceHook | None = None) -> SearchResult:
+    """Evaluate every shape; single-node shapes of a pool first, multi-node ones only where no single node fits.
+
+    `performance` defaults to the performance model (DEFAULT_PERFORMANCE); MEMORY_ONLY sizes from memory alone.
+    """
+    performance = DEFAULT_PERFORMANCE if performance is None else performance
+    common = basics(request)
+    result = SearchResult()
+    by_pool: dict[str, list[Shape]] = {}
+    for shape in _shapes(request):
+        by_pool.setdefault(shape.pool.name, []).append(shape)
+    for shapes in by_pool.values():
+        single_node_fits = False
+        for shape in shapes:
+            if shape.nodes > 1 and single_node_fits and request.spec.gpu.pipeline_parallel_size is None:
+                continue
+            outcome = _evaluate(shape, request, common)
+            if isinstance(outcome, Rejection):
+                result.rejections.append(outcome)
+                continue
+            outcome = _with_performance(outcome, request, common, performance)
+            result.candidates.append(outcome)
+            single_node_fits = single_node_fits or shape.nodes == 1
+    result.candidates = _rank(result.candidates, request.spec)
+    return result
+
+
+def _with_performance(
+    candidate: Candidate, request: SizingRequest, common: Basics, performance: PerformanceHook
+) -> Candidate:
+    """Cap max_num_seqs at the ITL target, then count replicas for the workload from one replica's capacity
+    within spec.slo, and record the prediction at the load each replica then carries."""
+    spec = request.spec
+    limit = performance.batch_limit(candidate, request)
+    seqs = candidate.settings.max_num_seqs
+    if limit is not None and limit.max_num_seqs < seqs:
+        settings = replace(candidate.settings, max_num_seqs=limit.max_num_seqs)
+        memory = replica_memory(request.facts, settings, candidate.shape.pool.gpu, common.profile)
+        candidate = _candidate(candidate.shape, spec, common, settings, memory)
+    candidate = replace(candidate, batch_limit=limit, memory_max_num_seqs=seqs)
+    predicted = performance.predict(candidate, request, candidate.replicas)
+    if predicted is None:
+        return candidate
+    needed = 0
+    if spec.workload.concurrency:
+        per_replica = candidate.workload_concurrency
+        if predicted.max_concurrency_within_slo > 0:
+            per_replica = min(per_replica, predicted.max_concurrency_within_slo)
+        needed = math.ceil(spec.workload.concurrency / per_replica)
+    if spec.workload.request_rate and predicted.max_request_rate > 0:
+        needed = max(needed, math.ceil(spec.workload.request_rate / predicted.max_request_rate))
+    upper = spec.replicas.upper
+    replicas = min(max(needed, spec.replicas.min), upper)
+    if replicas != candidate.replicas:
+        predicted = performance.predict(candidate, request, replicas) or predicted
+    return replace(candidate, replicas=replicas, replicas_short=max(0, needed - upper), performance=predicted)
