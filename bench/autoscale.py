@@ -60,12 +60,12 @@ from bench.autoscale_policies import (  # noqa: E402
 )
 from bench.autoscale_sim import Engine, Simulation  # noqa: E402
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec  # noqa: E402
-from rightsizer.cli.main import default_pools  # noqa: E402
 from rightsizer.facts import catalog  # noqa: E402
 from rightsizer.model.config import parse  # noqa: E402
 from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict  # noqa: E402
 from rightsizer.scaling import decision as autoscale  # noqa: E402
 from rightsizer.sizing import SizingRequest, search  # noqa: E402
+from rightsizer.sizing.pools import default_pools  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +21,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench import latency_model
-from rightsizer.facts import catalog, gpus
-from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
-from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat, parse
-from rightsizer.model.memory import EngineSettings, replica_memory
-from rightsizer.perf import Replica, Traffic, build_replica, predict
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `bench` as a package when run as a script
+
+from bench import latency_v0 as latency_model  # noqa: E402
+from rightsizer.facts import catalog, gpus  # noqa: E402
+from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency  # noqa: E402
+from rightsizer.facts.vllm_profiles import profile_for  # noqa: E402
+from rightsizer.model.config import QuantFormat, parse  # noqa: E402
+from rightsizer.model.memory import EngineSettings, replica_memory  # noqa: E402
+from rightsizer.perf import Replica, Traffic, build_replica, predict  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # Llama 3 8B's dimensions; 3.1 differs only in RoPE scaling

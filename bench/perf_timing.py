@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli.main import default_pools
 from rightsizer.facts import catalog
 from rightsizer.model import memory
 from rightsizer.model.config import parse
 from rightsizer.sizing import MEMORY_ONLY, PerformanceHook, SizingRequest, performance, plan
+from rightsizer.sizing.pools import default_pools
 
 MODEL = "meta-llama/Llama-3.1-405B-Instruct"
 SPECS: dict[str, dict[str, Any]] = {

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.calibration_set import CalibrationPoint, csv_path, points
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli.main import default_pools
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
@@ -38,6 +37,7 @@ from rightsizer.model.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, re
 from rightsizer.model.params import total_parameters
 from rightsizer.sizing import SizingRequest, plan
 from rightsizer.sizing.performance import clear_caches as clear_performance_caches
+from rightsizer.sizing.pools import default_pools
 
 H100_MARKETING_BYTES = 80e9
 WEIGHT_BYTES = {QuantFormat.NONE: None, QuantFormat.FP8: 1.0, QuantFormat.W8A8: 1.0, QuantFormat.W4A16_GPTQ: 0.5}

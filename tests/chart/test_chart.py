@@ -18,7 +18,7 @@ import yaml
 
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.cli.main import load_pools
+from rightsizer.adapters.files import load_pools
 from tests.chart.render import CHART, REPO, HelmError, OperatorContainer, documents, helm, objects, template
 
 VALUE_SETS: dict[str, dict[str, Any]] = {

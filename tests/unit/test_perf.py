@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench import latency_model
+from bench import latency_v0 as latency_model
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.cli.main import main

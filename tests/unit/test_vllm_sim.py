@@ -15,7 +15,7 @@ from e2e.vllm_sim.engine import Engine, Request
 from e2e.vllm_sim.metrics import build_1_2_5_buckets
 from e2e.vllm_sim.server import Served, SimulatedVllm, build_app
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.cli.main import default_pools
+from rightsizer.sizing.pools import default_pools
 from rightsizer.perf import Replica, Traffic, predict
 from rightsizer.perf.in_force import replica_of
 from rightsizer.sizing import SizingRequest, plan

@@ -1,7 +1,10 @@
-"""Predicted vs published latency for every point in bench/data/published_latency.csv.
+"""The vLLM 0.6-era and TensorRT-LLM corpus (bench/data/published_latency.csv): predicted vs published latency.
 
-    .venv/bin/python bench/latency_model.py           # the shipped efficiency factors (facts/perf_calibration.py)
-    .venv/bin/python bench/latency_model.py --fit     # refit them on the `fit` rows, print them, then evaluate
+This is the corpus the first efficiency factors were fitted on. The V1-engine corpus, its held-out split and the
+current calibration are in bench/latency_model.py.
+
+    .venv/bin/python bench/latency_v0.py           # the shipped efficiency factors (facts/perf_calibration.py)
+    .venv/bin/python bench/latency_v0.py --fit     # refit them on the `fit` rows, print them, then evaluate
 
 Roles of the rows:
   fit        H100 measurements the efficiency factors are fitted to
@@ -28,12 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rightsizer.facts import catalog, gpus
-from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
-from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import ModelFacts, QuantFormat, parse
-from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
-from rightsizer.perf import Replica, Traffic, build_replica, predict
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `bench` as a package when run as a script
+
+from bench.fitting import nelder_mead  # noqa: E402
+from rightsizer.facts import catalog, gpus  # noqa: E402
+from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency  # noqa: E402
+from rightsizer.facts.vllm_profiles import profile_for  # noqa: E402
+from rightsizer.model.config import ModelFacts, QuantFormat, parse  # noqa: E402
+from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory  # noqa: E402
+from rightsizer.perf import Replica, Traffic, build_replica, predict  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "published_latency.csv"
 ENGINE_VERSION = "0.19.0"  # memory accounting used for the KV capacity of every row
@@ -285,38 +292,6 @@ def _unpack(x: np.ndarray) -> tuple[Efficiency, Efficiency]:
     vllm = replace(VLLM, **fractions, **times)
     trtllm = replace(vllm, step_overhead_s=math.exp(float(x[5])), request_overhead_s=math.exp(float(x[6])))
     return vllm, trtllm
-
-
-def nelder_mead(
-    f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 0.3, iterations: int = 800
-) -> np.ndarray:
-    """Minimise f from x0 with the Nelder-Mead simplex (reflection 1, expansion 2, contraction ½, shrink ½)."""
-    n = len(x0)
-    simplex = [x0] + [x0 + step * np.eye(n)[i] for i in range(n)]
-    values = [f(x) for x in simplex]
-    for _ in range(iterations):
-        order = np.argsort(values)
-        simplex, values = [simplex[i] for i in order], [values[i] for i in order]
-        if values[-1] - values[0] < 1e-9:
-            break
-        centroid = np.mean(simplex[:-1], axis=0)
-        reflected = centroid + (centroid - simplex[-1])
-        f_reflected = f(reflected)
-        if f_reflected < values[0]:
-            expanded = centroid + 2 * (centroid - simplex[-1])
-            f_expanded = f(expanded)
-            simplex[-1], values[-1] = (expanded, f_expanded) if f_expanded < f_reflected else (reflected, f_reflected)
-        elif f_reflected < values[-2]:
-            simplex[-1], values[-1] = reflected, f_reflected
-        else:
-            contracted = centroid + 0.5 * (simplex[-1] - centroid)
-            f_contracted = f(contracted)
-            if f_contracted < values[-1]:
-                simplex[-1], values[-1] = contracted, f_contracted
-            else:
-                simplex = [simplex[0]] + [simplex[0] + 0.5 * (x - simplex[0]) for x in simplex[1:]]
-                values = [values[0]] + [f(x) for x in simplex[1:]]
-    return simplex[int(np.argmin(values))]
 
 
 def fit(points: Sequence[Point]) -> tuple[Efficiency, Efficiency]:
