@@ -12,9 +12,10 @@ Every policy sees the simulation the way its real counterpart sees a cluster, on
   the HPA every 15 s wants ceil(Σ waiting / 5) (an AverageValue external metric), ignores changes within its 10 %
   tolerance, scales up by at most max(100 %, 4 pods) per period and down only to the highest recommendation of the
   last 300 s (the HPA's default behavior);
-* rightsizer: autoscale.decide every sync period, fed the observations the operator builds from Prometheus: p95
-  TTFT and ITL over the window from histogram bucket deltas, the arrival rate over the window, the waiting and
-  running gauges, with Targets from perf.max_request_rate at the declared workload and the plan's max_num_seqs;
+* rightsizer: rightsizer.scaling.decision.decide every sync period, fed the observations the operator builds from
+  Prometheus: p95 TTFT and ITL over the window from histogram bucket deltas, the arrival rate over the window, the
+  waiting and running gauges, with Targets from perf.max_request_rate at the declared workload and the plan's
+  max_num_seqs;
 * oracle: see oracle_schedule.
 
 The loop advances the simulation in ticks of 5 s; a policy acts on the ticks that fall on its period.
@@ -161,8 +162,8 @@ class QueueLength:
 
 @dataclass
 class Rightsizer:
-    """autoscale.decide, fed like the operator feeds it (rightsizer.scaling.window, rightsizer.perf.in_force): the
-    arrival rate is first tokens plus the waiting queue's growth over the window, and one replica's capacity is
+    """scaling.decision.decide, fed like the operator feeds it (rightsizer.scaling.window, rightsizer.perf.in_force):
+    the arrival rate is first tokens plus the waiting queue's growth over the window, and one replica's capacity is
     perf.max_request_rate at the mean lengths of the requests that finished in the window (`capacity_at`), or at
     the declared workload before any finished."""
 

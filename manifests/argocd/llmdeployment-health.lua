@@ -1,5 +1,5 @@
 -- Argo CD health of a rightsizer.dev/v1alpha1 LLMDeployment, from its status conditions and observedGeneration
--- (written by the operator: operator/rightsizer/status.py). Install it with argocd-cm.yaml next to this file.
+-- (written by the operator: operator/rightsizer/kube/status.py). Install it with argocd-cm.yaml next to this file.
 --
 --   Progressing  rightsizer has not yet acted on the current spec (status.observedGeneration behind
 --                metadata.generation), or the replicas are rolling out or waiting for GPUs to free up
