@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rightsizer.adapters.k8s import Kube, TemporaryApiError
+from rightsizer.adapters.k8s import TemporaryApiError
+from rightsizer.adapters.kube_api import WebhookTlsApi
 from rightsizer.adapters.settings import OperatorSettings
 
 log = logging.getLogger("rightsizer.adapters.webhook_tls")
@@ -272,7 +273,7 @@ class ServingFiles:
 class SelfManagedTls:
     """Keeps the webhook's serving certificate in the Secret, on disk and in the webhook configurations."""
 
-    def __init__(self, kube: Kube, config: OperatorSettings) -> None:
+    def __init__(self, kube: WebhookTlsApi, config: OperatorSettings) -> None:
         if not config.operator_namespace:
             raise ValueError(
                 "RIGHTSIZER_OPERATOR_NAMESPACE is required with RIGHTSIZER_WEBHOOK_SELF_MANAGED_TLS: the webhook "

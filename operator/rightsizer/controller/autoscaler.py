@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rightsizer.adapters.k8s import Kube, TemporaryApiError
+from rightsizer.adapters.k8s import TemporaryApiError
+from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.adapters.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
@@ -79,7 +80,7 @@ class Autoscaler:
         wall: Callable[[], str] = now_rfc3339,
     ) -> None:
         self.reconciler = reconciler
-        self.kube: Kube = reconciler.kube
+        self.kube: KubeApi = reconciler.kube
         self.source = source
         self.status_refresh_seconds = status_refresh_seconds
         self.window_seconds = window_seconds

@@ -135,13 +135,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0
-    reconciler = Reconciler(Kube.from_environment(), config, HubClient.from_env() if config.allow_hub else None)
+    kube = Kube.from_environment()
+    reconciler = Reconciler(kube, config, HubClient.from_env() if config.allow_hub else None)
     if config.pools_file is not None:
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     runtime = Runtime(reconciler, peering=memo.get(PEERING_KEY))
     memo[MEMO_KEY] = runtime
     if config.webhook_enabled:
-        _serve_admission(settings, config, memo, runtime)
+        _serve_admission(settings, config, memo, kube)
     if config.metrics_port:
         from prometheus_client import start_http_server
 
@@ -155,9 +156,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     )
 
 
-def _serve_admission(
-    settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo, runtime: Runtime
-) -> None:
+def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo, kube: Kube) -> None:
     """The admission webhook server (controller.webhooks registers the handlers) with explicit certificates, or with
     self-managed ones (adapters.webhook_tls) that a background task keeps renewed; kopf reloads changed files."""
 
@@ -166,7 +165,7 @@ def _serve_admission(
 
     cert, key, ca = config.webhook_cert_file, config.webhook_key_file, config.webhook_ca_file
     if config.webhook_self_managed_tls:
-        tls = SelfManagedTls(runtime.reconciler.kube, config)
+        tls = SelfManagedTls(kube, config)
         files = tls.ensure()
         cert, key, ca = files.cert, files.key, files.ca
         memo["webhook_tls"] = asyncio.create_task(tls.renew_forever())

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rightsizer.adapters.hub import HubClient
-from rightsizer.adapters.k8s import Kube, MissingApiError, RejectedError
+from rightsizer.adapters.k8s import MissingApiError, RejectedError
+from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.adapters.modelsource import ResolvedModel, resolve
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
@@ -121,7 +122,7 @@ def _error_reason(err: RightsizerError) -> str:
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeApi,
         settings: OperatorSettings,
         hub: HubClient | None = None,
         clock: Callable[[], str] = now_rfc3339,

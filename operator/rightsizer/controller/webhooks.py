@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from rightsizer.adapters.k8s import Kube
+from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.controller.observed import observed_of
@@ -136,7 +136,7 @@ def validate_llmdeployment(
 
 
 def _check_quota(
-    kube: Kube,
+    kube: KubeApi,
     namespace: str,
     body: Mapping[str, Any],
     assessment: Assessment,
