@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from rightsizer.perf.in_force import expected_length
 from rightsizer.scaling.decision import Decision, Observation, Targets
 from rightsizer.scaling.status import autoscaling_active, needs_write, next_status, replica_counts, status_wire
 from rightsizer.scaling.window import WindowStats
+from tests.unit.fake_kube import FakeKube
 from tests.unit.helpers import REPO
 from tests.unit.test_discovery import node
 
@@ -66,7 +66,9 @@ def test_replica_counts(desired: int | None, status: JSON, ready: int, expected:
     assert (None if counts is None else (counts.current, counts.ready, counts.starting)) == expected
 
 
-def status_after(replicas: int, current: int, reason: str, ttft: float, previous: AutoscalingStatus | None = None):
+def status_after(
+    replicas: int, current: int, reason: str, ttft: float, previous: AutoscalingStatus | None = None
+) -> AutoscalingStatus:
     return next_status(
         previous,
         obs=Observation(time=0.0, request_rate=1.0, ttft_p95_s=ttft, waiting=2.0, running=8.0),
@@ -161,27 +163,17 @@ def test_file_sd_documents_map_pods_to_addresses() -> None:
 # --- one pass ------------------------------------------------------------------------------------------------------
 
 
-class FakeKube:
-    def __init__(self) -> None:
-        self.writes: list[tuple[str, Any]] = []
-        self.events: list[tuple[str, str]] = []
-
-    def scale(self, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
-        self.writes.append(("scale", replicas))
-
-    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: JSON) -> None:
-        self.writes.append(("status", copy.deepcopy(dict(status))))
-
-    def post_event(self, involved: JSON, *, type_: str, reason: str, message: str, now: str) -> None:
-        self.events.append((type_, reason))
-
-
 class FakeSource:
     def __init__(self, stats: WindowStats | None = None, error: str | None = None) -> None:
         self.stats, self.error = stats, error
 
     async def window(
-        self, namespace: str, name: str, pods: Sequence[JSON], nodes: Sequence[JSON], version: str
+        self,
+        namespace: str,
+        name: str,
+        pods: Sequence[Mapping[str, Any]],
+        nodes: Sequence[Mapping[str, Any]],
+        version: str,
     ) -> WindowStats:
         if self.error:
             raise MetricsUnavailableError(self.error)
@@ -197,12 +189,12 @@ def load(rate: float, ttft: float = 0.3, pods: int = 1) -> WindowStats:
 
 
 def deployment(replicas: JSON, status_replicas: int = 1) -> JSON:
-    body = yaml.safe_load((REPO / "examples" / "llama-3.1-70b-fp8-h200.yaml").read_text())
+    body: JSON = yaml.safe_load((REPO / "examples" / "llama-3.1-70b-fp8-h200.yaml").read_text())
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
     body["spec"]["replicas"] = replicas
     body["spec"]["serving"].pop("hfTokenSecretRef")
     user_spec = LLMDeployment.model_validate(body).spec
-    planned = Reconciler(FakeKube(), OperatorSettings(allow_hub=False)).assess(  # type: ignore[arg-type]
+    planned = Reconciler(FakeKube(), OperatorSettings(allow_hub=False)).assess(
         "ns", "llama-3-1-70b-fp8", user_spec, observed(ready=1)
     )
     assert planned.plan is not None
@@ -212,13 +204,13 @@ def deployment(replicas: JSON, status_replicas: int = 1) -> JSON:
 
 def observed(ready: int) -> Observed:
     workload = {"kind": "Deployment", "status": {"readyReplicas": ready}}
-    nodes = [node(f"h200-{i}", "NVIDIA-H200", pool="h200") for i in range(4)]
+    nodes: list[Mapping[str, Any]] = [node(f"h200-{i}", "NVIDIA-H200", pool="h200") for i in range(4)]
     return Observed(children={("Deployment", "llama-3-1-70b-fp8"): workload}, nodes=nodes)
 
 
 def scaler(source: FakeSource) -> tuple[Autoscaler, FakeKube]:
     kube = FakeKube()
-    reconciler = Reconciler(kube, OperatorSettings(allow_hub=False))  # type: ignore[arg-type]
+    reconciler = Reconciler(kube, OperatorSettings(allow_hub=False))
     return Autoscaler(reconciler, source, status_refresh_seconds=60.0, clock=lambda: 1000.0), kube
 
 
@@ -230,11 +222,11 @@ def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() ->
     autoscaler, kube = scaler(FakeSource(load(rate=6.0)))  # several replicas' worth (~1.5 req/s each)
     body = deployment({"min": 1, "max": 6})
     events = run(autoscaler, body, observed(ready=1))
-    scale = [w[1] for w in kube.writes if w[0] == "scale"]
+    scale = [w.body["spec"]["replicas"] for w in kube.writes if w.verb == "scale"]
     assert len(scale) == 1 and 3 <= scale[0] <= 6  # how many is decide()'s business: here, that it is written
     assert [e.reason for _, e in events] == ["ScaledUp"]
-    assert kube.events == [("Normal", "ScaledUp")]  # posted through the API module, from any thread
-    status = next(w[1]["autoscaling"] for w in kube.writes if w[0] == "status")
+    assert kube.events() == [("Normal", "ScaledUp")]  # posted through the API module, from any thread
+    status = next(w.body["autoscaling"] for w in kube.writes if w.verb == "status")
     assert status["desiredReplicas"] == scale[0] and status["history"][-1]["toReplicas"] == scale[0]
     assert status["reason"].startswith("capacity:")
     assert status["targetTtftP95Ms"] == 1000.0 and status["targetItlP95Ms"] == 50.0
@@ -250,7 +242,7 @@ def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() ->
 def test_policy_and_spec_bounds_hold_the_count() -> None:
     autoscaler, kube = scaler(FakeSource(load(rate=20.0)))
     run(autoscaler, deployment({"min": 1, "max": 3}), observed(ready=1))
-    assert [w for w in kube.writes if w[0] == "scale"] == [("scale", 3)]
+    assert [w.body["spec"]["replicas"] for w in kube.writes if w.verb == "scale"] == [3]
 
 
 @pytest.mark.parametrize(
@@ -273,7 +265,7 @@ def test_unavailable_metrics_warn_once() -> None:
     first = run(autoscaler, body, observed(ready=1))
     assert [(e.type, e.reason) for _, e in first] == [("Warning", "MetricsUnavailable")]
     assert run(autoscaler, body, observed(ready=1)) == []
-    assert kube.writes == []
+    assert kube.verbs() == [("event", "Event", "llama-3-1-70b-fp8")]  # the one Warning; no scale, no status
 
 
 @pytest.mark.parametrize(
