@@ -214,8 +214,10 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
 
 def _block_size(f: ModelFacts, gpu: GpuProduct) -> int:
     if f.is_mla:
-        # FlashMLA (Hopper) and CUTLASS-MLA (Blackwell) force their kernel block sizes.
-        return {"hopper": 64, "blackwell": 128}.get(gpu.family, DEFAULT_BLOCK_SIZE)
+        # FlashMLA (Hopper, SM 9.0) and CUTLASS-MLA (data-centre Blackwell, SM 10.x) force their kernel block sizes;
+        # SM 12.0 Blackwell (RTX PRO 6000) has neither kernel and keeps vLLM's default.
+        major = gpu.compute_capability[0]
+        return {9: 64, 10: 128}.get(major, DEFAULT_BLOCK_SIZE)
     return DEFAULT_BLOCK_SIZE
 
 

@@ -7,6 +7,7 @@ import math
 
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.errors import SizingError
+from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 from rightsizer.model.parallelism import tensor_parallel_problems
 from rightsizer.model.params import total_parameters
 from rightsizer.sizing.explain import to_plan
@@ -27,7 +28,7 @@ def plan(request: SizingRequest, model_name: str, performance: PerformanceHook |
         raise SizingError(
             "spec.gpu.products",
             f"unknown GPU product {unknown[0]!r}",
-            "use a GPU Feature Discovery name such as NVIDIA-H200 or an alias: H200, H100, B200, A100-80GB, L40S",
+            f"use a GPU Feature Discovery name such as {EXAMPLE_GFD_NAME} or an alias: {EXAMPLE_ALIASES}",
         )
     result = search(request, performance)
     if not result.candidates:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
+
 
 class WireModel(BaseModel):
     """snake_case in Python, camelCase on the wire; unknown fields are an error so typos surface at once."""
@@ -64,8 +66,8 @@ class GpuPoolSpec(WireModel):
 
     name: str = Field(description="Pool name, unique in the operator's view, e.g. h200-spot.", min_length=1)
     product: str = Field(
-        description="GPU product as GPU Feature Discovery labels it (nvidia.com/gpu.product), e.g. NVIDIA-H200; "
-        "short aliases such as H200, H100, B200, A100-80GB, L40S are accepted."
+        description="GPU product as GPU Feature Discovery labels it (nvidia.com/gpu.product), e.g. "
+        f"{EXAMPLE_GFD_NAME}; short aliases such as {EXAMPLE_ALIASES} are accepted."
     )
     gpus_per_node: int = Field(description="GPUs on each node of the pool.", ge=1, le=64)
     max_nodes: int | None = Field(

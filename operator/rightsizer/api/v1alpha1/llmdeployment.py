@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from rightsizer.api.v1alpha1.common import Condition, StatusModel, WireModel
 from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 
 DEFAULT_ENGINE_VERSION = "0.19.0"
 """The vLLM release whose memory accounting is calibrated best (see docs/sizing.md)."""
@@ -138,8 +139,8 @@ class GpuRequirements(WireModel):
 
     products: list[str] = Field(
         default_factory=list,
-        description="Allowed GPU products in order of preference (GPU Feature Discovery names such as NVIDIA-H200, "
-        "or aliases H200, H100, B200, A100-80GB, L40S). Empty: any pool the operator knows.",
+        description="Allowed GPU products in order of preference (GPU Feature Discovery names such as "
+        f"{EXAMPLE_GFD_NAME}, or aliases {EXAMPLE_ALIASES}). Empty: any pool the operator knows.",
     )
     tensor_parallel_size: int | None = Field(default=None, description="Pin vLLM --tensor-parallel-size.", ge=1)
     pipeline_parallel_size: int | None = Field(default=None, description="Pin vLLM --pipeline-parallel-size.", ge=1)

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from rightsizer.api.v1alpha1.common import Condition, GpuPoolSpec, StatusModel, WireModel
 from rightsizer.api.v1alpha1.llmdeployment import SLO
+from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 
 
 class SelectorOperator(StrEnum):
@@ -95,8 +96,8 @@ class PolicyAllowed(WireModel):
 
     gpu_products: list[str] = Field(
         default_factory=list,
-        description="GPU products plans may run on (GPU Feature Discovery names such as NVIDIA-H200, or aliases "
-        "H200, H100, B200, A100-80GB, L40S). Empty: any product.",
+        description=f"GPU products plans may run on (GPU Feature Discovery names such as {EXAMPLE_GFD_NAME}, or "
+        f"aliases {EXAMPLE_ALIASES}). Empty: any product.",
     )
     pools: list[str] = Field(
         default_factory=list,
