@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from rightsizer.adapters.metrics_source import (
     MetricsUnavailableError,
@@ -237,6 +238,22 @@ def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() ->
     body["status"]["autoscaling"] = status
     assert run(autoscaler, body, observed(ready=1)) == []
     assert kube.writes == []
+
+
+def decisions(direction: str) -> float:
+    return REGISTRY.get_sample_value("rightsizer_scaling_decisions_total", {"direction": direction}) or 0.0
+
+
+def test_each_written_change_counts_one_scaling_decision_by_direction() -> None:
+    # The metric docs/operator.md documents: one per replica change the autoscaler writes, none for a quiet pass.
+    autoscaler, kube = scaler(FakeSource(load(rate=6.0)))
+    body = deployment({"min": 1, "max": 6})
+    up, down = decisions("up"), decisions("down")
+    run(autoscaler, body, observed(ready=1))
+    assert (decisions("up") - up, decisions("down") - down) == (1.0, 0.0)
+    body["spec"]["replicas"]["desired"] = next(w.body["spec"]["replicas"] for w in kube.writes if w.verb == "scale")
+    run(autoscaler, body, observed(ready=1))
+    assert (decisions("up") - up, decisions("down") - down) == (1.0, 0.0)
 
 
 def test_policy_and_spec_bounds_hold_the_count() -> None:

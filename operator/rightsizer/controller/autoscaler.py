@@ -41,6 +41,7 @@ from rightsizer.api.v1alpha1.llmdeployment import (
     LLMDeploymentSpec,
 )
 from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.controller import metrics
 from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.errors import RightsizerError
 from rightsizer.perf import Replica
@@ -209,7 +210,9 @@ class Autoscaler:
         events = []
         if replicas != counts.current:
             await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
-            verb = "ScaledUp" if replicas > counts.current else "ScaledDown"
+            up = replicas > counts.current
+            metrics.SCALING_DECISIONS.labels("up" if up else "down").inc()
+            verb = "ScaledUp" if up else "ScaledDown"
             events.append(Event("Normal", verb, f"{counts.current} → {replicas} replicas: {decision.reason}"))
             log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
         raw, previous = previous_status(body)
