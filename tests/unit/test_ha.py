@@ -1,11 +1,14 @@
 """The HA pause rule mirrors kopf's peering: pause while another live peer has a higher or equal priority."""
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
+from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.controller.ha import Peering, should_pause
+from rightsizer.controller.reconcile import Reconciler
+from rightsizer.controller.runtime import Runtime
+from tests.unit.fake_kube import FakeKube
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ME = Peering("rightsizer", priority=100, identity="me")
@@ -30,19 +33,6 @@ def test_dead_peers_are_ignored() -> None:
     assert not should_pause({"other": peer(200, seconds_ago=120)}, ME, NOW)
 
 
-class PeeringReads:
-    """read_status of a fake API: which peering objects the resync's pause check read, and what they hold."""
-
-    def __init__(self, statuses: dict[tuple[str, str | None], dict[str, object]]) -> None:
-        self.statuses = statuses
-        self.reads: list[tuple[str, str | None]] = []
-
-    def read_status(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> object:
-        assert (api_version, name) == ("kopf.dev/v1", "rightsizer")
-        self.reads.append((kind, namespace))
-        return self.statuses.get((kind, namespace))
-
-
 def live(priority: int) -> dict[str, object]:
     return {"priority": priority, "lastseen": datetime.now(UTC).isoformat(), "lifetime": 60}
 
@@ -64,9 +54,11 @@ def test_the_resync_reads_the_peering_kopf_uses(
     reads: list[tuple[str, str | None]],
     pause: bool,
 ) -> None:
-    from rightsizer.controller.runtime import Runtime
-
-    kube = PeeringReads(statuses)
-    runtime = Runtime(SimpleNamespace(kube=kube), Peering("rightsizer", 100, "me", namespaces))  # type: ignore[arg-type]
+    kube = FakeKube()
+    for (kind, namespace), status in statuses.items():
+        meta = {"name": "rightsizer", "namespace": namespace}
+        kube.put({"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": meta, "status": status})
+    reconciler = Reconciler(kube, OperatorSettings(allow_hub=False))
+    runtime = Runtime(reconciler, Peering("rightsizer", 100, "me", namespaces))
     assert runtime.paused() is pause
-    assert kube.reads == reads
+    assert kube.reads == [(kind, namespace, "rightsizer") for kind, namespace in reads]

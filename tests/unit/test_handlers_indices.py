@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rightsizer.controller.handlers import live_llmds
+from rightsizer.controller.observed import live_llmds
 
 
 def llmd(namespace: str, name: str) -> dict[str, Any]:

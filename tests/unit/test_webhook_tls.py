@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -172,7 +173,13 @@ class FakeKube:
         return (dict(found[0]), str(found[1])) if found else (None, None)
 
     def write_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], *, resource_version: str | None, secret_type: str
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        resource_version: str | None,
+        secret_type: str = "Opaque",
     ) -> bool:
         while self.before_write:
             self._store(*self.before_write.pop())
@@ -194,15 +201,15 @@ class FakeKube:
         return True
 
 
-def manager(kube: FakeKube, tmp_path: Path, **settings: object) -> SelfManagedTls:
+def manager(kube: FakeKube, tmp_path: Path, **settings: Any) -> SelfManagedTls:
     config = OperatorSettings(
         operator_namespace="rs-system",
         webhook_tls_dns_names=SERVICE_NAMES,
         webhook_configuration_name="rightsizer",
         webhook_tls_directory=tmp_path,
-        **settings,  # type: ignore[arg-type]
+        **settings,
     )
-    return SelfManagedTls(kube, config)  # type: ignore[arg-type]
+    return SelfManagedTls(kube, config)
 
 
 def test_first_start_creates_the_secret_registers_the_ca_and_writes_the_files(tmp_path: Path) -> None:
@@ -243,12 +250,23 @@ def test_two_replicas_starting_together_serve_one_certificate(tmp_path: Path) ->
     assert kube.ca_bundles[(WEBHOOK_KINDS[0], "rightsizer")] == rival.ca_bundle
 
 
+class AlwaysOutrun(FakeKube):
+    """Another replica wins every compare-and-swap of the Secret."""
+
+    def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        resource_version: str | None,
+        secret_type: str = "Opaque",
+    ) -> bool:
+        return False
+
+
 def test_a_secret_that_keeps_changing_is_a_temporary_error(tmp_path: Path) -> None:
-    kube = FakeKube()
-    tls = manager(kube, tmp_path)
-    for _ in range(10):
-        kube.before_write.append(("rs-system", "rightsizer-webhook-tls", {"tls.crt": "x"}))
-    kube.write_secret = lambda *a, **k: False  # type: ignore[method-assign]
+    tls = manager(AlwaysOutrun(), tmp_path)
     with pytest.raises(TemporaryApiError):
         tls.ensure(NOW)
 
@@ -260,12 +278,12 @@ def test_a_secret_that_keeps_changing_is_a_temporary_error(tmp_path: Path) -> No
         ({"webhook_tls_dns_names": []}, "RIGHTSIZER_WEBHOOK_TLS_DNS_NAMES"),
     ],
 )
-def test_missing_settings_are_named(settings: dict[str, object], message: str, tmp_path: Path) -> None:
-    config = {
+def test_missing_settings_are_named(settings: dict[str, Any], message: str, tmp_path: Path) -> None:
+    config: dict[str, Any] = {
         "operator_namespace": "rs-system",
         "webhook_tls_dns_names": SERVICE_NAMES,
         "webhook_tls_directory": tmp_path,
         **settings,
     }
     with pytest.raises(ValueError, match=message):
-        SelfManagedTls(FakeKube(), OperatorSettings(**config))  # type: ignore[arg-type]
+        SelfManagedTls(FakeKube(), OperatorSettings(**config))
