@@ -20,6 +20,7 @@ from rightsizer.facts import vllm_metrics
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_metrics import Kind, Signal
 from rightsizer.facts.vllm_profiles import profile_for
+from rightsizer.facts.vllm_release import parse_release
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext
 from rightsizer.sizing import SizingRequest, plan
@@ -307,7 +308,7 @@ def test_the_per_release_names_match_each_cached_release(version: str) -> None:
 @pytest.mark.parametrize("version", release_contracts())
 def test_each_name_is_exposed_hidden_or_absent_as_the_facts_say(version: str) -> None:
     contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
-    release = vllm_metrics.parse_release(version)
+    release = parse_release(version)
     for name in (n for names in vllm_metrics.NAMES.values() for n in names):
         registered = contract.metric(name.name)
         actual = "absent" if registered is None else "hidden" if registered.hidden else "exposed"

@@ -20,9 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rightsizer.errors import SizingError
-
-Release = tuple[int, int, int]
+from rightsizer.facts.vllm_release import Release, parse_release
 
 HISTOGRAM_BUCKET = "_bucket"
 HISTOGRAM_SUM = "_sum"
@@ -90,21 +88,6 @@ NAMES: dict[Signal, tuple[MetricName, ...]] = {
     Signal.PROMPT_TOKENS: (MetricName("vllm:request_prompt_tokens", Kind.HISTOGRAM),),
     Signal.GENERATION_TOKENS: (MetricName("vllm:request_generation_tokens", Kind.HISTOGRAM),),
 }
-
-
-def parse_release(version: str) -> Release:
-    """The release tuple of a version: "0.19.0" and "v0.19" give (0, 19, 0), "0.8.5.post1" gives (0, 8, 5)."""
-    parts = version.strip().lstrip("v").split(".")
-    numbers = []
-    for part in parts[:3]:
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    if len(numbers) < 2:
-        raise SizingError(
-            "spec.serving.engine.version", f"{version!r} is not a vLLM release number", "write it like 0.19.0"
-        )
-    return (numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0)
 
 
 def names_for(signal: Signal, version: str) -> tuple[MetricName, ...]:

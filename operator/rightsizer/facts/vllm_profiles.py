@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rightsizer.errors import UnsupportedEngineVersionError
+from rightsizer.facts.vllm_release import parse_release
 
 GIB = 1024**3
 MIB = 1024**2
@@ -184,20 +185,10 @@ PROFILES: tuple[VllmProfile, ...] = (
 )
 
 
-def parse_version(version: str) -> tuple[int, int]:
-    parts = version.strip().lstrip("v").split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        raise UnsupportedEngineVersionError(
-            "spec.serving.engine.version", f"{version!r} is not a vLLM release number", "write it like 0.19.0"
-        ) from None
-
-
 def profile_for(version: str) -> VllmProfile:
     """The accounting profile that applies to a vLLM release."""
-    wanted = parse_version(version)
-    applicable = [p for p in PROFILES if p.first_version <= wanted]
+    major, minor, _ = parse_release(version)
+    applicable = [p for p in PROFILES if p.first_version <= (major, minor)]
     if not applicable:
         oldest = ".".join(map(str, PROFILES[0].first_version))
         raise UnsupportedEngineVersionError(
