@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rightsizer.adapters.k8s import RejectedError, TemporaryApiError
 from rightsizer.adapters.kube_api import JSON
 from rightsizer.errors import ModelConfigError
 
@@ -74,15 +75,29 @@ class FakeKube:
             raise self.fail_apply[str(obj["kind"])]
         key = (str(obj["apiVersion"]), str(obj["kind"]), meta.get("namespace"), str(meta["name"]))
         stored = self.objects.get(key)
+        live_uid = stored.body["metadata"].get("uid") if stored else None
+        if meta.get("uid") and meta["uid"] != live_uid:  # uid is immutable: the server answers 422 (or 404)
+            raise RejectedError(f"{obj['kind']} {meta['name']}: metadata.uid: Invalid value: field is immutable")
+        if stored is not None and not meta.get("uid"):  # an unforced apply meets the other manager's fields
+            raise TemporaryApiError(f"apply {obj['kind']}/{meta['name']}: 409 Conflict")
         body = copy.deepcopy(dict(obj))
+        body["metadata"]["uid"] = live_uid or f"uid-{obj['kind'].lower()}-{meta['name']}"
         if stored is not None and "status" in stored.body:
             body["status"] = stored.body["status"]  # apply never touches the status subresource
         self.objects[key] = Stored(body, stored.version + 1 if stored else 1)
         return copy.deepcopy(body)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, *, uid: str = "") -> None:
         self._record("delete", kind, namespace, name)
+        stored = self.objects.get((api_version, kind, namespace, name))
+        if stored is not None and uid and stored.body["metadata"].get("uid") != uid:
+            raise TemporaryApiError(f"delete {kind}/{name}: 409 Conflict")  # the uid precondition failed
         self.objects.pop((api_version, kind, namespace, name), None)
+
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append((kind, namespace, name))
+        stored = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(stored.body) if stored else None
 
     def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str, status: JSON) -> None:
         self._record("status", kind, namespace, name, status)

@@ -26,10 +26,26 @@ MULTINODE = "llama-3.1-405b-h100-multinode.yaml"  # Llama 3.1 405B bf16: 16 × H
 H200_NODES = tuple(node(f"h200-{i}", "NVIDIA-H200", pool="h200") for i in range(2))
 H100_NODES = tuple(node(f"h100-{i}", "NVIDIA-H100-80GB-HBM3", pool="h100", memory="81559") for i in range(4))
 H100_ONLY = {"metadata": {"name": "h100-only"}, "spec": {"namespaceSelector": {}, "allowed": {"gpuProducts": ["H100"]}}}
+OWNED_BY_UID_1 = [
+    {
+        "apiVersion": "rightsizer.dev/v1alpha1",
+        "kind": "LLMDeployment",
+        "name": "llama-3-1-8b",
+        "uid": "uid-1",
+        "controller": True,
+    }
+]
 STALE_LWS = {
     "apiVersion": "leaderworkerset.x-k8s.io/v1",
     "kind": "LeaderWorkerSet",
-    "metadata": {"name": "llama-3-1-8b", "namespace": "team-a"},
+    "metadata": {"name": "llama-3-1-8b", "namespace": "team-a", "uid": "uid-lws", "ownerReferences": OWNED_BY_UID_1},
+}
+LOOKALIKE_LWS = {**STALE_LWS, "metadata": {"name": "llama-3-1-8b", "namespace": "team-a", "uid": "uid-lws"}}
+USERS_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "llama-3-1-8b", "namespace": "team-a", "uid": "uid-users-svc"},
+    "spec": {"selector": {"app": "mine"}, "ports": [{"port": 80}]},
 }
 CREATED = [("apply", "Deployment"), ("apply", "Service"), ("apply", "PodDisruptionBudget")]
 
@@ -56,6 +72,7 @@ class Case:
     config_maps: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
     fail_apply: Mapping[str, Exception] = field(default_factory=dict)
     children: Mapping[tuple[str, str], JSON] = field(default_factory=dict)
+    stored: tuple[JSON, ...] = ()  # objects on the API server the label-selected watches do not see
 
 
 CASES = {
@@ -80,6 +97,26 @@ CASES = {
         {"Sized": ("True", "Planned")},
         replicas=1,
         children={("LeaderWorkerSet", "llama-3-1-8b"): STALE_LWS},
+    ),
+    "a labelled look-alike this LLMDeployment does not control is not deleted": Case(
+        llmd(SMALL),
+        [*CREATED, ("status", "LLMDeployment")],
+        [("Normal", "Planned"), *[("Normal", "Created")] * 3],
+        {"Sized": ("True", "Planned")},
+        replicas=1,
+        children={("LeaderWorkerSet", "llama-3-1-8b"): LOOKALIKE_LWS},
+    ),
+    "a user's Service of the same name: nothing is written but the status": Case(
+        llmd(SMALL),
+        [("status", "LLMDeployment")],
+        [("Normal", "Planned"), ("Warning", "ChildConflict")],
+        {
+            "Progressing": ("False", "ChildConflict"),
+            "Degraded": ("True", "ChildConflict"),
+            "Ready": ("False", "ChildConflict"),
+        },
+        replicas=1,
+        stored=(USERS_SERVICE,),
     ),
     "an invalid spec is a condition, not a crash": Case(
         llmd(SMALL, lambda spec: spec["workload"].update(concurrency="lots")),
@@ -131,6 +168,8 @@ def world(case: Case) -> tuple[FakeKube, Reconciler, Observed]:
     kube = FakeKube(config_maps=case.config_maps)
     kube.fail_apply.update(case.fail_apply)
     kube.put(case.body)
+    for obj in case.stored:
+        kube.put(obj)
     observed = Observed(
         children={key: copy.deepcopy(child) for key, child in case.children.items()},
         nodes=list(case.nodes),
@@ -168,6 +207,7 @@ def test_a_condition_names_the_field_at_fault() -> None:
 
 LEVEL_BASED = [
     "a new spec creates its children, then reports the plan",
+    "a user's Service of the same name: nothing is written but the status",
     "an invalid spec is a condition, not a crash",
     "a missing model ConfigMap",
     "no GPU pool known",
@@ -202,3 +242,41 @@ def test_a_child_edited_by_hand_is_restored() -> None:
     assert kube.verbs() == [("apply", "Deployment", "llama-3-1-8b")]
     image = kube.writes[0].body["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "vllm/vllm-openai:v0.19.0"
+
+
+def test_a_conflict_names_the_object_and_the_fix_and_the_users_object_is_untouched() -> None:
+    case = CASES["a user's Service of the same name: nothing is written but the status"]
+    kube, reconciler, observed = world(case)
+    reconciler.reconcile(case.body, observed)
+    progressing = next(c for c in kube.writes[-1].body["conditions"] if c["type"] == "Progressing")
+    assert progressing["message"] == (
+        "Service llama-3-1-8b already exists and is not controlled by this LLMDeployment (it has no controller); "
+        "rightsizer leaves it alone and creates no children: rename or delete that Service, or give the "
+        "LLMDeployment another name"
+    )
+    assert kube.objects[("v1", "Service", "team-a", "llama-3-1-8b")].body == USERS_SERVICE
+
+
+def test_the_conflict_clears_once_the_users_object_is_gone() -> None:
+    case = CASES["a user's Service of the same name: nothing is written but the status"]
+    kube, reconciler, observed = world(case)
+    reconciler.reconcile(case.body, observed)
+    del kube.objects[("v1", "Service", "team-a", "llama-3-1-8b")]
+    kube.writes.clear()
+    again = kube.objects[("rightsizer.dev/v1alpha1", "LLMDeployment", "team-a", "llama-3-1-8b")].body
+    reconciler.reconcile(again, observed)
+    assert [(w.verb, w.kind) for w in kube.writes] == [*CREATED, ("status", "LLMDeployment")]
+    assert conditions_of(kube.writes[-1].body)["Progressing"] == ("True", "RollingOut")
+
+
+def test_an_object_found_by_name_that_is_already_ours_is_not_created_again() -> None:
+    """The watch can lag the operator's own create: the object read by name carries our UID, so it is compared,
+    not re-created (and not a conflict)."""
+    case = CASES["a new spec creates its children, then reports the plan"]
+    kube, reconciler, observed = world(case)
+    reconciler.reconcile(case.body, observed)
+    observed.children.clear()  # the watch has not delivered them yet
+    kube.writes.clear()
+    again = kube.objects[("rightsizer.dev/v1alpha1", "LLMDeployment", "team-a", "llama-3-1-8b")].body
+    assert reconciler.reconcile(again, observed) == []
+    assert kube.writes == []

@@ -86,6 +86,10 @@ class Kube:
             raise MissingApiError(f"the cluster does not serve {kind} ({api_version})") from None
 
     def apply(self, obj: JSON) -> dict[str, Any]:
+        """Server-side apply. Conflicts with other field managers are forced only on an update that carries the
+        live object's metadata.uid, which the API server checks (uid is immutable: another object of that name
+        fails the write). A create is not forced: an object that appeared since the caller looked fails with a
+        conflict instead of being taken over."""
         resource = self._resource(str(obj["apiVersion"]), str(obj["kind"]))
         meta = obj["metadata"]
         _count_write("apply", obj["kind"], meta.get("namespace"), meta.get("name"))
@@ -95,7 +99,7 @@ class Kube:
                 name=meta["name"],
                 namespace=meta.get("namespace"),
                 field_manager=c.FIELD_MANAGER,
-                force_conflicts=True,
+                force_conflicts=bool(meta.get("uid")),
             )
         except ApiException as err:
             if _transient(err):
@@ -103,11 +107,29 @@ class Kube:
             raise RejectedError(f"{obj['kind']} {meta['name']}: {_server_message(err)}") from None
         return dict(result.to_dict())
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as stored, or None when there is none: how a same-named object the label-selected watches do
+        not see is found before rightsizer creates a child of that name."""
+        resource = self._resource(api_version, kind)
+        try:
+            return dict(resource.get(name=name, namespace=namespace).to_dict())
+        except NotFoundError:
+            return None
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise TemporaryApiError(f"read {kind}/{name}: {err.status} {err.reason}") from None
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, *, uid: str = "") -> None:
+        """Delete in the background; an object already gone is not an error. With `uid`, only that very object is
+        deleted (a precondition the API server checks): a same-named successor answers 409 and stays."""
         resource = self._resource(api_version, kind)
         _count_write("delete", kind, namespace, name)
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
         try:
-            resource.delete(name=name, namespace=namespace, propagation_policy="Background")
+            resource.delete(name=name, namespace=namespace, body=options)
         except NotFoundError:
             return
         except ApiException as err:

@@ -21,11 +21,16 @@ class KubeApi(Protocol):
     """The reads and writes of the kopf flow: children, status, scale, events, the quota ledger, model sources."""
 
     def apply(self, obj: JSON) -> dict[str, Any]:
-        """Server-side apply with rightsizer's field manager; returns the object as the server stored it."""
+        """Server-side apply with rightsizer's field manager; returns the object as the server stored it. Forced
+        only when obj.metadata.uid is set, which the server then checks against the live object."""
         ...
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete in the background; an object already gone is not an error."""
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, *, uid: str = "") -> None:
+        """Delete in the background; an object already gone is not an error; with `uid`, only that very object."""
+        ...
+
+    def read_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as stored, or None when there is none."""
         ...
 
     def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str, status: JSON) -> None:

@@ -31,7 +31,7 @@ from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
 from rightsizer.controller import metrics
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError
-from rightsizer.kube.actions import Apply, ChildKey, Delete, plan_actions
+from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, missing, owned_by, plan_actions
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext, BuildOptions
 from rightsizer.kube.discovery import discover
@@ -73,6 +73,7 @@ class Outcome:
     policy_violation: tuple[str, str] | None = None
     policy_note: str | None = None
     apply_error: str | None = None
+    child_conflict: str | None = None
 
 
 def now_rfc3339() -> str:
@@ -222,13 +223,18 @@ class Reconciler:
         ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
         warnings = "; ".join((*decision.warnings, *([note] if note else [])))
         try:
-            events += self._apply(desired_children(ctx), observed)
+            applied, conflict = self._apply(desired_children(ctx), observed, ctx.uid)
+            events += applied
         except MissingApiError as err:
             error = ("MissingAPI", f"{err}; install it to serve plans that span nodes")
             return self._write_status(body, observed, Outcome(planned, error, replicas), events)
         except RejectedError as err:
             events.append(Event("Warning", "ApplyFailed", str(err)))
             return self._write_status(body, observed, Outcome(planned, None, replicas, apply_error=str(err)), events)
+        if conflict is not None:
+            if _condition_message(previous, "Progressing") != conflict:
+                events.append(Event("Warning", "ChildConflict", conflict))
+            return self._write_status(body, observed, Outcome(planned, None, replicas, child_conflict=conflict), events)
         return self._write_status(
             body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
         )
@@ -246,12 +252,25 @@ class Reconciler:
         note = f"replicas held at {bounded} of {wanted}: {'; '.join(bounds.reasons)}" if bounded < wanted else None
         return bounded, note
 
-    def _apply(self, desired: Sequence[JSON], observed: Observed) -> list[Event]:
+    def _apply(self, desired: Sequence[JSON], observed: Observed, owner_uid: str) -> tuple[list[Event], str | None]:
+        """Write what differs among the children this LLMDeployment controls: (events, None); or, when a desired
+        name is taken by an object it does not control, write nothing: ([], the conflict's message)."""
+        live = dict(observed.children)
+        for obj in missing(desired, live):
+            # The watches select rightsizer's labels: a user's object of the same name is only seen by asking.
+            meta = obj["metadata"]
+            existing = self.kube.read_object(str(obj["apiVersion"]), str(obj["kind"]), meta["namespace"], meta["name"])
+            if existing is not None:
+                live[key_of(obj)] = existing
+        actions = plan_actions(desired, live, owner_uid)
+        conflicts = [a for a in actions if isinstance(a, Conflict)]
+        if conflicts:
+            return [], "; ".join(conflict.message() for conflict in conflicts)
         events = []
-        for action in plan_actions(desired, observed.children):
+        for action in actions:
             if isinstance(action, Apply):
                 applied = self.kube.apply(action.obj)
-                observed.children[(str(action.obj["kind"]), str(action.obj["metadata"]["name"]))] = applied
+                observed.children[key_of(action.obj)] = applied
                 events.append(
                     Event(
                         "Normal",
@@ -260,15 +279,21 @@ class Reconciler:
                     )
                 )
             elif isinstance(action, Delete):
-                self.kube.delete(action.api_version, action.kind, action.namespace, action.name)
+                self.kube.delete(action.api_version, action.kind, action.namespace, action.name, uid=action.uid)
                 observed.children.pop((action.kind, action.name), None)
                 events.append(Event("Normal", "Deleted", f"{action.kind} {action.name} no longer needed"))
-        return events
+        return events, None
 
     def _write_status(self, body: JSON, observed: Observed, outcome: Outcome, events: list[Event]) -> list[Event]:
         meta = body["metadata"]
+        uid = str(meta.get("uid"))
         workload = next(
-            (obj for (kind, _), obj in observed.children.items() if kind in ("Deployment", "LeaderWorkerSet")), None
+            (
+                obj
+                for (kind, _), obj in observed.children.items()
+                if kind in ("Deployment", "LeaderWorkerSet") and owned_by(obj, uid)
+            ),
+            None,
         )
         previous = body.get("status") or {}
         selector = ",".join(
@@ -293,6 +318,7 @@ class Reconciler:
             previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
             policy_note=outcome.policy_note,
             apply_error=outcome.apply_error,
+            child_conflict=outcome.child_conflict,
         )
         status = status_fields(inputs)
         # Other writers own other status fields (status.autoscaling): compare and patch only ours.

@@ -20,6 +20,7 @@ AVAILABLE = "Available"
 DEGRADED = "Degraded"
 READY = "Ready"
 CONDITION_ORDER = (SIZED, POLICY_COMPLIANT, PROGRESSING, AVAILABLE, DEGRADED, READY)
+CHILD_CONFLICT = "ChildConflict"  # the reason when a child's name is taken by an object rightsizer does not control
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class StatusInputs:
     autoscaling: AutoscalingStatus | None = None
     policy_note: str | None = None  # warnings from policy that do not stop the plan (e.g. quota holds replicas)
     apply_error: str | None = None  # the API server refused a child (e.g. an immutable field, a name clash)
+    child_conflict: str | None = None  # a child's name is taken by an object this LLMDeployment does not control
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, inputs: StatusInputs) -> Condition:
@@ -127,6 +129,8 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
     rolling = obs.exists and (not obs.observed_current or obs.updated < obs.desired or obs.ready < obs.desired)
     if not obs.exists and inputs.plan is None:
         progressing = _condition(PROGRESSING, False, "NotStarted", "no workload: the spec cannot be sized", inputs)
+    elif inputs.child_conflict is not None:
+        progressing = _condition(PROGRESSING, False, CHILD_CONFLICT, inputs.child_conflict, inputs)
     elif obs.unschedulable:
         progressing = _condition(PROGRESSING, True, "Unschedulable", obs.unschedulable, inputs)
     elif rolling or not obs.exists:
@@ -161,6 +165,8 @@ def _not_ready(inputs: StatusInputs, available: bool) -> tuple[str | None, str]:
         return "PolicyViolation", inputs.policy_violation[1]
     if inputs.apply_error is not None:
         return "ApplyFailed", inputs.apply_error
+    if inputs.child_conflict is not None:
+        return CHILD_CONFLICT, inputs.child_conflict
     if not available:
         return (
             ("Unschedulable", obs.unschedulable)
@@ -178,6 +184,8 @@ def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
         return "PolicyViolation", f"running replicas kept; no scale-up; {inputs.policy_violation[1]}"
     if inputs.apply_error is not None:
         return "ApplyFailed", inputs.apply_error
+    if inputs.child_conflict is not None:
+        return CHILD_CONFLICT, inputs.child_conflict
     if obs.unschedulable and obs.ready < obs.desired:
         return "Unschedulable", obs.unschedulable
     return None, "all is as planned"
