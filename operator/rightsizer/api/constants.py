@@ -35,9 +35,6 @@ ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 # Labels NVIDIA GPU Feature Discovery puts on GPU nodes.
 GFD_PRODUCT: Final = "nvidia.com/gpu.product"
 GFD_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
-GFD_COUNT: Final = "nvidia.com/gpu.count"
-GFD_PRESENT: Final = "nvidia.com/gpu.present"
-GFD_FAMILY: Final = "nvidia.com/gpu.family"
 
 # The extended resource the NVIDIA device plugin advertises, and the taint managed GPU pools carry.
 GPU_RESOURCE: Final = "nvidia.com/gpu"
@@ -51,6 +48,5 @@ VLLM_IMAGE_REPOSITORY: Final = "vllm/vllm-openai"
 
 # SizingPolicy: its own condition, and the per-namespace GPU-quota ledger admissions reserve in (docs/policy.md).
 POLICY_CONDITION_ACCEPTED: Final = "Accepted"
-CONDITION_POLICY_COMPLIANT: Final = "PolicyCompliant"
 QUOTA_LEDGER_NAME: Final = "rightsizer-gpu-quota"  # a coordination.k8s.io/v1 Lease in each namespace with a quota
 ANNOTATION_GPU_RESERVATIONS: Final = f"{GROUP}/gpu-reservations"  # the ledger's JSON, on that Lease

@@ -40,8 +40,8 @@ from rightsizer.policy.assessment import Assessment, effective_policy
 
 log = logging.getLogger("rightsizer.controller.webhooks")
 LLMD = (c.GROUP, c.VERSION, c.LLMD_PLURAL)
-LEDGER = ("coordination.k8s.io/v1", "Lease", "rightsizer-gpu-quota")
-LEDGER_ANNOTATION = f"{c.GROUP}/gpu-reservations"
+LEDGER = ("coordination.k8s.io/v1", "Lease", c.QUOTA_LEDGER_NAME)
+LEDGER_ANNOTATION = c.ANNOTATION_GPU_RESERVATIONS
 CAS_ATTEMPTS = 5
 _namespace_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 

@@ -27,7 +27,6 @@ HISTOGRAM_SUM = "_sum"
 HISTOGRAM_COUNT = "_count"
 HISTOGRAM_SUFFIXES = (HISTOGRAM_BUCKET, HISTOGRAM_SUM, HISTOGRAM_COUNT)
 BUCKET_LABEL = "le"
-MODEL_LABEL = "model_name"  # = --served-model-name
 
 
 class Signal(StrEnum):
