@@ -12,7 +12,7 @@ help: ## Show this help
 demo: ## Bring up the local GPU cluster, run the operator and deploy the examples
 	hack/demo
 
-test: lint typecheck verify test-unit test-chart test-contract test-integration ## Everything CI runs
+test: test-deps lint typecheck verify test-unit test-chart test-contract test-integration ## Everything CI runs
 
 $(VENV): pyproject.toml
 	hack/bootstrap
@@ -54,7 +54,10 @@ helm-lint: $(VENV) ## helm lint --strict the chart (the value matrix runs in tes
 	"$$($(PY) -c 'from hack.manifests import helm_binary; print(helm_binary())')" lint --strict charts/rightsizer
 
 ##@ Tests
-.PHONY: test-unit test-chart test-contract test-integration
+.PHONY: test-deps test-unit test-chart test-contract test-integration
+test-deps: ## Install the system tools the tests need (openssl, prometheus) from Debian when missing
+	hack/test-deps
+
 test-unit: $(VENV) ## Pure-core unit tests
 	$(PY) -m pytest tests/unit -q
 
@@ -65,7 +68,7 @@ test-contract: $(VENV) ## Generated vLLM arguments and metric names against the 
 	$(PY) hack/vllm_wheel.py --fetch
 	$(PY) -m pytest tests/contract -q
 
-test-integration: $(VENV) ## Against a real API server (brings the local plane up when KUBECONFIG is unset)
+test-integration: $(VENV) test-deps ## Against a real API server (brings the local plane up when KUBECONFIG is unset)
 	e2e/cluster/build
 	$(PY) -m pytest tests/integration -q -m integration
 
