@@ -7,8 +7,9 @@ Measures, in one run:
     to its Ready condition; baseline: the API server creating a comparable Deployment directly (the floor);
   * the operator's RSS once everything is reconciled;
   * API writes per minute in steady state (target 0), from the operator's own write counter.
-Needs the local plane (`e2e/cluster/up`), best otherwise idle; adds simulated H200 nodes for the run and removes
-them afterwards. The operator under test watches only the benchmark's namespace.
+Needs the local plane (`e2e/cluster/up`), best otherwise idle; applies rightsizer's CRDs (crds/, as the integration
+tests do: the plane serves only LeaderWorkerSet's), adds simulated H200 nodes for the run and removes them afterwards.
+The operator under test watches only the benchmark's namespace.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO / "operator"))
 from kubernetes import client, config, watch  # noqa: E402
 
 from e2e.cluster import localplane  # noqa: E402
+from tests.integration.crds import apply_crds  # noqa: E402
 from tests.integration.operator import OperatorProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "rightsizer.dev", "v1alpha1", "llmdeployments"
@@ -98,6 +100,7 @@ def deployment_baseline(apps: client.AppsV1Api, namespace: str, count: int) -> l
 def run(count: int, steady_seconds: float) -> dict[str, Any]:
     kubeconfig = str(localplane.STATE / "admin.kubeconfig")
     config.load_kube_config(kubeconfig)
+    apply_crds(client.ApiClient())  # before the operator starts: kopf watches LLMDeployments and SizingPolicies
     core, apps, custom = client.CoreV1Api(), client.AppsV1Api(), client.CustomObjectsApi()
     nodes = add_nodes(core, max(0, -(-count // GPUS_PER_NODE) - 4 + 1))
     namespace = f"bench-{uuid.uuid4().hex[:6]}"

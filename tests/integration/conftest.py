@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
+from tests.integration.crds import apply_crds
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
 from tests.integration.operator import OperatorProcess
 from tests.integration.plane import UP, LocalPlane
@@ -133,23 +133,7 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def crds(api_client: client.ApiClient) -> None:
-    ext = client.ApiextensionsV1Api(api_client)
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        try:
-            existing = ext.read_custom_resource_definition(crd["metadata"]["name"])
-            crd["metadata"]["resourceVersion"] = existing.metadata.resource_version
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-        except ApiException as err:
-            if err.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-        wait_for(lambda name=crd["metadata"]["name"]: _established(ext, name), 30, f"CRD {crd['metadata']['name']}")
-
-
-def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
-    conditions = ext.read_custom_resource_definition(name).status.conditions or []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
+    apply_crds(api_client)
 
 
 @pytest.fixture(scope="session")
