@@ -12,26 +12,19 @@ from enum import StrEnum
 from typing import Any
 
 from rightsizer.errors import ModelConfigError
+from rightsizer.model import limits
+from rightsizer.model.checkpoint_quant import CheckpointQuantization, QuantFormat, checkpoint_quantization
+from rightsizer.model.limits import FIELD
+from rightsizer.model.readers import bool_of, first_of, float_of, int_list_of, int_of, short, value_of
+from rightsizer.model.vision import VisionFacts, vision_facts
 
-FIELD = "spec.model.config"
+__all__ = ["CheckpointQuantization", "LayerKind", "ModelFacts", "QuantFormat", "VisionFacts", "parse", "text_config"]
 
 
 class LayerKind(StrEnum):
     FULL = "full_attention"
     SLIDING = "sliding_attention"
     LINEAR = "linear_attention"  # Gated DeltaNet / Mamba-style recurrent state: one block per request
-
-
-class QuantFormat(StrEnum):
-    """Weight storage formats with distinct bytes per parameter."""
-
-    NONE = "none"
-    FP8 = "fp8"
-    W8A8 = "w8a8"
-    W4A16_GPTQ = "w4a16-gptq"
-    W4A16_AWQ = "w4a16-awq"
-    MXFP4 = "mxfp4"
-    NVFP4 = "nvfp4"
 
 
 @dataclass(frozen=True)
@@ -52,9 +45,15 @@ class AttentionFacts:
     head_dim: int
     qkv_bias: bool
     o_bias: bool
-    qk_norm: bool  # per-head RMSNorm on q and k (Qwen3, Gemma3)
+    qk_norm: bool  # RMSNorm weights on q and k (Qwen3, Gemma3 per head; MiniMax-M2 over all heads)
     sinks: bool  # learned attention sinks, one per head (gpt-oss)
     mla: MlaFacts | None = None
+    qk_norm_params: int = 0  # elements of the q and k norm weights in one layer
+
+    @property
+    def qk_norm_sharded(self) -> bool:
+        """Norms over all heads (MiniMax-M2's MiniMaxText01RMSNormTP) are split across TP ranks like the heads."""
+        return self.qk_norm_params > 2 * self.head_dim
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,7 @@ class MoEFacts:
     router_bias: bool
     expert_bias: bool  # gpt-oss experts carry biases
     dense_layers: frozenset[int]  # layers with a dense MLP instead of experts (DeepSeek first_k_dense_replace)
+    routing_bias: bool = False  # e_score_correction_bias, one per expert (DeepSeek-V3 noaux_tc, GLM-4.5, MiniMax-M2)
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,6 @@ class LinearAttentionFacts:
     key_head_dim: int
     value_head_dim: int
     conv_kernel: int
-
-
-@dataclass(frozen=True)
-class CheckpointQuantization:
-    """What the checkpoint's quantization_config says."""
-
-    method: str  # vLLM's name: fp8, compressed-tensors, gptq, awq, mxfp4, modelopt, ...
-    format: QuantFormat
-    group_size: int | None
-    ignored_modules: tuple[str, ...]  # modules left unquantized, e.g. lm_head
 
 
 @dataclass(frozen=True)
@@ -113,6 +103,7 @@ class ModelFacts:
     moe: MoEFacts | None = None
     linear_attention: LinearAttentionFacts | None = None
     quantization: CheckpointQuantization | None = None
+    vision: VisionFacts | None = None  # the multimodal encoder vLLM loads beside the language model
 
     @property
     def is_mla(self) -> bool:
@@ -124,27 +115,6 @@ class ModelFacts:
 
     def layers_of(self, kind: LayerKind) -> int:
         return sum(1 for k in self.layer_kinds if k == kind)
-
-
-# --- helpers -----------------------------------------------------------------------------------------------------
-
-
-def _get(cfg: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        if key in cfg and cfg[key] is not None:
-            return cfg[key]
-    return default
-
-
-def _require_int(cfg: Mapping[str, Any], *keys: str) -> int:
-    value = _get(cfg, *keys)
-    if value is None:
-        raise ModelConfigError(
-            FIELD, f"config.json has no {' or '.join(repr(k) for k in keys)}", "supply the model's full config.json"
-        )
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ModelConfigError(FIELD, f"config.json key {keys[0]!r} must be a positive integer, got {value!r}")
-    return value
 
 
 def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -167,23 +137,34 @@ def _layer_kinds(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> tu
     declared = cfg.get("layer_types")
     if isinstance(declared, list) and declared:
         if len(declared) != num_layers:
-            raise ModelConfigError(FIELD, f"layer_types has {len(declared)} entries for {num_layers} layers")
+            raise ModelConfigError(
+                f"{FIELD}.layer_types",
+                f"has {len(declared)} entries for {num_layers} layers",
+                "give one entry per layer (num_hidden_layers)",
+            )
         mapping = {
             "full_attention": LayerKind.FULL,
             "sliding_attention": LayerKind.SLIDING,
             "linear_attention": LayerKind.LINEAR,
         }
-        try:
-            return tuple(mapping[str(t)] for t in declared)
-        except KeyError as err:
-            raise ModelConfigError(FIELD, f"unsupported layer type {err.args[0]!r} in layer_types") from None
+        kinds = []
+        for entry in declared:
+            kind = mapping.get(entry) if isinstance(entry, str) else None
+            if kind is None:
+                raise ModelConfigError(
+                    f"{FIELD}.layer_types",
+                    f"unsupported layer type {short(entry)}",
+                    "use full_attention, sliding_attention or linear_attention",
+                )
+            kinds.append(kind)
+        return tuple(kinds)
     if model_type == "qwen3_next":
-        interval = int(cfg.get("full_attention_interval", 4))
+        interval = int_of(cfg, "full_attention_interval", default=4, high=limits.MAX_LAYERS)
         return tuple(LayerKind.FULL if (i + 1) % interval == 0 else LayerKind.LINEAR for i in range(num_layers))
     if model_type == "gemma2":
         return tuple(LayerKind.SLIDING if i % 2 == 0 else LayerKind.FULL for i in range(num_layers))
     if model_type in ("gemma3_text", "gemma3"):
-        pattern = int(cfg.get("sliding_window_pattern", 6))
+        pattern = int_of(cfg, "sliding_window_pattern", default=6, high=limits.MAX_LAYERS)
         return tuple(LayerKind.FULL if (i + 1) % pattern == 0 else LayerKind.SLIDING for i in range(num_layers))
     if _uniform_sliding_window(cfg, model_type) is not None:
         return (LayerKind.SLIDING,) * num_layers
@@ -194,7 +175,7 @@ def _uniform_sliding_window(cfg: Mapping[str, Any], model_type: str) -> int | No
     """vLLM applies config.sliding_window to every layer of a non-interleaved model (Mistral-7B-v0.1, Phi-3).
     Qwen configs carry a sliding_window but transformers drops it unless use_sliding_window is true."""
     window = cfg.get("sliding_window")
-    if not isinstance(window, int) or window <= 0:
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
         return None
     if model_type in _QWEN_FAMILY and not cfg.get("use_sliding_window", False):
         return None
@@ -223,182 +204,201 @@ def _max_model_len(cfg: Mapping[str, Any], model_type: str) -> tuple[int, int]:
         "max_seq_length",
         "seq_len",
     )
-    found = [int(cfg[k]) for k in keys if isinstance(cfg.get(k), int)]
+    found = [int_of(cfg, k, high=limits.MAX_POSITIONS) for k in keys if cfg.get(k) is not None]
     derived: float = float(min(found)) if found else 2048.0  # vLLM assumes 2048 and warns
     rope = _rope_parameters(cfg)
     if rope is not None and "gemma3" not in model_type:
         rope_type = rope["rope_type"]
         if rope_type not in ("su", "longrope", "llama3", "default"):
-            factor = float(rope.get("factor") or 1.0)
+            factor = float_of(rope, "factor", 1.0, 1e-6, 1024.0)
             if rope_type == "yarn":
-                derived = float(rope.get("original_max_position_embeddings", derived))
+                derived = float(int_of(rope, "original_max_position_embeddings", default=int(derived)))
             derived *= factor
-    limit = int(derived)
+    if derived > limits.MAX_POSITIONS:
+        raise ModelConfigError(
+            f"{FIELD}.rope_scaling",
+            f"scales the context to {int(derived)} positions, above {limits.MAX_POSITIONS}",
+            "fix the rope factor in config.json",
+        )
+    limit = max(1, int(derived))
     default = limit
     if rope is not None and rope["rope_type"] == "longrope":
         # vLLM defaults LongRoPE models to their original context to avoid slow short sequences.
-        default = int(cfg.get("original_max_position_embeddings", limit))
+        default = min(limit, int_of(cfg, "original_max_position_embeddings", default=limit))
     return limit, default
 
 
+def _qk_norm_params(cfg: Mapping[str, Any], model_type: str, heads: int, kv_heads: int, head_dim: int) -> int:
+    """Elements of the q/k norm weights per layer, as vLLM's model files create them."""
+    if model_type == "minimax_m2" and bool_of(cfg, "use_qk_norm", False):
+        return (heads + kv_heads) * head_dim  # q_norm and k_norm over all heads (minimax_m2.py)
+    if model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text"):
+        return 2 * head_dim  # one RMSNorm of head_dim each, shared by the heads
+    if model_type == "glm4_moe" and bool_of(cfg, "use_qk_norm", False):
+        return 2 * head_dim
+    return 0  # Llama 4's qk norm has no weight (RMSNorm(has_weight=False) in llama4.py)
+
+
 def _attention(cfg: Mapping[str, Any], model_type: str, hidden: int) -> AttentionFacts:
-    heads = _require_int(cfg, "num_attention_heads", "n_head", "num_heads")
-    kv_heads = int(_get(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv", default=heads))
+    heads = int_of(cfg, "num_attention_heads", "n_head", "num_heads", high=limits.MAX_HEADS)
+    kv_heads = int_of(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv", default=heads, high=limits.MAX_HEADS)
     mla = None
-    if _get(cfg, "kv_lora_rank") is not None:
+    if value_of(cfg, "kv_lora_rank") is not None:
+        q_rank = int_of(cfg, "q_lora_rank", default=0, low=0, high=limits.MAX_HIDDEN_SIZE)
         mla = MlaFacts(
-            kv_lora_rank=_require_int(cfg, "kv_lora_rank"),
-            q_lora_rank=_get(cfg, "q_lora_rank"),
-            qk_nope_head_dim=_require_int(cfg, "qk_nope_head_dim"),
-            qk_rope_head_dim=_require_int(cfg, "qk_rope_head_dim"),
-            v_head_dim=_require_int(cfg, "v_head_dim"),
+            kv_lora_rank=int_of(cfg, "kv_lora_rank", high=limits.MAX_HIDDEN_SIZE),
+            q_lora_rank=q_rank or None,
+            qk_nope_head_dim=int_of(cfg, "qk_nope_head_dim", high=limits.MAX_HEAD_DIM),
+            qk_rope_head_dim=int_of(cfg, "qk_rope_head_dim", high=limits.MAX_HEAD_DIM),
+            v_head_dim=int_of(cfg, "v_head_dim", high=limits.MAX_HEAD_DIM),
         )
         head_dim = mla.kv_lora_rank + mla.qk_rope_head_dim  # what vLLM's get_head_size returns for MLA
         kv_heads = 1
     else:
-        head_dim = int(_get(cfg, "head_dim", default=0)) or hidden // heads
-    qkv_bias = bool(_get(cfg, "attention_bias", default=model_type in ("qwen2", "qwen2_moe")))
-    o_bias = model_type == "gpt_oss" or bool(_get(cfg, "attention_out_bias", default=False))
+        head_dim = int_of(cfg, "head_dim", default=0, low=0, high=limits.MAX_HEAD_DIM) or hidden // heads
+        if kv_heads > heads or heads % kv_heads:
+            # vLLM's attention layers assert num_heads % num_kv_heads == 0 (grouped-query attention).
+            raise ModelConfigError(
+                f"{FIELD}.num_key_value_heads",
+                f"{kv_heads} KV heads do not divide {heads} attention heads",
+                "fix config.json: num_attention_heads must be a multiple of num_key_value_heads",
+            )
+        if head_dim == 0 or head_dim % 8:
+            # vLLM's attention kernels (FlashAttention's supports_head_size: head_size % 8 == 0) refuse it.
+            raise ModelConfigError(
+                f"{FIELD}.head_dim",
+                f"a head size of {head_dim} is not a multiple of 8, which vLLM's attention kernels need",
+                "fix head_dim (or hidden_size / num_attention_heads) in config.json",
+            )
+    qkv_bias = bool_of(cfg, "attention_bias", model_type in ("qwen2", "qwen2_moe"))
+    o_bias = model_type == "gpt_oss" or bool_of(cfg, "attention_out_bias", False)
     if model_type == "gpt_oss":
         qkv_bias = True
+    qk_params = _qk_norm_params(cfg, model_type, heads, kv_heads, head_dim) if mla is None else 0
     return AttentionFacts(
         num_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=head_dim,
         qkv_bias=qkv_bias,
         o_bias=o_bias,
-        qk_norm=model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text"),
+        qk_norm=qk_params > 0,
         sinks=model_type == "gpt_oss",
         mla=mla,
+        qk_norm_params=qk_params,
     )
 
 
-def _moe(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> MoEFacts | None:
-    experts = _get(cfg, "num_local_experts", "num_experts", "n_routed_experts")
-    if not experts:
-        return None
-    per_token = _require_int(cfg, "num_experts_per_tok", "experts_per_token", "moe_top_k")
-    expert_inter = int(_get(cfg, "moe_intermediate_size", "intermediate_size"))
-    shared = 0
-    if _get(cfg, "n_shared_experts"):
-        shared = int(cfg["n_shared_experts"]) * expert_inter
-    elif _get(cfg, "shared_expert_intermediate_size"):
-        shared = int(cfg["shared_expert_intermediate_size"])
+def _moe_layers(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> frozenset[int]:
+    """Layers with a dense MLP instead of experts."""
     dense: set[int] = set()
-    first_dense = int(_get(cfg, "first_k_dense_replace", default=0))
+    if model_type == "llama4_text":
+        # llama4.py: a layer is MoE when interleave_moe_layer_step > 0 and (layer + 1) % step == 0.
+        step = int_of(cfg, "interleave_moe_layer_step", default=1, low=0, high=limits.MAX_LAYERS)
+        return frozenset(i for i in range(num_layers) if step == 0 or (i + 1) % step != 0)
+    first_dense = int_of(cfg, "first_k_dense_replace", default=0, low=0, high=limits.MAX_LAYERS)
     dense.update(range(min(first_dense, num_layers)))
-    step = int(_get(cfg, "decoder_sparse_step", "moe_layer_freq", default=1))
+    step = int_of(cfg, "decoder_sparse_step", "moe_layer_freq", default=1, high=limits.MAX_LAYERS)
     if step > 1:
         dense.update(i for i in range(num_layers) if (i + 1) % step != 0)
-    dense.update(int(i) for i in (_get(cfg, "mlp_only_layers", default=[]) or []))
+    dense.update(i for i in int_list_of(cfg, "mlp_only_layers", 0, limits.MAX_LAYERS) if i < num_layers)
+    return frozenset(dense)
+
+
+def _moe(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> MoEFacts | None:
+    key, experts = first_of(cfg, ("num_local_experts", "num_experts", "n_routed_experts"))
+    if experts is None or experts == 0:
+        return None
+    experts = int_of(cfg, key, high=limits.MAX_EXPERTS)
+    per_token = int_of(cfg, "num_experts_per_tok", "experts_per_token", "moe_top_k", high=limits.MAX_EXPERTS)
+    if per_token > experts:
+        raise ModelConfigError(
+            f"{FIELD}.num_experts_per_tok",
+            f"routes each token to {per_token} experts but the model has {experts}",
+            "fix config.json: top-k cannot exceed the expert count",
+        )
+    expert_inter = int_of(cfg, "moe_intermediate_size", "intermediate_size", high=limits.MAX_INTERMEDIATE_SIZE)
+    shared = 0
+    if model_type == "llama4_text":
+        shared = expert_inter  # one shared expert of the expert width in every MoE layer (Llama4MoE.shared_expert)
+    elif value_of(cfg, "n_shared_experts"):
+        shared = int_of(cfg, "n_shared_experts", low=0, high=limits.MAX_EXPERTS) * expert_inter
+    elif value_of(cfg, "shared_expert_intermediate_size"):
+        shared = int_of(cfg, "shared_expert_intermediate_size", low=0, high=limits.MAX_INTERMEDIATE_SIZE)
+    routing_bias = (
+        model_type in ("deepseek_v3", "glm4_moe")
+        or bool_of(cfg, "use_routing_bias", False)
+        or cfg.get("topk_method") == "noaux_tc"
+    )
     return MoEFacts(
-        num_experts=int(experts),
+        num_experts=experts,
         experts_per_token=per_token,
         expert_intermediate_size=expert_inter,
         shared_intermediate_size=shared,
         shared_expert_gate=model_type in ("qwen2_moe", "qwen3_next") and shared > 0,
         router_bias=model_type == "gpt_oss",
         expert_bias=model_type == "gpt_oss",
-        dense_layers=frozenset(dense),
+        dense_layers=_moe_layers(cfg, model_type, num_layers),
+        routing_bias=routing_bias,
     )
 
 
 def _linear_attention(cfg: Mapping[str, Any]) -> LinearAttentionFacts:
     return LinearAttentionFacts(
-        num_key_heads=_require_int(cfg, "linear_num_key_heads"),
-        num_value_heads=_require_int(cfg, "linear_num_value_heads"),
-        key_head_dim=_require_int(cfg, "linear_key_head_dim"),
-        value_head_dim=_require_int(cfg, "linear_value_head_dim"),
-        conv_kernel=_require_int(cfg, "linear_conv_kernel_dim"),
+        num_key_heads=int_of(cfg, "linear_num_key_heads", high=limits.MAX_HEADS),
+        num_value_heads=int_of(cfg, "linear_num_value_heads", high=limits.MAX_HEADS),
+        key_head_dim=int_of(cfg, "linear_key_head_dim", high=limits.MAX_HEAD_DIM),
+        value_head_dim=int_of(cfg, "linear_value_head_dim", high=limits.MAX_HEAD_DIM),
+        conv_kernel=int_of(cfg, "linear_conv_kernel_dim", high=64),
     )
-
-
-def checkpoint_quantization(cfg: Mapping[str, Any]) -> CheckpointQuantization | None:
-    """Read quantization_config into one of our formats; None for an unquantized checkpoint."""
-    qc = cfg.get("quantization_config")
-    if not isinstance(qc, Mapping):
-        return None
-    method = str(qc.get("quant_method", "")).lower()
-    ignored = tuple(str(m) for m in (qc.get("ignore") or qc.get("modules_to_not_convert") or ()))
-
-    def make(fmt: QuantFormat, group: int | None = None) -> CheckpointQuantization:
-        return CheckpointQuantization(method=method, format=fmt, group_size=group, ignored_modules=ignored)
-
-    if method in ("fp8", "fbgemm_fp8", "ptpc_fp8"):
-        return make(QuantFormat.FP8)
-    if method == "mxfp4":
-        return make(QuantFormat.MXFP4)
-    if method in ("gptq", "gptq_marlin"):
-        bits = int(qc.get("bits", 4))
-        return make(QuantFormat.W4A16_GPTQ if bits == 4 else QuantFormat.W8A8, int(qc.get("group_size", 128)))
-    if method in ("awq", "awq_marlin"):
-        return make(QuantFormat.W4A16_AWQ, int(qc.get("group_size", 128)))
-    if method in ("modelopt", "modelopt_fp4"):
-        algo = str(qc.get("quant_algo", (qc.get("quantization") or {}).get("quant_algo", ""))).upper()
-        return make(QuantFormat.NVFP4 if "FP4" in algo else QuantFormat.FP8, 16 if "FP4" in algo else None)
-    if method == "compressed-tensors":
-        return _compressed_tensors(qc, make)
-    raise ModelConfigError(
-        f"{FIELD}.quantization_config",
-        f"quant_method {method!r} is not supported by rightsizer's memory model",
-        "use a checkpoint in fp8, int8 (w8a8), gptq/awq int4, mxfp4 or nvfp4, or an unquantized one",
-    )
-
-
-def _compressed_tensors(qc: Mapping[str, Any], make: Any) -> CheckpointQuantization:
-    groups = qc.get("config_groups") or {}
-    weights: Mapping[str, Any] = {}
-    for group in groups.values():
-        if isinstance(group, Mapping) and isinstance(group.get("weights"), Mapping):
-            weights = group["weights"]
-            break
-    bits = int(weights.get("num_bits", 8))
-    kind = str(weights.get("type", "int"))
-    group_size = weights.get("group_size")
-    fmt: CheckpointQuantization
-    if bits == 8:
-        fmt = make(QuantFormat.FP8 if kind == "float" else QuantFormat.W8A8)
-    elif bits == 4 and kind == "float":
-        fmt = make(QuantFormat.NVFP4, int(group_size or 16))
-    elif bits == 4:
-        fmt = make(QuantFormat.W4A16_GPTQ, int(group_size or 128))
-    else:
-        raise ModelConfigError(f"{FIELD}.quantization_config", f"compressed-tensors with {bits}-bit weights")
-    return fmt
 
 
 def _dtype(cfg: Mapping[str, Any]) -> str:
-    raw = str(_get(cfg, "torch_dtype", "dtype", default="bfloat16")).replace("torch.", "")
+    raw = str(value_of(cfg, "torch_dtype", "dtype", default="bfloat16")).replace("torch.", "")
     aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32", "fp32": "float32"}
     dtype = aliases.get(raw, raw)
     if dtype not in ("bfloat16", "float16", "float32"):
-        raise ModelConfigError(f"{FIELD}.torch_dtype", f"unsupported dtype {raw!r}", "use bfloat16, float16 or float32")
+        raise ModelConfigError(
+            f"{FIELD}.torch_dtype", f"unsupported dtype {short(raw)}", "use bfloat16, float16 or float32"
+        )
     return dtype
 
 
 def _rotary(cfg: Mapping[str, Any], attention: AttentionFacts, limit: int) -> tuple[int, int]:
     """(rows, rotary dim) of the rotary cos/sin cache vLLM allocates once per rank."""
     if attention.mla is not None:
-        dim = attention.mla.qk_rope_head_dim
-    else:
-        dim = int(attention.head_dim * float(cfg.get("partial_rotary_factor", 1.0)))
-    return limit, dim
+        return limit, attention.mla.qk_rope_head_dim
+    if cfg.get("rotary_dim") is not None:  # MiniMax-M2 names its partial rotary width directly
+        return limit, int_of(cfg, "rotary_dim", high=attention.head_dim)
+    factor = float_of(cfg, "partial_rotary_factor", 1.0, 0.0, 1.0)
+    return limit, int(attention.head_dim * factor)
+
+
+def _intermediate_size(cfg: Mapping[str, Any], model_type: str, hidden: int) -> int:
+    if model_type == "llama4_text":
+        # Llama 4's dense layers use intermediate_size_mlp; intermediate_size is the expert width.
+        return int_of(cfg, "intermediate_size_mlp", high=limits.MAX_INTERMEDIATE_SIZE)
+    return int_of(cfg, "intermediate_size", "ffn_dim", default=4 * hidden, high=limits.MAX_INTERMEDIATE_SIZE)
 
 
 def parse(config: Mapping[str, Any]) -> ModelFacts:
-    """Parse a config.json mapping. Raises ModelConfigError naming the offending key."""
+    """Parse a config.json mapping. Raises ModelConfigError naming the offending key.
+
+    Sizes are bounded (model/limits.py) before anything is built per layer, so every input costs little."""
     if not isinstance(config, Mapping) or not config:
-        raise ModelConfigError(FIELD, "config.json is empty or not a JSON object")
+        raise ModelConfigError(FIELD, "config.json is empty or not a JSON object", "supply the model's config.json")
+    limits.check_shape(config)
     cfg = text_config(config)
     architectures = cfg.get("architectures") or config.get("architectures") or []
-    architecture = str(architectures[0]) if architectures else str(cfg.get("model_type", "unknown"))
-    model_type = str(cfg.get("model_type", "")).lower()
-    hidden = _require_int(cfg, "hidden_size", "n_embd", "d_model")
-    layers = _require_int(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    vocab = _require_int(cfg, "vocab_size", "padded_vocab_size")
+    if not isinstance(architectures, list):
+        architectures = []
+    architecture = str(architectures[0])[:200] if architectures else str(cfg.get("model_type", "unknown"))[:200]
+    model_type = str(cfg.get("model_type", "")).lower()[:100]
+    hidden = int_of(cfg, "hidden_size", "n_embd", "d_model", high=limits.MAX_HIDDEN_SIZE)
+    layers = int_of(cfg, "num_hidden_layers", "n_layer", "num_layers", high=limits.MAX_LAYERS)
+    vocab = int_of(cfg, "vocab_size", "padded_vocab_size", high=limits.MAX_VOCAB_SIZE)
     attention = _attention(cfg, model_type, hidden)
     kinds = _layer_kinds(cfg, model_type, layers)
-    window = _get(cfg, "sliding_window") if LayerKind.SLIDING in kinds else None
+    window = _uniform_sliding_window(cfg, "") if LayerKind.SLIDING in kinds else None
     limit, default = _max_model_len(cfg, model_type)
     rope_rows, rotary_dim = _rotary(cfg, attention, limit)
     gemma = model_type.startswith("gemma")
@@ -407,15 +407,15 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         model_type=model_type,
         num_layers=layers,
         hidden_size=hidden,
-        intermediate_size=int(_get(cfg, "intermediate_size", "ffn_dim", default=4 * hidden)),
+        intermediate_size=_intermediate_size(cfg, model_type, hidden),
         vocab_size=vocab,
         attention=attention,
         layer_kinds=kinds,
-        sliding_window=int(window) if window else None,
-        tie_word_embeddings=bool(_get(cfg, "tie_word_embeddings", default=gemma)),
+        sliding_window=window,
+        tie_word_embeddings=bool_of(cfg, "tie_word_embeddings", gemma),
         norms_per_layer=4 if gemma else 2,
         norm_bias=model_type in ("phi", "gpt2", "falcon"),
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
+        mlp_bias=bool_of(cfg, "mlp_bias", False),
         dtype=_dtype(cfg),
         max_model_len_limit=limit,
         default_max_model_len=default,
@@ -424,4 +424,5 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         moe=_moe(cfg, model_type, layers),
         linear_attention=_linear_attention(cfg) if LayerKind.LINEAR in kinds else None,
         quantization=checkpoint_quantization(cfg),
+        vision=vision_facts(config, hidden),
     )

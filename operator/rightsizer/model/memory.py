@@ -20,9 +20,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from rightsizer.errors import SizingError
 from rightsizer.facts.gpus import GpuProduct
 from rightsizer.facts.vllm_profiles import GIB, VllmProfile
-from rightsizer.model.config import LayerKind, ModelFacts, QuantFormat
+from rightsizer.model.config import CheckpointQuantization, LayerKind, ModelFacts, QuantFormat
 from rightsizer.model.params import (
     ParamGroup,
     groups_on_stage,
@@ -125,21 +126,42 @@ class ReplicaMemory:
 # --- weights -----------------------------------------------------------------------------------------------------
 
 
-def bytes_per_param(g: ParamGroup, s: EngineSettings) -> float:
+def _storage(f: ModelFacts, s: EngineSettings) -> CheckpointQuantization | None:
+    """The checkpoint's exact storage when vLLM loads it in that format (None for unquantized or online fp8)."""
+    q = f.quantization
+    return q if q is not None and q.format == s.weight_format else None
+
+
+def bytes_per_param(g: ParamGroup, s: EngineSettings, f: ModelFacts) -> float:
+    """Bytes per parameter of group `g` as vLLM stores it: the activation dtype unless the weight format quantizes
+    this linear layer, then packed values plus scales, zero points and act-order indices (checkpoint_quant.py)."""
     fmt = s.weight_format
     if not g.quantizable or fmt == QuantFormat.NONE:
         return s.act_bytes
     if not s.quantize_attention and not g.is_expert and g.module.startswith(("self_attn", "linear_attn")):
         return s.act_bytes
+    stored = _storage(f, s)
+    if stored is not None:
+        if stored.experts_only and not g.is_expert:
+            return s.act_bytes
+        return stored.bytes_per_param(g.count, g.outputs, g.inputs)
     if fmt == QuantFormat.MXFP4:
         # MXFP4 checkpoints quantize the MoE experts only: 4-bit values plus one 8-bit scale per 32.
         return 0.5 + 1 / 32 if g.is_expert else s.act_bytes
     if fmt in (QuantFormat.FP8, QuantFormat.W8A8):
-        return 1.0
+        return 1.0  # online fp8: one scale per tensor
     if fmt == QuantFormat.NVFP4:
         return 0.5 + 1 / 16
-    group = s.group_size or 128
+    group = s.group_size if s.group_size and s.group_size > 0 else 128
     return 0.5 + 2 / group + 0.5 / group  # int4 values, fp16 scale and packed zero point per group
+
+
+def weight_width_bounds(f: ModelFacts, s: EngineSettings) -> tuple[float, float]:
+    """(smallest, largest) bytes per parameter the weight format allows: a plausible weight term lies between the
+    parameter count at each (the largest leaves room for scales, zero points and act-order indices)."""
+    stored = _storage(f, s)
+    smallest = min(s.act_bytes, stored.min_bytes_per_param if stored is not None else 0.5)
+    return smallest, float(max(s.act_bytes, 4))
 
 
 def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
@@ -156,6 +178,14 @@ def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) ->
     weights_only = replace(
         s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
     )
+    return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)[0]
+
+
+def weight_bytes_and_count(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> tuple[float, float]:
+    """(bytes, parameters) of the weights one GPU of stage `stage` holds (the rotary cache counted in bytes only)."""
+    weights_only = replace(
+        s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
+    )
     return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)
 
 
@@ -167,21 +197,25 @@ def clear_caches() -> None:
 
 
 @lru_cache(maxsize=4096)
-def _weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, first_layer: int, end_layer: int) -> float:
+def _weight_bytes(
+    f: ModelFacts, s: EngineSettings, stage: int, first_layer: int, end_layer: int
+) -> tuple[float, float]:
     layers = range(first_layer, end_layer)
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     groups = inventory(f)
-    total = 0.0
+    total = params = 0.0
     expert_scale = expert_padding(f, s)
     for g in groups_on_stage(f, stage, pp, layers):
         count = per_rank_count(g, f, tp) * (expert_scale if g.is_expert else 1.0)
-        total += count * bytes_per_param(g, s)
+        total += count * bytes_per_param(g, s, f)
+        params += count
     if stage == pp - 1 and tied_head_on_last_stage(f, pp):
         embed = next(g for g in groups if g.module == "embed_tokens")
         total += per_rank_count(embed, f, tp) * s.act_bytes
+        params += per_rank_count(embed, f, tp)
     # The rotary cos/sin cache (one per rank, in the model dtype) is part of what the loader reports.
     total += f.rope_cache_positions * f.rotary_dim * s.act_bytes
-    return total
+    return total, params
 
 
 # --- activation --------------------------------------------------------------------------------------------------
@@ -284,6 +318,28 @@ def kv_layout(f: ModelFacts, s: EngineSettings, gpu: GpuProduct, kinds: tuple[La
     return replace(layout, blocks_per_request=blocks_per_request(layout, s, s.max_model_len))
 
 
+# --- invariants --------------------------------------------------------------------------------------------------
+
+
+def check_terms(
+    f: ModelFacts, s: EngineSettings, weights: float, params: float, *, activation: float, non_torch: float
+) -> None:
+    """Every term of the breakdown is finite and non-negative, and the weights lie between the parameter count at
+    the smallest and at the largest storage width the format allows; otherwise the plan is refused, never shown."""
+    smallest, largest = weight_width_bounds(f, s)
+    if not (math.isfinite(weights) and params * smallest * (1 - 1e-9) <= weights <= params * largest):
+        fmt = s.weight_format.value
+        raise SizingError(
+            "spec.model.config.quantization_config",
+            f"weights of {weights / GIB:.2f} GiB for {params / 1e9:.3f}B parameters per GPU are outside what "
+            f"{fmt} storage allows ({smallest:g} to {largest:g} bytes per parameter)",
+            "check the checkpoint's quantization_config (bits, group_size) against the published checkpoint",
+        )
+    for name, value in (("activation", activation), ("non-torch", non_torch)):
+        if not math.isfinite(value) or value < 0:
+            raise SizingError("spec.serving", f"the {name} memory term is {value}", "report this as a rightsizer bug")
+
+
 # --- putting it together -----------------------------------------------------------------------------------------
 
 
@@ -294,10 +350,12 @@ def rank_memory(
     requested = gpu.torch_total_gib * GIB * s.gpu_memory_utilization
     if profile.subtracts_cuda_graphs:
         requested = math.ceil(requested)
-    weights = weight_bytes(f, s, stage, layers)
+    weights, params = weight_bytes_and_count(f, s, stage, layers)
     activation = activation_bytes(f, s, profile, layers, last=stage == pp - 1)
     non_torch = profile.non_torch.gib(s.tensor_parallel_size, pp) * GIB
     graphs = profile.cuda_graphs.gib(len(layers)) * GIB
+    rope_cache = f.rope_cache_positions * f.rotary_dim * s.act_bytes
+    check_terms(f, s, weights - rope_cache, params, activation=activation, non_torch=non_torch)
     kv = requested - weights - activation - non_torch - (graphs if profile.subtracts_cuda_graphs else 0.0)
     kinds = tuple(f.layer_kinds[i] for i in layers)
     layout = kv_layout(f, s, gpu, kinds)

@@ -39,6 +39,18 @@ class ParamGroup:
     layer: int = -1
     quantizable: bool = False  # a linear layer a weight-quantization method stores in its own format
     is_expert: bool = False
+    outputs: int = 0  # output rows summed over the group's linear layers (per-channel scales)
+    inputs: int = 0  # input columns summed over the group's linear layers (GPTQ act-order g_idx)
+
+
+def _linear(
+    module: str, shapes: list[tuple[int, int]], sharding: Sharding, layer: int, *, copies: int = 1, expert: bool = False
+) -> ParamGroup:
+    """Linear layers of (in, out) shapes, `copies` times (experts): a group a quantization method stores."""
+    count = copies * sum(i * o for i, o in shapes)
+    outputs = copies * sum(o for _, o in shapes)
+    inputs = copies * sum(i for i, _ in shapes)
+    return ParamGroup(module, count, sharding, Stage.LAYER, layer, True, expert, outputs, inputs)
 
 
 def padded_vocab(vocab_size: int) -> int:
@@ -51,16 +63,17 @@ def _attention_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
         yield from _mla_groups(f, layer)
         return
     q_out, kv_out = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
-    yield ParamGroup("self_attn.q_proj", h * q_out, Sharding.COLUMN, Stage.LAYER, layer, quantizable=True)
-    yield ParamGroup("self_attn.k_proj", 2 * h * kv_out, Sharding.KV_HEADS, Stage.LAYER, layer, quantizable=True)
-    yield ParamGroup("self_attn.o_proj", q_out * h, Sharding.COLUMN, Stage.LAYER, layer, quantizable=True)
+    yield _linear("self_attn.q_proj", [(h, q_out)], Sharding.COLUMN, layer)
+    yield _linear("self_attn.k_proj", [(h, kv_out), (h, kv_out)], Sharding.KV_HEADS, layer)
+    yield _linear("self_attn.o_proj", [(q_out, h)], Sharding.COLUMN, layer)
     if a.qkv_bias:
         yield ParamGroup("self_attn.q_proj.bias", q_out, Sharding.COLUMN, Stage.LAYER, layer)
         yield ParamGroup("self_attn.k_proj.bias", 2 * kv_out, Sharding.KV_HEADS, Stage.LAYER, layer)
     if a.o_bias:
         yield ParamGroup("self_attn.o_proj.bias", h, Sharding.REPLICATED, Stage.LAYER, layer)
-    if a.qk_norm:
-        yield ParamGroup("self_attn.qk_norm", 2 * a.head_dim, Sharding.REPLICATED, Stage.LAYER, layer)
+    if a.qk_norm_params:
+        sharding = Sharding.COLUMN if a.qk_norm_sharded else Sharding.REPLICATED
+        yield ParamGroup("self_attn.qk_norm", a.qk_norm_params, sharding, Stage.LAYER, layer)
     if a.sinks:
         yield ParamGroup("self_attn.sinks", a.num_heads, Sharding.COLUMN, Stage.LAYER, layer)
 
@@ -71,19 +84,17 @@ def _mla_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     assert m is not None
     qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
     if m.q_lora_rank:
-        yield ParamGroup("self_attn.q_a_proj", h * m.q_lora_rank, Sharding.REPLICATED, Stage.LAYER, layer, True)
+        yield _linear("self_attn.q_a_proj", [(h, m.q_lora_rank)], Sharding.REPLICATED, layer)
         yield ParamGroup("self_attn.q_a_layernorm", m.q_lora_rank, Sharding.REPLICATED, Stage.LAYER, layer)
-        yield ParamGroup(
-            "self_attn.q_b_proj", m.q_lora_rank * heads * qk_head, Sharding.COLUMN, Stage.LAYER, layer, True
-        )
+        yield _linear("self_attn.q_b_proj", [(m.q_lora_rank, heads * qk_head)], Sharding.COLUMN, layer)
     else:
-        yield ParamGroup("self_attn.q_proj", h * heads * qk_head, Sharding.COLUMN, Stage.LAYER, layer, True)
-    kv_a = h * (m.kv_lora_rank + m.qk_rope_head_dim)
-    yield ParamGroup("self_attn.kv_a_proj_with_mqa", kv_a, Sharding.REPLICATED, Stage.LAYER, layer, True)
+        yield _linear("self_attn.q_proj", [(h, heads * qk_head)], Sharding.COLUMN, layer)
+    kv_a = (h, m.kv_lora_rank + m.qk_rope_head_dim)
+    yield _linear("self_attn.kv_a_proj_with_mqa", [kv_a], Sharding.REPLICATED, layer)
     yield ParamGroup("self_attn.kv_a_layernorm", m.kv_lora_rank, Sharding.REPLICATED, Stage.LAYER, layer)
-    kv_b = m.kv_lora_rank * heads * (m.qk_nope_head_dim + m.v_head_dim)
-    yield ParamGroup("self_attn.kv_b_proj", kv_b, Sharding.COLUMN, Stage.LAYER, layer, True)
-    yield ParamGroup("self_attn.o_proj", heads * m.v_head_dim * h, Sharding.COLUMN, Stage.LAYER, layer, True)
+    kv_b = (m.kv_lora_rank, heads * (m.qk_nope_head_dim + m.v_head_dim))
+    yield _linear("self_attn.kv_b_proj", [kv_b], Sharding.COLUMN, layer)
+    yield _linear("self_attn.o_proj", [(heads * m.v_head_dim, h)], Sharding.COLUMN, layer)
 
 
 def _linear_attention_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
@@ -91,28 +102,27 @@ def _linear_attention_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     la, h = f.linear_attention, f.hidden_size
     assert la is not None
     k_dim, v_dim = la.num_key_heads * la.key_head_dim, la.num_value_heads * la.value_head_dim
-    qkvz = h * (2 * k_dim + 2 * v_dim)
-    yield ParamGroup("linear_attn.in_proj_qkvz", qkvz, Sharding.COLUMN, Stage.LAYER, layer, True)
-    yield ParamGroup("linear_attn.in_proj_ba", h * 2 * la.num_value_heads, Sharding.COLUMN, Stage.LAYER, layer, True)
+    yield _linear("linear_attn.in_proj_qkvz", [(h, 2 * k_dim + 2 * v_dim)], Sharding.COLUMN, layer)
+    yield _linear("linear_attn.in_proj_ba", [(h, 2 * la.num_value_heads)], Sharding.COLUMN, layer)
     conv = (2 * k_dim + v_dim) * la.conv_kernel
     yield ParamGroup("linear_attn.conv1d", conv, Sharding.COLUMN, Stage.LAYER, layer)
     yield ParamGroup("linear_attn.dt_bias_a_log", 2 * la.num_value_heads, Sharding.COLUMN, Stage.LAYER, layer)
     yield ParamGroup("linear_attn.norm", la.value_head_dim, Sharding.REPLICATED, Stage.LAYER, layer)
-    yield ParamGroup("linear_attn.out_proj", v_dim * h, Sharding.COLUMN, Stage.LAYER, layer, True)
+    yield _linear("linear_attn.out_proj", [(v_dim, h)], Sharding.COLUMN, layer)
 
 
 def _gated_attention_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     """Qwen3-Next full-attention layers also project a per-head output gate (q_proj is twice as wide)."""
     a, h = f.attention, f.hidden_size
-    yield ParamGroup("self_attn.q_gate", h * a.num_heads * a.head_dim, Sharding.COLUMN, Stage.LAYER, layer, True)
+    yield _linear("self_attn.q_gate", [(h, a.num_heads * a.head_dim)], Sharding.COLUMN, layer)
 
 
 def _mlp_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     h, moe = f.hidden_size, f.moe
     if moe is None or layer in moe.dense_layers:
         inter = f.intermediate_size
-        yield ParamGroup("mlp.gate_up_proj", 2 * h * inter, Sharding.COLUMN, Stage.LAYER, layer, True)
-        yield ParamGroup("mlp.down_proj", inter * h, Sharding.COLUMN, Stage.LAYER, layer, True)
+        yield _linear("mlp.gate_up_proj", [(h, inter), (h, inter)], Sharding.COLUMN, layer)
+        yield _linear("mlp.down_proj", [(inter, h)], Sharding.COLUMN, layer)
         if f.mlp_bias:
             yield ParamGroup("mlp.gate_up_proj.bias", 2 * inter, Sharding.COLUMN, Stage.LAYER, layer)
             yield ParamGroup("mlp.down_proj.bias", h, Sharding.REPLICATED, Stage.LAYER, layer)
@@ -121,15 +131,16 @@ def _mlp_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     yield ParamGroup("mlp.gate", h * e, Sharding.REPLICATED, Stage.LAYER, layer)
     if moe.router_bias:
         yield ParamGroup("mlp.gate.bias", e, Sharding.REPLICATED, Stage.LAYER, layer)
-    if f.model_type in ("deepseek_v3",):
+    if moe.routing_bias:
         yield ParamGroup("mlp.gate.e_score_correction_bias", e, Sharding.REPLICATED, Stage.LAYER, layer)
-    yield ParamGroup("mlp.experts", e * 3 * h * inter, Sharding.COLUMN, Stage.LAYER, layer, True, is_expert=True)
+    expert_shapes = [(h, inter), (h, inter), (inter, h)]
+    yield _linear("mlp.experts", expert_shapes, Sharding.COLUMN, layer, copies=e, expert=True)
     if moe.expert_bias:
         yield ParamGroup("mlp.experts.gate_up_bias", e * 2 * inter, Sharding.COLUMN, Stage.LAYER, layer)
         yield ParamGroup("mlp.experts.down_bias", e * h, Sharding.REPLICATED, Stage.LAYER, layer)
     if moe.shared_intermediate_size:
         shared = moe.shared_intermediate_size
-        yield ParamGroup("mlp.shared_experts", 3 * h * shared, Sharding.COLUMN, Stage.LAYER, layer, True)
+        yield _linear("mlp.shared_experts", [(h, shared), (h, shared), (shared, h)], Sharding.COLUMN, layer)
         if moe.shared_expert_gate:
             yield ParamGroup("mlp.shared_expert_gate", h, Sharding.REPLICATED, Stage.LAYER, layer)
 
@@ -152,6 +163,9 @@ def inventory(f: ModelFacts) -> tuple[ParamGroup, ...]:
     groups.append(ParamGroup("norm", h * (2 if f.norm_bias else 1), Sharding.REPLICATED, Stage.LAST))
     if not f.tie_word_embeddings:
         groups.append(ParamGroup("lm_head", f.vocab_size * h, Sharding.VOCAB, Stage.LAST))
+    if f.vision is not None:
+        # vLLM builds the encoder on the first pipeline stage, its linear layers TP-sharded like the text model's.
+        groups.append(ParamGroup("vision_tower", f.vision.parameters, Sharding.COLUMN, Stage.FIRST))
     return tuple(groups)
 
 

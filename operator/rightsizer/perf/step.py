@@ -80,7 +80,7 @@ def stage_cost(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> S
         if g.module == "embed_tokens":
             continue  # a lookup: one row per token, not streamed
         count = per_rank_count(g, f, tp)
-        size = count * bytes_per_param(g, s)
+        size = count * bytes_per_param(g, s, f)
         if g.module == "lm_head":
             head, head_params = head + size, head_params + count
         elif g.is_expert:
