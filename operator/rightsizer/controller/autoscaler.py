@@ -1,6 +1,6 @@
 """The SLO autoscaler's live path: one pass over every LLMDeployment with autoscaling on.
 
-Per deployment and pass (every RIGHTSIZER_AUTOSCALE_INTERVAL_SECONDS, started by handlers.py like the resync):
+Per deployment and pass (every RIGHTSIZER_AUTOSCALE_INTERVAL_SECONDS, started by controller.handlers like the resync):
 
 1. gate: spec.autoscaling.enabled, an SLO target, replicas.max > replicas.min, a plan in status, and the policy
    verdict the reconciler reaches (a spec that violates policy is neither planned nor scaled);
@@ -238,7 +238,7 @@ class Autoscaler:
         return events
 
     def _capacity(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan, stats: WindowStats) -> float | None:
-        """One replica's request rate within the SLO at the lengths expected from the window (plan_model); None when
+        """One replica's request rate within the SLO at the lengths expected from the window (perf.in_force); None when
         the model cannot say (a GPU without performance figures)."""
         key = plan.model_dump_json() + spec.model.model_dump_json()
         if key not in self._replicas:
