@@ -56,6 +56,9 @@ class KindSpec:
     printer_columns: tuple[PrinterColumn, ...] = ()
     scale: JSON | None = None
     spec_validations: tuple[JSON, ...] = ()
+    # Rules at the root of the schema: the only place a rule may read metadata.name (and metadata.generateName).
+    root_validations: tuple[JSON, ...] = ()
+    metadata_schema: JSON | None = None  # restrictions on metadata.name/generateName, the only ones Kubernetes allows
     categories: tuple[str, ...] = field(default=("rightsizer",))
 
     @property
@@ -135,7 +138,7 @@ def crd(kind: KindSpec) -> JSON:
     properties: JSON = {
         "apiVersion": {"type": "string", "description": "APIVersion of this object."},
         "kind": {"type": "string", "description": "Kind of this object."},
-        "metadata": {"type": "object"},
+        "metadata": copy.deepcopy(kind.metadata_schema) if kind.metadata_schema else {"type": "object"},
         "spec": spec_schema,
     }
     subresources: JSON = {}
@@ -146,18 +149,19 @@ def crd(kind: KindSpec) -> JSON:
         subresources["status"] = {}
     if kind.scale is not None:
         subresources["scale"] = kind.scale
+    root: JSON = {
+        "type": "object",
+        "description": kind.description,
+        "properties": properties,
+        "required": ["spec"],
+    }
+    if kind.root_validations:
+        root["x-kubernetes-validations"] = list(kind.root_validations)
     version: JSON = {
         "name": c.VERSION,
         "served": True,
         "storage": True,
-        "schema": {
-            "openAPIV3Schema": {
-                "type": "object",
-                "description": kind.description,
-                "properties": properties,
-                "required": ["spec"],
-            }
-        },
+        "schema": {"openAPIV3Schema": root},
         "subresources": subresources,
         "additionalPrinterColumns": [
             *(col.to_wire() for col in kind.printer_columns),

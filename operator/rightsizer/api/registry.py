@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rightsizer.api import constants as c
+from rightsizer.api import names
 from rightsizer.api.crdgen import KindSpec, PrinterColumn
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, LLMDeploymentStatus
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicySpec, SizingPolicyStatus
@@ -47,6 +48,9 @@ LLMDEPLOYMENT = KindSpec(
             "fieldPath": ".replicas.desired",
         },
     ),
+    # Every child and pod name derived from metadata.name is valid (api/names.py), enforced by the API server.
+    root_validations=names.cel_rules(),
+    metadata_schema=names.METADATA_SCHEMA,
 )
 
 SIZINGPOLICY = KindSpec(

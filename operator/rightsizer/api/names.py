@@ -1,0 +1,109 @@
+"""What an LLMDeployment's name must be for every object and pod derived from it to be valid, as CEL rules for the
+CRD (so the API server enforces them with the webhook down) and the same rule in Python (pinned to the CEL by
+tests/unit/test_names.py).
+
+Every child takes the LLMDeployment's name (kube/builders): the Deployment, the PodDisruptionBudget, the
+LeaderWorkerSet and the Service. Kubernetes then derives, from these names (sources: kubernetes v1.35 and
+sigs.k8s.io/lws v0.9.0):
+
+- Service `<name>`: a DNS-1035 label (a letter first, at most 63 characters) - the strictest format of all, so it
+  is the format the name must have.
+- Every child and pod carries the label app.kubernetes.io/instance=<name>: a label value, at most 63 characters.
+- Deployment: ReplicaSet `<name>-<pod-template-hash>`, pods generated from it (the generator truncates the base,
+  pkg/controller/deployment, apiserver names.SimpleNameGenerator): no tighter limit.
+- LeaderWorkerSet (a replica spanning nodes): the leader StatefulSet `<name>` with pods `<name>-<group>`; one
+  worker StatefulSet per group, `<name>-<group>`, with pods `<name>-<group>-<worker>`; headless Services
+  `<name>-<group>` (subdomainPolicy UniquePerReplica; lws pkg/controllers/pod_controller.go). The StatefulSet
+  controller labels each pod controller-revision-hash=<StatefulSet name>-<hash>, the hash being an FNV-32 sum
+  printed in decimal (at most 10 characters; kubernetes pkg/controller/history ControllerRevisionName,
+  HashControllerRevision), and a label value is at most 63 characters. The worker pods' label is the longest:
+  len(name) + 1 + digits(group) + 1 + 10 <= 63. Pod names (host names, at most 63) are shorter than that label
+  for any group of fewer than 10^10 nodes.
+
+Whether a replica will span nodes is only known once it is sized (and a change of GPU pools can change it), so the
+name must satisfy the LeaderWorkerSet limit from the start: at most 51 - digits(highest group index) characters,
+the highest group index being spec.replicas.max - 1 (or min - 1): 50 characters up to 10 replicas, 49 up to 100.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+LABEL_VALUE_MAX: Final = 63  # a label value, and a DNS label (Service name, host name)
+REVISION_HASH_MAX: Final = 10  # decimal digits of a uint32, the StatefulSet controller's revision hash
+# len(name) + len("-") + digits(group) + len("-") + REVISION_HASH_MAX <= LABEL_VALUE_MAX
+NAME_BUDGET: Final = LABEL_VALUE_MAX - REVISION_HASH_MAX - 2
+DNS1035_LABEL: Final = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def highest_group_index(replicas: int) -> int:
+    return max(replicas - 1, 0)
+
+
+def max_name_length(replicas: int) -> int:
+    """The longest LLMDeployment name whose children and pods are all valid with up to `replicas` replicas."""
+    return NAME_BUDGET - len(str(highest_group_index(replicas)))
+
+
+def name_problem(name: str, replicas: int) -> str | None:
+    """Why `name` cannot name an LLMDeployment of up to `replicas` replicas (the CEL rules' messages), or None."""
+    if not re.fullmatch(DNS1035_LABEL, name):
+        return FORMAT_MESSAGE
+    limit = max_name_length(replicas)
+    if len(name) > limit:
+        return length_message(limit, replicas)
+    return None
+
+
+FORMAT_MESSAGE: Final = (
+    "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending "
+    "with a letter or digit (it names the Service rightsizer creates, which Kubernetes requires to be one)"
+)
+
+
+_LENGTH_REASON: Final = (
+    ": a replica spanning nodes is a LeaderWorkerSet group whose worker pods carry the label "
+    "controller-revision-hash=<name>-<group>-<hash of 10 characters>, and a label value is at most 63 characters"
+)
+
+
+def length_message(limit: int, replicas: int) -> str:
+    return f"metadata.name must be at most {limit} characters for up to {replicas} replicas{_LENGTH_REASON}"
+
+
+# --- the same rules in CEL, at the root of the CRD schema (only there may a rule read metadata.name) ------------
+
+_REPLICAS = "(has(self.spec.replicas) && has(self.spec.replicas.{0}))"
+# The most replicas the spec allows (Replicas.upper): max, else min, else the default of 1. A nullable field set to
+# null counts as absent in Kubernetes CEL.
+_UPPER = (
+    f"({_REPLICAS.format('max')} ? self.spec.replicas.max : ({_REPLICAS.format('min')} ? self.spec.replicas.min : 1))"
+)
+_LIMIT = f"({NAME_BUDGET} - size(string({_UPPER} > 1 ? {_UPPER} - 1 : 0)))"
+
+
+def cel_rules() -> tuple[dict[str, Any], ...]:
+    """x-kubernetes-validations for the root of the LLMDeployment schema."""
+    return (
+        {"rule": f"self.metadata.name.matches('{DNS1035_LABEL}')", "message": FORMAT_MESSAGE},
+        {
+            "rule": f"size(self.metadata.name) <= {_LIMIT}",
+            # The static message, for an API server that cannot evaluate the expression below.
+            "message": f"metadata.name must be at most {max_name_length(10)} characters (fewer when spec.replicas "
+            f"allows more than 10 replicas){_LENGTH_REASON}",
+            "messageExpression": f"'metadata.name must be at most ' + string({_LIMIT}) + ' characters for up to ' + "
+            f"string({_UPPER}) + ' replicas{_LENGTH_REASON}'",
+        },
+    )
+
+
+# The name's own bound in the schema: it bounds the CEL rules' estimated cost (an unbounded string would be costed
+# at the largest request) and answers a name of 64+ characters before any rule runs.
+METADATA_SCHEMA: Final = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": LABEL_VALUE_MAX},
+        "generateName": {"type": "string"},
+    },
+}
