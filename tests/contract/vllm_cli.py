@@ -135,7 +135,7 @@ class _Walker:
         self.visited.add(key)
         parents = {child: parent for parent in ast.walk(frame.func) for child in ast.iter_child_nodes(parent)}
         nodes = sorted(
-            (n for n in ast.walk(frame.func) if hasattr(n, "lineno") and n is not frame.func),
+            (n for n in ast.walk(frame.func) if isinstance(n, ast.stmt | ast.expr) and n is not frame.func),
             key=lambda n: (n.lineno, n.col_offset),
         )
         for node in nodes:
@@ -293,7 +293,10 @@ def _unrolled(call: ast.Call, parents: dict[ast.AST, ast.AST], source: str) -> I
         loop = parents[loop]
     if not (isinstance(loop, ast.For) and isinstance(loop.iter, ast.List | ast.Tuple)):
         raise ExtractionError(f"{source}: add_argument with a flag from a variable this reader cannot follow")
-    names = [t.id for t in (loop.target.elts if isinstance(loop.target, ast.Tuple) else [loop.target])]
+    targets = loop.target.elts if isinstance(loop.target, ast.Tuple) else [loop.target]
+    if not all(isinstance(t, ast.Name) for t in targets):
+        raise ExtractionError(f"{source}: add_argument in a loop over something other than plain names")
+    names = [t.id for t in targets if isinstance(t, ast.Name)]
     for element in loop.iter.elts:
         values = element.elts if isinstance(element, ast.Tuple) else [element]
         binding = dict(zip(names, values, strict=True))
@@ -448,7 +451,7 @@ def _apply_mutations(out: _Kwargs, mutations: list[tuple[str, str, ast.expr | No
     """vLLM edits some kwargs after get_kwargs; unmodelled edits only ever relax what is accepted."""
     for key, op, value in mutations:
         if key == "flags" and isinstance(value, ast.List | ast.Tuple):
-            out.extra_flags += [e.value for e in value.elts if isinstance(e, ast.Constant)]
+            out.extra_flags += [e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
         elif key == "type" and value is not None:
             out.value_type, optional = _value_type_of(value)
             out.none_allowed = out.none_allowed or optional
@@ -468,8 +471,9 @@ def _apply_keywords(out: _Kwargs, keywords: dict[str, ast.expr]) -> None:
             out.value_type, optional = _value_type_of(value)
             out.none_allowed = out.none_allowed or optional
         elif key == "choices":  # a literal list, or one computed at run time (plugins): then not enforced here
-            literal = isinstance(value, ast.List | ast.Tuple) and all(isinstance(e, ast.Constant) for e in value.elts)
-            out.choices = [str(ast.literal_eval(e)) for e in value.elts] if literal else None
+            elements = value.elts if isinstance(value, ast.List | ast.Tuple) else None
+            literal = elements is not None and all(isinstance(e, ast.Constant) for e in elements)
+            out.choices = [str(ast.literal_eval(e)) for e in elements] if elements is not None and literal else None
         elif key == "nargs":
             out.nargs = ast.literal_eval(value)
         elif key == "dest" and isinstance(value, ast.Constant):

@@ -68,7 +68,8 @@ class ReleaseContract:
         """The registration of `name` in the engine's stat logger (vllm/v1/metrics/loggers.py), else elsewhere."""
         found = [m for m in self.metrics if m.name == name]
         engine = [m for m in found if m.source.startswith(vllm_metrics_source.ENGINE_LOGGERS)]
-        return (engine or found or [None])[0]
+        candidates = engine or found
+        return candidates[0] if candidates else None
 
     def exposed_series(self, *, hidden: bool = False) -> frozenset[str]:
         """Every series name /metrics can show with default flags (plus deprecated ones when `hidden`)."""

@@ -13,6 +13,7 @@ from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.cli.main import main
 from rightsizer.facts.gpus import from_node_labels, lookup
+from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.config import QuantFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
@@ -181,7 +182,7 @@ def test_a_target_no_batch_meets_is_reported_as_unmet() -> None:
 
 def test_bench_summary_meets_the_calibration_goals() -> None:
     points = latency_model.load()
-    values = latency_model.evaluate(points, latency_model.VLLM, latency_model.TENSORRT_LLM)
+    values = latency_model.evaluate(points, VLLM, TENSORRT_LLM)
     lines: list[str] = []
     summary = latency_model.report(points, values, lines.append)
     assert lines[-1] == summary and summary.startswith("summary: itl_median_abs_err=")

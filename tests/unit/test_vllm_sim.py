@@ -15,10 +15,10 @@ from e2e.vllm_sim.engine import Engine, Request
 from e2e.vllm_sim.metrics import build_1_2_5_buckets
 from e2e.vllm_sim.server import Served, SimulatedVllm, build_app
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.sizing.pools import default_pools
 from rightsizer.perf import Replica, Traffic, predict
 from rightsizer.perf.in_force import replica_of
 from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing.pools import default_pools
 from tests.unit.helpers import facts_of
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"
@@ -46,7 +46,7 @@ def replica() -> tuple[Replica, int]:
 
 def drain(engine: Engine, now: float = 0.0, limit: int = 100_000) -> tuple[float, list[Any]]:
     """Run the engine until idle; (end time, every token event)."""
-    events = []
+    events: list[Any] = []
     for _ in range(limit):
         step = engine.schedule(now)
         if step is None:
@@ -126,7 +126,9 @@ def poisson_run(r: Replica, blocks: int, rate: float, seconds: float, prompt: in
         t += rng.expovariate(rate)
         arrivals.append(t)
     heapq.heapify(arrivals)
-    now, ttft, itl = 0.0, [], []
+    now = 0.0
+    ttft: list[float] = []
+    itl: list[float] = []
     while arrivals or not engine.idle:
         while arrivals and arrivals[0] <= now:
             at = heapq.heappop(arrivals)
