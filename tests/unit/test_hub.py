@@ -15,6 +15,16 @@ from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
 
 TOKEN = "hf_test_token"
+# hf_quant_config.json as NVIDIA ModelOpt (< 0.31) writes it beside config.json, e.g. nvidia/Qwen3-235B-A22B-NVFP4.
+HF_QUANT_CONFIG = {
+    "producer": {"name": "modelopt", "version": "0.29.0"},
+    "quantization": {
+        "quant_algo": "NVFP4",
+        "kv_cache_quant_algo": None,
+        "group_size": 16,
+        "exclude_modules": ["lm_head"],
+    },
+}
 CONFIG = catalog.lookup("meta-llama/Llama-3.1-8B-Instruct")
 
 
@@ -32,6 +42,14 @@ class HubHandler(BaseHTTPRequestHandler):
                 self._json(200, CONFIG)
             else:
                 self._json(401, {"error": "Access to model acme/gated is restricted."})
+        elif self.path == "/nvidia/qwen3-nvfp4/resolve/main/config.json":
+            self._json(200, catalog.lookup("Qwen/Qwen3-235B-A22B"))
+        elif self.path == "/nvidia/qwen3-nvfp4/resolve/main/hf_quant_config.json":
+            self._json(200, HF_QUANT_CONFIG)
+        elif self.path == "/acme/huge/resolve/main/config.json":
+            self.send_response(200)  # no Content-Length: the client must stop reading on its own
+            self.end_headers()
+            self.wfile.write(b'{"pad": "' + b"x" * 200_000 + b'"}')
         elif self.path == "/acme/garbage/resolve/main/config.json":
             self.send_response(200)
             self.end_headers()
@@ -108,3 +126,53 @@ def test_cli_plans_a_model_from_the_hub(
     manifest.write_text("kind: LLMDeployment\nmetadata: {name: t}\nspec:\n  model: {name: acme/tiny}\n")
     assert main(["plan", "-f", str(manifest), "-o", "json", "--gpu", "H100"]) == 0
     assert json.loads(capsys.readouterr().out)["plan"]["gpuProduct"] == "NVIDIA-H100-80GB-HBM3"
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "field"),
+    [
+        ("../../etc/passwd", None, "spec.model.name"),
+        ("acme/../other", None, "spec.model.name"),
+        ("acme/tiny/resolve/main/x", None, "spec.model.name"),
+        ("acme/tiny", "../../other/resolve/main", "spec.model.revision"),
+        ("acme/tiny", "main/../v2", "spec.model.revision"),
+        ("acme/tiny", "a?b", "spec.model.revision"),
+    ],
+)
+def test_hub_paths_are_built_only_from_validated_names(
+    hub_url: str, tmp_path: Path, repo: str, revision: str | None, field: str
+) -> None:
+    HubHandler.requests.clear()
+    with pytest.raises(ModelConfigError, match=field):
+        HubClient(endpoint=hub_url, cache_dir=tmp_path).config(repo, revision)
+    assert HubHandler.requests == []
+
+
+def test_a_revision_with_slashes_is_quoted_into_one_path_segment(hub_url: str, tmp_path: Path) -> None:
+    HubHandler.requests.clear()
+    with pytest.raises(ModelConfigError, match=r"has no config\.json"):
+        HubClient(endpoint=hub_url, cache_dir=tmp_path).config("acme/tiny", "refs/pr/1")
+    assert HubHandler.requests == ["/acme/tiny/resolve/refs%2Fpr%2F1/config.json"]
+
+
+def test_download_stops_at_the_size_cap(hub_url: str, tmp_path: Path) -> None:
+    client = HubClient(endpoint=hub_url, cache_dir=tmp_path, max_bytes=64 * 1024)
+    with pytest.raises(ModelConfigError, match="larger than the 65536 bytes"):
+        client.config("acme/huge")
+    assert not list(tmp_path.iterdir())  # nothing cached
+
+
+def test_hf_quant_config_beside_config_json_is_merged(hub_url: str, tmp_path: Path) -> None:
+    from rightsizer.adapters.modelsource import resolve
+    from rightsizer.api.v1alpha1.llmdeployment import ModelSource
+    from rightsizer.model.config import QuantFormat
+
+    hub = HubClient(endpoint=hub_url, cache_dir=tmp_path)
+    resolved = resolve(ModelSource(name="nvidia/qwen3-nvfp4"), hub=hub)
+    assert resolved.facts.quantization is not None and resolved.facts.quantization.format == QuantFormat.NVFP4
+    assert resolved.config["quantization_config"] == HF_QUANT_CONFIG
+    # A repository without the file has none (a 404 for it is not an error), and the answer is cached.
+    HubHandler.requests.clear()
+    assert hub.hf_quant_config("acme/tiny") is None
+    assert hub.hf_quant_config("acme/tiny") is None
+    assert HubHandler.requests == ["/acme/tiny/resolve/main/hf_quant_config.json"]

@@ -1,9 +1,13 @@
-"""Fetch a model's config.json from the Hugging Face Hub (or any server with the Hub's URL layout).
+"""Fetch a model's config.json (and ModelOpt's hf_quant_config.json) from the Hugging Face Hub, or any server with
+the Hub's URL layout.
 
-    GET {endpoint}/{repo_id}/resolve/{revision}/config.json      (Authorization: Bearer <token> for gated repos)
+    GET {endpoint}/{repo_id}/resolve/{revision}/{file}      (Authorization: Bearer <token> for gated repos)
 
-Responses are cached on disk keyed by endpoint, repository and revision, so a restarted operator does not depend on
-the Hub being up. Errors say what to do: offline, gated, missing, or not JSON.
+The repository id and revision are tenant input: both are validated (the Hub's own naming rules, no `..`) and the
+revision is URL-quoted, so a spec cannot steer the request to another path. Downloads are streamed and stop at the
+config size limit (model/limits.py). Responses are cached on disk keyed by endpoint, repository, revision and file,
+so a restarted operator does not depend on the Hub being up. Errors say what to do: offline, gated, missing, too
+large, or not JSON.
 """
 
 from __future__ import annotations
@@ -11,16 +15,46 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from rightsizer.errors import ModelConfigError
+from rightsizer.model.limits import MAX_CONFIG_BYTES
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 FIELD = "spec.model.name"
+CONFIG_FILE = "config.json"
+HF_QUANT_CONFIG_FILE = "hf_quant_config.json"  # NVIDIA ModelOpt < 0.31 keeps the quantization settings here
+
+# huggingface_hub's validate_repo_id: an optional namespace and a name of letters, digits, '-', '_' and '.', at most
+# 96 characters each, not starting or ending with '-' or '.', with no '--' or '..'.
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
+# Branches, tags, commits and refs/pr/N: git ref characters, no '..', no leading '/'.
+_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+/-]{0,254}$")
+
+
+def validate_repo_id(repo: str) -> None:
+    if not _REPO_ID.match(repo) or ".." in repo or "--" in repo:
+        raise ModelConfigError(
+            FIELD,
+            f"{repo[:100]!r} is not a Hugging Face repository id",
+            "use owner/name with letters, digits, '-', '_' and '.' (no '..' or '--')",
+        )
+
+
+def validate_revision(revision: str) -> None:
+    if not _REVISION.match(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
+        raise ModelConfigError(
+            "spec.model.revision",
+            f"{revision[:100]!r} is not a branch, tag or commit",
+            "use a branch or tag name, or a commit hash",
+        )
 
 
 @dataclass(frozen=True)
@@ -29,6 +63,7 @@ class HubClient:
     token: str | None = None
     cache_dir: Path | None = None
     timeout_seconds: float = 10.0
+    max_bytes: int = MAX_CONFIG_BYTES
 
     @classmethod
     def from_env(cls) -> HubClient:
@@ -41,19 +76,36 @@ class HubClient:
             cache_dir=Path(cache) if cache else default_cache,
         )
 
-    def _cache_path(self, repo: str, revision: str) -> Path | None:
+    def _cache_path(self, repo: str, revision: str, file: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256(f"{self.endpoint}|{repo}|{revision}".encode()).hexdigest()[:32]
+        name = "" if file == CONFIG_FILE else f"|{file}"  # config.json keeps the key it always had
+        key = hashlib.sha256(f"{self.endpoint}|{repo}|{revision}{name}".encode()).hexdigest()[:32]
         return self.cache_dir / f"{key}.json"
 
     def config(self, repo: str, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
+        """config.json of `repo` at `revision` (default main)."""
+        data = self._file(repo, revision, token, CONFIG_FILE, required=True)
+        assert data is not None
+        return data
+
+    def hf_quant_config(
+        self, repo: str, revision: str | None = None, token: str | None = None
+    ) -> dict[str, Any] | None:
+        """hf_quant_config.json beside config.json, or None when the repository has none."""
+        return self._file(repo, revision, token, HF_QUANT_CONFIG_FILE, required=False)
+
+    def _file(
+        self, repo: str, revision: str | None, token: str | None, file: str, *, required: bool
+    ) -> dict[str, Any] | None:
         revision = revision or "main"
-        cached = self._cache_path(repo, revision)
+        validate_repo_id(repo)
+        validate_revision(revision)
+        cached = self._cache_path(repo, revision, file)
         if cached is not None and cached.exists():
-            data: dict[str, Any] = json.loads(cached.read_text())
-            return data
-        data = self._download(repo, revision, token or self.token)
+            stored = json.loads(cached.read_text())
+            return stored if isinstance(stored, dict) else None
+        data = self._download(repo, revision, token or self.token, file, required=required)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp")
@@ -61,40 +113,67 @@ class HubClient:
             tmp.replace(cached)
         return data
 
-    def _download(self, repo: str, revision: str, token: str | None) -> dict[str, Any]:
-        url = f"{self.endpoint}/{repo}/resolve/{revision}/config.json"
+    def _download(
+        self, repo: str, revision: str, token: str | None, file: str, *, required: bool
+    ) -> dict[str, Any] | None:
+        url = f"{self.endpoint}/{repo}/resolve/{quote(revision, safe='')}/{file}"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            response = httpx.get(url, headers=headers, timeout=self.timeout_seconds, follow_redirects=True)
+            with httpx.stream(
+                "GET", url, headers=headers, timeout=self.timeout_seconds, follow_redirects=True
+            ) as response:
+                status = response.status_code
+                body = self._read_capped(response, f"{repo}/{file}") if status == 200 else b""
         except httpx.HTTPError as err:
             raise ModelConfigError(
                 FIELD,
-                f"cannot reach {self.endpoint} to read {repo}'s config.json ({type(err).__name__})",
+                f"cannot reach {self.endpoint} to read {repo}'s {file} ({type(err).__name__})",
                 "check network access to the Hub, or put the config inline (spec.model.config) or in a ConfigMap "
                 "(spec.model.configMapRef)",
             ) from None
-        if response.status_code in (401, 403):
+        if status in (401, 403):
             raise ModelConfigError(
                 FIELD,
-                f"{repo} is gated or private ({response.status_code})",
+                f"{repo} is gated or private ({status})",
                 "accept its license on the Hub and provide a token (spec.serving.hfTokenSecretRef or HF_TOKEN)",
             )
-        if response.status_code == 404:
+        if status == 404:
+            if not required:
+                return None
             raise ModelConfigError(
                 FIELD,
-                f"{repo} at revision {revision} has no config.json on {self.endpoint}",
+                f"{repo} at revision {revision} has no {file} on {self.endpoint}",
                 "check the repository id and spec.model.revision",
             )
-        if response.status_code != 200:
+        if status != 200:
             raise ModelConfigError(
                 FIELD,
-                f"{self.endpoint} answered {response.status_code} for {repo}/config.json",
+                f"{self.endpoint} answered {status} for {repo}/{file}",
                 "retry later, or provide the config inline",
             )
         try:
-            data = response.json()
+            data = json.loads(body)
         except ValueError:
-            raise ModelConfigError(FIELD, f"{repo}/config.json from {self.endpoint} is not JSON") from None
+            raise ModelConfigError(FIELD, f"{repo}/{file} from {self.endpoint} is not JSON") from None
         if not isinstance(data, dict):
-            raise ModelConfigError(FIELD, f"{repo}/config.json is not a JSON object")
+            raise ModelConfigError(FIELD, f"{repo}/{file} is not a JSON object")
         return data
+
+    def _read_capped(self, response: httpx.Response, where: str) -> bytes:
+        """The body, refused as soon as it (or its declared length) passes max_bytes: never held whole."""
+        too_large = ModelConfigError(
+            FIELD,
+            f"{where} is larger than the {self.max_bytes} bytes a config may have",
+            "point spec.model.name at a real model",
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)

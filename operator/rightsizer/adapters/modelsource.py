@@ -1,5 +1,10 @@
 """Where a model's config.json comes from, in order: inline spec, ConfigMap, a local file, the built-in catalog,
-the Hugging Face Hub. The first source that has it wins; the plan records which one."""
+the Hugging Face Hub. The first source that has it wins; the plan records which one.
+
+NVIDIA ModelOpt checkpoints may keep their quantization in hf_quant_config.json beside config.json; vLLM merges it
+as quantization_config, and so does the resolved config here: read from the Hub beside config.json, from the
+ConfigMap key `hf_quant_config.json` beside the config key, or given inline as the config's own
+`quantization_config` (the merged form). Text read from a ConfigMap or file is size-checked before it is parsed."""
 
 from __future__ import annotations
 
@@ -13,9 +18,12 @@ from rightsizer.adapters.hub import HubClient
 from rightsizer.api.v1alpha1.llmdeployment import ModelSource
 from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
+from rightsizer.model.checkpoint_quant import merge_hf_quant_config
 from rightsizer.model.config import ModelFacts, parse
+from rightsizer.model.limits import check_text_size
 
 ConfigMapReader = Callable[[str, str], str]  # (name, key) -> text
+HF_QUANT_CONFIG_KEY = "hf_quant_config.json"
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,7 @@ class ResolvedModel:
 
 
 def _load_json(text: str, where: str, field: str) -> dict[str, Any]:
+    check_text_size(len(text), where, field)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -53,6 +62,7 @@ def resolve(
             )
         text = read_config_map(ref.name, ref.key)
         config = _load_json(text, f"ConfigMap {ref.name} key {ref.key}", "spec.model.configMapRef")
+        config = merge_hf_quant_config(config, _config_map_quant(read_config_map, ref.name, ref.key))
         return ResolvedModel(parse(config), config, f"ConfigMap {ref.name}/{ref.key}")
     if config_file is not None:
         try:
@@ -71,5 +81,19 @@ def resolve(
             "set spec.model.config (or configMapRef), pass --model-config, or allow Hub access",
         )
     # The token is read only now, when the Hub is really asked: catalog and inline models never need the Secret.
-    config = hub.config(model.name, model.revision, read_hub_token() if read_hub_token else None)
+    token = read_hub_token() if read_hub_token else None
+    config = hub.config(model.name, model.revision, token)
+    if config.get("quantization_config") is None:
+        config = merge_hf_quant_config(config, hub.hf_quant_config(model.name, model.revision, token))
     return ResolvedModel(parse(config), config, f"{hub.endpoint}")
+
+
+def _config_map_quant(read: ConfigMapReader, name: str, config_key: str) -> dict[str, Any] | None:
+    """hf_quant_config.json from the same ConfigMap, when it has that key (a missing key is not an error)."""
+    if config_key == HF_QUANT_CONFIG_KEY:
+        return None
+    try:
+        text = read(name, HF_QUANT_CONFIG_KEY)
+    except ModelConfigError:
+        return None
+    return _load_json(text, f"ConfigMap {name} key {HF_QUANT_CONFIG_KEY}", "spec.model.configMapRef")
