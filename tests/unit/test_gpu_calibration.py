@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,25 +24,27 @@ from rightsizer.facts.perf_calibration import VLLM, Efficiency
 
 REPO = Path(__file__).resolve().parents[2]
 H100 = lookup("H100")
+H100_FP8_TFLOPS = H100.fp8_tflops or math.nan  # H100 has FP8 tensor cores; NaN would fail every comparison
 
 
-def numpy_backend(**kw: object) -> NumpyBackend:
+def numpy_backend() -> NumpyBackend:
     # rotate_bytes > 0: the small weights are spread over several copies, as on a GPU with an L2 cache
-    return NumpyBackend(seed=1, emulate_fp8=True, rotate_bytes=64 * 1024, **kw)  # type: ignore[arg-type]
+    return NumpyBackend(seed=1, emulate_fp8=True, rotate_bytes=64 * 1024)
 
 
-def strict_json(path: Path) -> dict:
+def strict_json(path: Path) -> dict[str, Any]:
     def reject(token: str) -> None:
         raise AssertionError(f"non-standard JSON constant {token}")
 
-    return json.loads(path.read_text(), parse_constant=reject)
+    doc: dict[str, Any] = json.loads(path.read_text(), parse_constant=reject)
+    return doc
 
 
 # --- the whole run, on the CPU -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def numpy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+def numpy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("gpu") / "calibration.json"
     printed = io.StringIO()
     rc = calibrate.main(
@@ -51,7 +54,7 @@ def numpy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     return strict_json(out), printed.getvalue()
 
 
-def test_numpy_run_measures_every_kind_in_both_formats(numpy_run: tuple[dict, str]) -> None:
+def test_numpy_run_measures_every_kind_in_both_formats(numpy_run: tuple[dict[str, Any], str]) -> None:
     doc, printed = numpy_run
     ms = doc["measurements"]
     kinds = {(m["kind"], m["dtype"]) for m in ms}
@@ -73,7 +76,7 @@ def test_numpy_run_measures_every_kind_in_both_formats(numpy_run: tuple[dict, st
         assert m["trials"] == shapes.TIMING_TINY.trials and 1 <= m["inner"] <= shapes.TIMING_TINY.max_inner
         # the fractions are of the product's datasheet peaks, FP8 GEMMs against the FP8 peak
         assert m["peak_bytes_per_s"] == H100.hbm_tb_per_s * 1e12
-        peak = H100.fp8_tflops if m["dtype"] == "fp8" else H100.bf16_tflops
+        peak = H100_FP8_TFLOPS if m["dtype"] == "fp8" else H100.bf16_tflops
         assert m["peak_flops_per_s"] == peak * 1e12
         assert m["achieved_gb_per_s"] == pytest.approx(m["bytes_moved"] / m["seconds"] / 1e9)
         assert m["model_hbm_fraction"] == pytest.approx(m["model_bytes"] / m["seconds"] / m["peak_bytes_per_s"])
@@ -82,7 +85,7 @@ def test_numpy_run_measures_every_kind_in_both_formats(numpy_run: tuple[dict, st
     assert "KERNELS_H100 = Efficiency(" in printed and "fit over decode, prefill GEMMs" in printed
 
 
-def test_numpy_run_fits_factors_from_its_own_measurements(numpy_run: tuple[dict, str]) -> None:
+def test_numpy_run_fits_factors_from_its_own_measurements(numpy_run: tuple[dict[str, Any], str]) -> None:
     doc, _ = numpy_run
     samples = [
         fit.Sample(m["model_bytes"], m["flops"], m["seconds"], m["peak_bytes_per_s"], m["peak_flops_per_s"])
@@ -104,7 +107,7 @@ def test_numpy_run_fits_factors_from_its_own_measurements(numpy_run: tuple[dict,
     assert fractions[0] <= got["hbm"] <= fractions[-1]
 
 
-def test_snippet_is_python_that_builds_the_fitted_efficiency(numpy_run: tuple[dict, str]) -> None:
+def test_snippet_is_python_that_builds_the_fitted_efficiency(numpy_run: tuple[dict[str, Any], str]) -> None:
     doc, _ = numpy_run
     namespace: dict[str, object] = {"Efficiency": Efficiency, "VLLM": VLLM}
     exec(doc["snippet"], namespace)
@@ -146,6 +149,7 @@ def test_fit_recovers_known_efficiencies(hbm: float, compute: float) -> None:
 
 def test_fit_disagrees_with_the_shipped_factors_when_the_measurements_do() -> None:
     measured = fit.fit_roofline(synthetic(0.7, 0.65, noise=0.02))
+    assert measured.hbm is not None and measured.compute is not None
     assert measured.hbm == pytest.approx(0.7, rel=0.01)
     assert abs(measured.hbm - VLLM.hbm) > 0.2 and abs(measured.compute - VLLM.compute) > 0.15
 
