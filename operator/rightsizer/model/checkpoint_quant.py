@@ -94,7 +94,7 @@ def _group(qc: Mapping[str, Any], key: str = "group_size", default: int = 128) -
 
 
 def _gptq(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> CheckpointQuantization:
-    bits = int_of(qc, "bits", default=4, high=16)
+    bits = int_of(qc, "bits", default=4, high=16, base=QFIELD)
     if bits not in (4, 8):
         # vLLM serves 2- and 3-bit GPTQ only through its slow exllama kernel (gptq.py); rightsizer sizes the 4- and
         # 8-bit formats its Marlin kernels serve, rather than label a 3-bit checkpoint as something it is not.
@@ -117,7 +117,7 @@ def _gptq(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> Check
 
 
 def _awq(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> CheckpointQuantization:
-    bits = int_of(qc, "bits", "w_bit", default=4, high=16)
+    bits = int_of(qc, "bits", "w_bit", default=4, high=16, base=QFIELD)
     if bits != 4:
         # vLLM's AWQConfig: "Currently, only 4-bit weight quantization is supported for AWQ".
         raise ModelConfigError(f"{QFIELD}.bits", f"{bits}-bit AWQ is not served by vLLM", "use a 4-bit AWQ checkpoint")
@@ -215,7 +215,7 @@ def _compressed_tensors(qc: Mapping[str, Any], method: str) -> CheckpointQuantiz
             "use a checkpoint with one weight scheme",
         )
     weights = schemes[0]
-    bits = int_of(weights, "num_bits", default=8, high=16)
+    bits = int_of(weights, "num_bits", default=8, high=16, base=f"{QFIELD}.config_groups")
     kind = str(weights.get("type", "int"))
     strategy = str(weights.get("strategy") or ("group" if weights.get("group_size") else "tensor"))
     ignored = _ignored(qc, "ignore")

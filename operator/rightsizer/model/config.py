@@ -210,9 +210,11 @@ def _max_model_len(cfg: Mapping[str, Any], model_type: str) -> tuple[int, int]:
     if rope is not None and "gemma3" not in model_type:
         rope_type = rope["rope_type"]
         if rope_type not in ("su", "longrope", "llama3", "default"):
-            factor = float_of(rope, "factor", 1.0, 1e-6, 1024.0)
+            factor = float_of(rope, "factor", 1.0, 1e-6, 1024.0, base=f"{FIELD}.rope_scaling")
             if rope_type == "yarn":
-                derived = float(int_of(rope, "original_max_position_embeddings", default=int(derived)))
+                derived = float(
+                    int_of(rope, "original_max_position_embeddings", default=int(derived), base=f"{FIELD}.rope_scaling")
+                )
             derived *= factor
     if derived > limits.MAX_POSITIONS:
         raise ModelConfigError(

@@ -28,34 +28,39 @@ def short(value: Any) -> str:
 
 
 def int_of(
-    cfg: Mapping[str, Any], *keys: str, default: int | None = None, low: int = 1, high: int = MAX_SMALL_INT
+    cfg: Mapping[str, Any],
+    *keys: str,
+    default: int | None = None,
+    low: int = 1,
+    high: int = MAX_SMALL_INT,
+    base: str = FIELD,
 ) -> int:
     """An integer config value within [low, high]; a missing key takes `default` or is refused by name."""
     key, value = first_of(cfg, keys)
     if value is None:
         if default is None:
             raise ModelConfigError(
-                FIELD,
+                base,
                 f"config.json has no {' or '.join(repr(k) for k in keys)}",
                 "supply the model's full config.json",
             )
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ModelConfigError(f"{FIELD}.{key}", f"must be an integer, got {short(value)}", "fix config.json")
+        raise ModelConfigError(f"{base}.{key}", f"must be an integer, got {short(value)}", "fix config.json")
     if not low <= value <= high:
         raise ModelConfigError(
-            f"{FIELD}.{key}", f"must be between {low} and {high}, got {short(value)}", "fix config.json"
+            f"{base}.{key}", f"must be between {low} and {high}, got {short(value)}", "fix config.json"
         )
     return value
 
 
-def float_of(cfg: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+def float_of(cfg: Mapping[str, Any], key: str, default: float, low: float, high: float, *, base: str = FIELD) -> float:
     value = cfg.get(key)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ModelConfigError(
-            f"{FIELD}.{key}", f"must be a number between {low} and {high}, got {short(value)}", "fix config.json"
+            f"{base}.{key}", f"must be a number between {low} and {high}, got {short(value)}", "fix config.json"
         )
     return float(value)
 

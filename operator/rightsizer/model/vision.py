@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rightsizer.model import limits
+from rightsizer.model.limits import FIELD
 from rightsizer.model.readers import int_of
+
+WHERE = f"{FIELD}.vision_config"
 
 
 @dataclass(frozen=True)
@@ -25,15 +28,15 @@ def _llama4(vc: Mapping[str, Any], text_hidden: int) -> int:
     """vLLM mllama4.py: Llama4VisionModel (unfold patch embedding, class and position embeddings, pre/post
     LayerNorms, encoder layers with biased attention and a GELU MLP), the pixel-shuffle adapter MLP and the
     multi-modal projector (vision_output_dim -> text hidden, no bias)."""
-    h = int_of(vc, "hidden_size", high=limits.MAX_HIDDEN_SIZE)
-    inter = int_of(vc, "intermediate_size", high=limits.MAX_INTERMEDIATE_SIZE)
-    layers = int_of(vc, "num_hidden_layers", high=limits.MAX_LAYERS)
-    channels = int_of(vc, "num_channels", default=3, high=16)
-    patch = int_of(vc, "patch_size", high=1024)
-    image = int_of(vc, "image_size", high=1 << 16)
-    proj_in = int_of(vc, "projector_input_dim", high=limits.MAX_HIDDEN_SIZE)
-    proj_out = int_of(vc, "projector_output_dim", high=limits.MAX_HIDDEN_SIZE)
-    out_dim = int_of(vc, "vision_output_dim", high=limits.MAX_HIDDEN_SIZE)
+    h = int_of(vc, "hidden_size", high=limits.MAX_HIDDEN_SIZE, base=WHERE)
+    inter = int_of(vc, "intermediate_size", high=limits.MAX_INTERMEDIATE_SIZE, base=WHERE)
+    layers = int_of(vc, "num_hidden_layers", high=limits.MAX_LAYERS, base=WHERE)
+    channels = int_of(vc, "num_channels", default=3, high=16, base=WHERE)
+    patch = int_of(vc, "patch_size", high=1024, base=WHERE)
+    image = int_of(vc, "image_size", high=1 << 16, base=WHERE)
+    proj_in = int_of(vc, "projector_input_dim", high=limits.MAX_HIDDEN_SIZE, base=WHERE)
+    proj_out = int_of(vc, "projector_output_dim", high=limits.MAX_HIDDEN_SIZE, base=WHERE)
+    out_dim = int_of(vc, "vision_output_dim", high=limits.MAX_HIDDEN_SIZE, base=WHERE)
     patch_embedding = channels * patch * patch * h
     positions = ((image // patch) ** 2 + 1) * h
     class_embedding = h
