@@ -261,7 +261,8 @@ def test_known_options_are_extracted_with_their_shape(pinned: ReleaseContract) -
     model = pinned.parser_model
     assert model.option("-tp") is model.option("--tensor-parallel-size")
     assert "--no-enable-prefix-caching" in model.option("--enable-prefix-caching").spellings()
-    assert model.option("--kv-cache-dtype").choices is not None and "fp8" in model.option("--kv-cache-dtype").choices
+    kv_cache_dtypes = model.option("--kv-cache-dtype").choices
+    assert kv_cache_dtypes is not None and "fp8" in kv_cache_dtypes
     assert model.option("--max-model-len").value_type == "human_int_or_auto"
     assert ("le", 1.0) in model.option("--gpu-memory-utilization").bounds
     assert model.option("--port").value_type == "int"  # from FrontendArgs' dataclass fields
