@@ -9,7 +9,7 @@ import pytest
 from rightsizer.errors import SizingError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.vllm_metrics import Signal
-from rightsizer.sizing.vllm_args import check_extra_args
+from rightsizer.sizing.extra_args import read_extra_args
 from tests.contract.static_python import SourceTree
 from tests.contract.vllm_cli import ExtractionError, ServeParser, extract_serve_parser
 from tests.contract.vllm_metrics_source import extract_metrics
@@ -293,7 +293,7 @@ def test_a_bad_version_names_the_field() -> None:
 )
 def test_the_extra_args_guard(extra: list[str], refused: bool) -> None:
     if refused:
-        with pytest.raises(SizingError, match="computed by rightsizer"):
-            check_extra_args(extra)
+        with pytest.raises(SizingError, match="rightsizer computes it"):
+            read_extra_args("0.19.0", extra)
     else:
-        check_extra_args(extra)
+        read_extra_args("0.19.0", extra)

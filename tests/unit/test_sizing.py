@@ -168,7 +168,8 @@ def test_sizing_flags_in_extra_args_are_refused() -> None:
         size(
             "meta-llama/Llama-3.1-8B-Instruct", [pool("H100")], serving={"engine": {"extraArgs": ["--max-num-seqs=64"]}}
         )
-    assert err.value.field == "spec.serving.engine.extraArgs"
+    assert err.value.field == "spec.serving.engine.extraArgs[0]"
+    assert err.value.fix == "set spec.serving.maxNumSeqs instead"
 
 
 def test_explicit_format_without_a_quantized_checkpoint_is_refused() -> None:

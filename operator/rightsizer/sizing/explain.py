@@ -102,12 +102,13 @@ def _reasons(
         + f" leave {gib(binding.kv_cache)} for the KV cache: {mem.blocks:,} blocks of {binding.layout.block_size} "
         f"tokens = {mem.kv_cache_tokens:,} tokens",
         _seqs_reason(chosen, common, tier.max_num_seqs, spec),
-        f"max-num-batched-tokens {s.max_num_batched_tokens}: vLLM {spec.serving.engine.version}'s server default for "
-        f"{shape.pool.product}; it also sets the activation peak vLLM profiles",
+        _tokens_reason(chosen, common, spec),
         f"max-model-len {s.max_model_len:,}: "
         + ("from spec.serving.maxModelLen" if spec.serving.max_model_len else "the model's default context")
         + f"; vLLM reports maximum concurrency {mem.max_concurrency:.2f}x at this length",
     ]
+    if chosen.fitted is not None:
+        reasons.insert(4, _fitted_reason(request, chosen))
     if chosen.performance is not None:
         reasons.append(_performance_reason(chosen, spec))
     slo_reason = _slo_choice_reason(chosen, result, spec)
@@ -158,9 +159,62 @@ def _why_chosen(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec
     return text
 
 
+def _fitted_reason(request: SizingRequest, chosen: Candidate) -> str:
+    """Why the limits are below vLLM's defaults (or the pins) although the workload would take more."""
+    defaults, fitted, kv = chosen.defaults, chosen.fitted, chosen.defaults_kv_cache
+    assert defaults is not None and fitted is not None and kv is not None
+    lowered = []
+    if fitted.max_num_seqs < defaults.max_num_seqs:
+        lowered.append(f"max-num-seqs to {fitted.max_num_seqs}")
+    if fitted.max_num_batched_tokens < defaults.max_num_batched_tokens:
+        lowered.append(f"max-num-batched-tokens to {fitted.max_num_batched_tokens}")
+    return (
+        f"at max-num-seqs {defaults.max_num_seqs} and max-num-batched-tokens {defaults.max_num_batched_tokens} the "
+        f"activation peak vLLM profiles (a forward pass of the batched tokens, then the sampler over max-num-seqs "
+        f"x {request.facts.vocab_size:,} vocabulary logits) leaves {gib(kv)} per GPU for the KV cache, not enough "
+        f"for one request of maxModelLen {chosen.settings.max_model_len:,}; lowered "
+        + " and ".join(lowered)
+        + ", the largest that fit"
+    )
+
+
+def _tokens_reason(chosen: Candidate, common: Basics, spec: LLMDeploymentSpec) -> str:
+    s, product = chosen.settings, chosen.shape.pool.product
+    tokens = f"max-num-batched-tokens {s.max_num_batched_tokens}"
+    peak = "; it also sets the activation peak vLLM profiles"
+    if common.batch.pinned_tokens is not None:
+        return f"{tokens}: from spec.serving.maxNumBatchedTokens" + peak
+    if (
+        chosen.fitted is not None
+        and chosen.defaults is not None
+        and (s.max_num_batched_tokens < chosen.defaults.max_num_batched_tokens)
+    ):
+        return f"{tokens}: lowered from {chosen.defaults.max_num_batched_tokens} so that one request fits" + peak
+    tier = common.profile.tier(chosen.shape.pool.gpu.torch_total_gib, product).max_num_batched_tokens
+    if s.max_num_batched_tokens > tier:
+        why = (
+            f"spec.serving.maxNumSeqs ({common.batch.pinned_seqs}): vLLM needs at least max-num-seqs"
+            if common.batch.pinned_seqs is not None and s.max_num_batched_tokens == common.batch.pinned_seqs
+            else "maxModelLen: with chunked prefill off vLLM needs at least max-model-len"
+        )
+        return f"{tokens}: raised from vLLM {spec.serving.engine.version}'s default {tier} to {why}" + peak
+    return f"{tokens}: vLLM {spec.serving.engine.version}'s server default for {product}" + peak
+
+
 def _seqs_reason(chosen: Candidate, common: Basics, default_seqs: int, spec: LLMDeploymentSpec) -> str:
     s, limit, memory_seqs = chosen.settings, chosen.batch_limit, chosen.memory_max_num_seqs
     held = chosen.memory.concurrency_at(common.workload_tokens, s)
+    if common.batch.pinned_seqs is not None:
+        return (
+            f"max-num-seqs {s.max_num_seqs}: from spec.serving.maxNumSeqs; the KV cache holds {held:.0f} "
+            f"sequences of {common.workload_tokens:,} tokens (spec.workload input + output)"
+        )
+    if chosen.fitted is not None and s.max_num_seqs == chosen.fitted.max_num_seqs < default_seqs:
+        return (
+            f"max-num-seqs {s.max_num_seqs}: the largest batch whose activation peak leaves room for one request "
+            f"of maxModelLen (vLLM's default {default_seqs} does not fit, as said above); the KV cache holds "
+            f"{held:.0f} sequences of {common.workload_tokens:,} tokens"
+        )
     if limit is not None and memory_seqs is not None and s.max_num_seqs < memory_seqs:
         itl = f"{limit.itl_p95_s * 1e3:.1f} ms"
         if not limit.met:
@@ -282,6 +336,11 @@ def _warnings(request: SizingRequest, chosen: Candidate, common: Basics) -> list
         warnings.append(
             f"vLLM {spec.serving.engine.version}'s memory accounting is extrapolated from 0.19 "
             "measurements (CUDA-graph subtraction included), not yet measured"
+        )
+    if chosen.fitted is not None:
+        warnings.append(
+            "vLLM's default batch limits do not fit this plan's memory: they are lowered (see reasons), so one "
+            "replica runs fewer sequences at once; a larger GPU or more GPUs per replica would run more"
         )
     if not chosen.shape.pool.gpu.torch_total_measured:
         warnings.append(f"{chosen.shape.pool.product}'s usable memory is estimated conservatively, not measured")

@@ -14,6 +14,7 @@ from rightsizer.sizing.explain import to_plan
 from rightsizer.sizing.pools import allowed, unknown_products
 from rightsizer.sizing.request import (
     PerformanceHook,
+    Rejection,
     SearchResult,
     SizingRequest,
 )
@@ -57,6 +58,9 @@ def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
     if pinned and len(shape_errors) == len(result.rejections):
         field = "spec.gpu.tensorParallelSize" if spec.gpu.tensor_parallel_size else "spec.gpu.pipelineParallelSize"
         return SizingError(field, f"vLLM would refuse it: {shape_errors[0].reason}", _valid_tp_hint(request))
+    sized = [r for r in result.rejections if r.kv_gib is not None]
+    if sized and all(r.pins_limit for r in sized):
+        return _pinned_batch_error(request, max(sized, key=lambda r: r.kv_gib or -math.inf))
     len_limited = [r for r in result.rejections if r.longest_fitting_len]
     if len_limited and spec.serving.max_model_len is not None:
         best = max(len_limited, key=lambda r: r.longest_fitting_len or 0)
@@ -67,7 +71,6 @@ def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
             f"lower spec.serving.maxModelLen to {best.longest_fitting_len:,} or less, use spec.serving.kvCacheDtype: "
             "fp8, or allow larger GPUs",
         )
-    sized = [r for r in result.rejections if r.kv_gib is not None]
     detail = ""
     if sized:
         best = max(sized, key=lambda r: r.kv_gib or -math.inf)
@@ -77,6 +80,19 @@ def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
         "spec.gpu.products",
         f"no allowed GPU pool can hold one replica of this {weights / 1e9:.1f}B-parameter model{detail}",
         "allow larger GPUs or more nodes, lower spec.serving.maxModelLen, or quantize (spec.model.quantization: fp8)",
+    )
+
+
+def _pinned_batch_error(request: SizingRequest, roomiest: Rejection) -> SizingError:
+    """Every plan would fit with smaller batch limits than spec.serving pins: name the pin."""
+    serving = request.spec.serving
+    field = "spec.serving.maxNumSeqs" if serving.max_num_seqs is not None else "spec.serving.maxNumBatchedTokens"
+    return SizingError(
+        field,
+        f"the pinned batch limits leave no room for one request of maxModelLen on any allowed GPU; the roomiest "
+        f"plan ({roomiest.shape.label()}): {roomiest.reason}",
+        "lower spec.serving.maxNumSeqs (the sampler's peak grows with it) or spec.serving.maxNumBatchedTokens, or "
+        "remove them and let rightsizer choose",
     )
 
 

@@ -18,8 +18,9 @@ from rightsizer.model.memory import (
 )
 from rightsizer.model.quantization import WeightChoice, resolve_weights
 from rightsizer.perf import BatchLimit
+from rightsizer.sizing.batch import BatchLimits, BatchRules, batch_rules
+from rightsizer.sizing.extra_args import read_extra_args
 from rightsizer.sizing.pools import GpuPool
-from rightsizer.sizing.vllm_args import check_extra_args
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Candidate:
     performance: PredictedPerformance | None = None
     batch_limit: BatchLimit | None = None  # the ITL target's cap on max_num_seqs, when one applies
     memory_max_num_seqs: int | None = None  # max_num_seqs before that cap: what memory alone allows
+    defaults: BatchLimits | None = None  # the limits vLLM's defaults (or spec.serving's pins) start from
+    # When the defaults leave no room for one request: the largest limits that fit, and the KV memory per GPU
+    # (bytes, negative when overdrawn) the defaults would have left.
+    fitted: BatchLimits | None = None
+    defaults_kv_cache: float | None = None
 
     def gpu_hours_per_hour(self) -> int:
         return max(self.replicas, 1) * self.shape.gpus
@@ -74,6 +80,7 @@ class Rejection:
     reason: str
     kv_gib: float | None = None  # KV memory left per GPU (negative: weights alone do not fit)
     longest_fitting_len: int | None = None
+    pins_limit: bool = False  # spec.serving's batch pins keep it out: it fits with smaller limits
 
 
 @dataclass
@@ -116,14 +123,16 @@ class Basics:
     max_model_len: int
     workload_tokens: int
     kv_cache_dtype: str
+    batch: BatchRules
 
 
 def basics(request: SizingRequest) -> Basics:
     spec, facts = request.spec, request.facts
-    check_extra_args(spec.serving.engine.extra_args)
+    extra = read_extra_args(spec.serving.engine.version, spec.serving.engine.extra_args)
     profile = profile_for(spec.serving.engine.version)
     weights = resolve_weights(spec.model, facts)
     max_len = min(spec.serving.max_model_len or facts.default_max_model_len, facts.max_model_len_limit)
     workload = min(spec.workload.input_tokens + spec.workload.output_tokens, max_len)
     kv_dtype = "fp8" if spec.serving.kv_cache_dtype.value == "fp8" else "auto"
-    return Basics(profile, weights, max_len, workload, kv_dtype)
+    batch = batch_rules(spec.serving, max_len, chunked_prefill=extra.chunked_prefill)
+    return Basics(profile, weights, max_len, workload, kv_dtype, batch)

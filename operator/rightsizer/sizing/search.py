@@ -7,11 +7,12 @@ so the plan does not move when rightsizer's own pods land). Placement problems a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import PredictedPerformance
-from rightsizer.facts.vllm_profiles import GIB
+from rightsizer.facts.vllm_profiles import GIB, SchedulerTier
 from rightsizer.model.config import ModelFacts
 from rightsizer.model.memory import (
     EngineSettings,
@@ -20,6 +21,7 @@ from rightsizer.model.memory import (
     replica_memory,
 )
 from rightsizer.model.parallelism import pipeline_parallel_problems, tensor_parallel_problems
+from rightsizer.sizing.batch import BatchLimits, BatchRules, lower_to_fit
 from rightsizer.sizing.performance import SloPerformance
 from rightsizer.sizing.pools import allowed
 from rightsizer.sizing.request import (
@@ -115,30 +117,58 @@ def _evaluate(shape: Shape, request: SizingRequest, common: Basics) -> Candidate
     problems = _shape_problems(shape, request.facts)
     if problems:
         return Rejection(shape, "; ".join(problems))
-    spec, facts, gpu = request.spec, request.facts, shape.pool.gpu
+    spec, facts, gpu, rules = request.spec, request.facts, shape.pool.gpu, common.batch
     tier = common.profile.tier(gpu.torch_total_gib, gpu.product)
-    seqs, t_b = tier.max_num_seqs, tier.max_num_batched_tokens
-    # Activation memory grows with max_num_seqs (the sampler's logits), so lowering seqs to what the KV cache
-    # holds frees memory: iterate to the fixed point where the cache holds every sequence we admit.
-    for _ in range(6):
-        settings = _settings(shape, common, spec, seqs, t_b)
-        memory = replica_memory(facts, settings, gpu, common.profile)
-        if not memory.fits:
-            kv = memory.binding.kv_cache
-            if memory.blocks == 0:
-                return Rejection(shape, f"no memory left for the KV cache ({gib(kv)} per GPU)", kv / GIB, 0)
-            fit = longest_fitting_len(memory, settings, common.max_model_len)
-            return Rejection(
-                shape,
-                f"the KV cache holds {fit:,} tokens per request, below maxModelLen {common.max_model_len:,}",
-                kv / GIB,
-                fit,
-            )
-        capacity = math.floor(memory.concurrency_at(common.workload_tokens, settings))
-        if capacity >= seqs:
-            break
-        seqs = max(1, capacity)
-    return _candidate(shape, spec, common, settings, memory)
+
+    def memory_at(limits: BatchLimits) -> tuple[EngineSettings, ReplicaMemory]:
+        settings = _settings(shape, common, spec, limits.max_num_seqs, limits.max_num_batched_tokens)
+        return settings, replica_memory(facts, settings, gpu, common.profile)
+
+    defaults = rules.defaults(tier)
+    settings, memory = memory_at(defaults)
+    fitted, defaults_kv = None, None
+    if not memory.fits:
+        defaults_kv = memory.binding.kv_cache
+        fitted = lower_to_fit(defaults, rules, tier, lambda limits: memory_at(limits)[1].fits)
+        if fitted is None:
+            return _rejection(shape, common, rules, tier, memory_at)
+        settings, memory = memory_at(fitted)
+    if rules.pinned_seqs is None:
+        # Activation memory grows with max_num_seqs (the sampler's logits), so lowering seqs to what the KV cache
+        # holds frees memory: iterate to the fixed point where the cache holds every sequence we admit.
+        for _ in range(6):
+            capacity = math.floor(memory.concurrency_at(common.workload_tokens, settings))
+            if capacity >= settings.max_num_seqs:
+                break
+            settings, memory = memory_at(BatchLimits(max(1, capacity), settings.max_num_batched_tokens))
+    candidate = _candidate(shape, spec, common, settings, memory)
+    return replace(candidate, defaults=defaults, fitted=fitted, defaults_kv_cache=defaults_kv)
+
+
+def _rejection(
+    shape: Shape,
+    common: Basics,
+    rules: BatchRules,
+    tier: SchedulerTier,
+    memory_at: Callable[[BatchLimits], tuple[EngineSettings, ReplicaMemory]],
+) -> Rejection:
+    """Why one request does not fit even at the smallest limits the pins allow, measured there."""
+    least = rules.least(tier)
+    settings, memory = memory_at(least)
+    kv = memory.binding.kv_cache
+    at = f"even at max-num-seqs {least.max_num_seqs}, max-num-batched-tokens {least.max_num_batched_tokens}"
+    # The pins, not the GPU, are what keeps it out when it would fit at the smallest limits they forbid.
+    pins_limit = rules.pinned and memory_at(rules.unpinned().least(tier))[1].fits
+    if memory.blocks == 0:
+        return Rejection(shape, f"no memory left for the KV cache ({gib(kv)} per GPU) {at}", kv / GIB, 0, pins_limit)
+    fit = longest_fitting_len(memory, settings, common.max_model_len)
+    return Rejection(
+        shape,
+        f"the KV cache holds {fit:,} tokens per request, below maxModelLen {common.max_model_len:,}, {at}",
+        kv / GIB,
+        fit,
+        pins_limit,
+    )
 
 
 def _candidate(
@@ -220,7 +250,8 @@ def _with_performance(
     """Cap max_num_seqs at the ITL target, then count replicas for the workload from one replica's capacity
     within spec.slo, and record the prediction at the load each replica then carries."""
     spec = request.spec
-    limit = performance.batch_limit(candidate, request)
+    # A pinned max_num_seqs is honoured exactly: the ITL target does not cap it (the prediction still reports it).
+    limit = performance.batch_limit(candidate, request) if common.batch.pinned_seqs is None else None
     seqs = candidate.settings.max_num_seqs
     if limit is not None and limit.max_num_seqs < seqs:
         settings = replace(candidate.settings, max_num_seqs=limit.max_num_seqs)

@@ -11,6 +11,8 @@ from rightsizer.api.v1alpha1.common import Condition, StatusModel, WireModel
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 
+INT32_MAX = 2**31 - 1  # bounds the batch pins, so an absurd value is refused by the API server before any sizing
+
 DEFAULT_ENGINE_VERSION = "0.19.0"
 """The vLLM release whose memory accounting is calibrated best (see docs/sizing.md)."""
 
@@ -92,7 +94,9 @@ class Engine(WireModel):
     image: str | None = Field(default=None, description="Container image; default vllm/vllm-openai:v<version>.")
     extra_args: list[str] = Field(
         default_factory=list,
-        description="Arguments appended to the computed ones. Sizing flags here are refused: set the spec fields.",
+        description="Arguments appended to the computed ones, checked against the release's own option table: "
+        "flags rightsizer computes (sizing, parallelism, quantization, network, model identity) and flags the "
+        "release does not know are refused, each naming the spec field to use instead.",
     )
 
 
@@ -108,6 +112,20 @@ class Serving(WireModel):
         description="Share of each GPU's memory vLLM may use; default: the release's default.",
         gt=0,
         le=0.99,
+    )
+    max_num_seqs: int | None = Field(
+        default=None,
+        description="Pin vLLM --max-num-seqs (sequences one replica runs at once). Default: the largest batch that "
+        "memory, the KV cache and spec.slo allow, at most the release's default for the GPU.",
+        ge=1,
+        le=INT32_MAX,
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        description="Pin vLLM --max-num-batched-tokens (tokens one scheduler step may process). Default: the "
+        "release's default for the GPU, lowered only when the activation peak would not fit otherwise.",
+        ge=1,
+        le=INT32_MAX,
     )
     engine: Engine = Field(default_factory=Engine, description="The vLLM container.")
     hf_token_secret_ref: SecretKeyRef | None = Field(
