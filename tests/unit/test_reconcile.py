@@ -280,3 +280,19 @@ def test_an_object_found_by_name_that_is_already_ours_is_not_created_again() -> 
     again = kube.objects[("rightsizer.dev/v1alpha1", "LLMDeployment", "team-a", "llama-3-1-8b")].body
     assert reconciler.reconcile(again, observed) == []
     assert kube.writes == []
+
+
+def test_pods_refused_by_admission_make_the_llmdeployment_not_ready_with_the_servers_message() -> None:
+    case = CASES["a new spec creates its children, then reports the plan"]
+    kube, reconciler, observed = world(case)
+    reconciler.reconcile(case.body, observed)
+    refusal = 'pods "llama-3-1-8b-6b9f-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+    failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refusal}
+    deployment = dict(observed.children[("Deployment", "llama-3-1-8b")])
+    observed.children[("Deployment", "llama-3-1-8b")] = {**deployment, "status": {"conditions": [failure]}}
+    kube.writes.clear()
+    again = kube.objects[("rightsizer.dev/v1alpha1", "LLMDeployment", "team-a", "llama-3-1-8b")].body
+    reconciler.reconcile(again, observed)
+    status = kube.writes[-1].body
+    assert conditions_of(status)["Ready"] == ("False", "FailedCreate")
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["message"] == refusal

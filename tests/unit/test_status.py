@@ -79,3 +79,29 @@ def test_observe_reads_deployment_status_and_pending_pods() -> None:
     }
     obs = observe(workload, [pod], 2)
     assert (obs.ready, obs.updated, obs.observed_current, obs.unschedulable) == (1, 2, True, "Insufficient gpu")
+
+
+PSA_REFUSAL = (
+    'pods "chat-7d4b9c6f5-x2k8q" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation '
+    '!= false (container "vllm" must set securityContext.allowPrivilegeEscalation=false)'
+)
+
+
+def test_pods_the_api_server_refuses_are_reported_with_its_message() -> None:
+    """The Deployment controller copies its ReplicaSet's ReplicaFailure condition (reason FailedCreate) with the
+    server's refusal; before, the LLMDeployment said only "0/1 replicas ready"."""
+    progressing = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
+    failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": PSA_REFUSAL}
+    workload = {
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "conditions": [progressing, failure]},
+    }
+    obs = observe(workload, [], 1)
+    assert obs.failed_create == PSA_REFUSAL
+    base = inputs(ready=0, desired=1)
+    conds = by_type(conditions(StatusInputs(**{**base.__dict__, "observation": obs})))
+    assert (conds["Progressing"].status, conds["Progressing"].reason) == ("False", "FailedCreate")
+    assert conds["Progressing"].message == PSA_REFUSAL
+    assert (conds["Degraded"].status, conds["Degraded"].reason) == ("True", "FailedCreate")
+    healed = {**workload, "status": {"observedGeneration": 1, "conditions": [progressing]}}
+    assert observe(healed, [], 1).failed_create is None

@@ -53,6 +53,18 @@ class OperatorSettings(BaseSettings):
         default=4.0, description="Extra start-up budget per GiB of weights per pod (download and load at ~256 MB/s)."
     )
     shm_size: str = Field(default="16Gi", description="Size of the memory-backed /dev/shm volume (NCCL, TP > 1).")
+    vllm_run_as_user: int = Field(
+        default=2000,
+        ge=0,
+        description="User id the vLLM pods run as (runAsNonRoot, with that group as fsGroup), so they are admitted "
+        "under the restricted Pod Security Standard; 0 runs them as root, as the upstream image does by default "
+        "(docs/security.md).",
+    )
+    vllm_scratch_size: str = Field(
+        default="20Gi",
+        description="Size limit of each writable scratch volume of a vLLM pod (its home and /tmp: torch, Triton and "
+        "vLLM compile caches, Ray's session files).",
+    )
     webhook_enabled: bool = Field(default=False, description="Serve the admission webhook.")
     webhook_host: str = Field(default="127.0.0.1", description="Address the webhook server listens on.")
     webhook_port: int = Field(default=9444, description="Port the webhook server listens on.")

@@ -142,6 +142,8 @@ class Reconciler:
             startup_base_seconds=settings.startup_base_seconds,
             startup_seconds_per_weight_gib=settings.startup_seconds_per_weight_gib,
             shm_size=settings.shm_size,
+            run_as_user=settings.vllm_run_as_user,
+            scratch_size=settings.vllm_scratch_size,
         )
 
     def pools(self, nodes: Sequence[JSON]) -> list[GpuPool]:

@@ -21,6 +21,7 @@ DEGRADED = "Degraded"
 READY = "Ready"
 CONDITION_ORDER = (SIZED, POLICY_COMPLIANT, PROGRESSING, AVAILABLE, DEGRADED, READY)
 CHILD_CONFLICT = "ChildConflict"  # the reason when a child's name is taken by an object rightsizer does not control
+FAILED_CREATE = "FailedCreate"  # the reason when the API server refuses the workload's pods
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class WorkloadObservation:
     ready: int
     observed_current: bool  # the child's status reflects its latest spec (observedGeneration == generation)
     unschedulable: str | None = None  # the scheduler's message for a pending pod, if any
+    failed_create: str | None = None  # why the workload's controller cannot create pods (admission refused them)
 
 
 def observe(workload: JSON | None, pods: Sequence[JSON], desired: int) -> WorkloadObservation:
@@ -47,7 +49,18 @@ def observe(workload: JSON | None, pods: Sequence[JSON], desired: int) -> Worklo
         ready=int(status.get("readyReplicas", 0) or 0),
         observed_current=status.get("observedGeneration", generation) == generation,
         unschedulable=_unschedulable(pods),
+        failed_create=_failed_create(status),
     )
+
+
+def _failed_create(status: JSON) -> str | None:
+    """The ReplicaFailure condition a Deployment copies from its ReplicaSet when the API server refuses its pods
+    (reason FailedCreate: a Pod Security Standard, a quota, a LimitRange, an admission webhook), with the server's
+    message (kubernetes pkg/controller/replicaset and deployment/util: SetDeploymentCondition ReplicaFailure)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "pods cannot be created")
+    return None
 
 
 def _unschedulable(pods: Sequence[JSON]) -> str | None:
@@ -131,6 +144,8 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
         progressing = _condition(PROGRESSING, False, "NotStarted", "no workload: the spec cannot be sized", inputs)
     elif inputs.child_conflict is not None:
         progressing = _condition(PROGRESSING, False, CHILD_CONFLICT, inputs.child_conflict, inputs)
+    elif obs.failed_create:
+        progressing = _condition(PROGRESSING, False, FAILED_CREATE, obs.failed_create, inputs)
     elif obs.unschedulable:
         progressing = _condition(PROGRESSING, True, "Unschedulable", obs.unschedulable, inputs)
     elif rolling or not obs.exists:
@@ -167,6 +182,8 @@ def _not_ready(inputs: StatusInputs, available: bool) -> tuple[str | None, str]:
         return "ApplyFailed", inputs.apply_error
     if inputs.child_conflict is not None:
         return CHILD_CONFLICT, inputs.child_conflict
+    if obs.failed_create and not available:
+        return FAILED_CREATE, obs.failed_create
     if not available:
         return (
             ("Unschedulable", obs.unschedulable)
@@ -186,6 +203,8 @@ def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
         return "ApplyFailed", inputs.apply_error
     if inputs.child_conflict is not None:
         return CHILD_CONFLICT, inputs.child_conflict
+    if obs.failed_create:
+        return FAILED_CREATE, obs.failed_create
     if obs.unschedulable and obs.ready < obs.desired:
         return "Unschedulable", obs.unschedulable
     return None, "all is as planned"

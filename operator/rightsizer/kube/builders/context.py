@@ -19,6 +19,10 @@ class BuildOptions:
     startup_base_seconds: int = 300
     startup_seconds_per_weight_gib: float = 4.0
     shm_size: str = "16Gi"
+    # The vLLM pods' user: non-root by default (the restricted Pod Security Standard); 0 runs them as root, as the
+    # upstream image does on its own (docs/security.md).
+    run_as_user: int = 2000
+    scratch_size: str = "20Gi"  # each of the writable home and /tmp volumes (compile caches, Ray's session files)
 
 
 @dataclass(frozen=True)

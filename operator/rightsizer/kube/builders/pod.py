@@ -1,4 +1,15 @@
-"""The vLLM pod: container, resources, probes, volumes, node placement. Shared by Deployment and LeaderWorkerSet."""
+"""The vLLM pod: container, resources, probes, volumes, node placement, security context. Shared by Deployment and
+LeaderWorkerSet.
+
+Hardened to the restricted Pod Security Standard (docs/security.md): no service-account token (vLLM and Ray never
+call the Kubernetes API), the runtime's default seccomp profile, no privilege escalation, every capability
+dropped, a non-root user (BuildOptions.run_as_user), and every writable volume size-limited.
+
+The upstream image (vllm/vllm-openai) declares no user and keeps its caches under /root, which a non-root user
+cannot enter; vLLM runs under any user id when HOME is writable and USER is set (torch's inductor calls
+getpass.getuser(), which looks at USER before /etc/passwd, where the id has no entry). So HOME and /tmp are
+emptyDirs and the Hugging Face cache is mounted outside /root.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +21,9 @@ from rightsizer.kube.builders.context import BuildContext
 from rightsizer.sizing.vllm_args import VLLM_PORT
 
 JSON = dict[str, Any]
-HF_CACHE = "/root/.cache/huggingface"
+HF_CACHE = "/cache/huggingface"
+HOME = "/home/vllm"
+USER = "vllm"
 PROBE_PERIOD_SECONDS = 10
 
 
@@ -69,22 +82,61 @@ def probes(ctx: BuildContext) -> JSON:
 
 
 def env(ctx: BuildContext) -> list[JSON]:
-    variables: list[JSON] = [{"name": "HF_HOME", "value": HF_CACHE}]
+    variables: list[JSON] = [
+        {"name": "HF_HOME", "value": HF_CACHE},
+        {"name": "HOME", "value": HOME},
+        {"name": "USER", "value": USER},
+    ]
     ref = ctx.spec.serving.hf_token_secret_ref
     if ref is not None:
         variables.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     return variables
 
 
+def model_cache_limit(ctx: BuildContext) -> str:
+    """Room for the whole checkpoint, which every pod downloads (pipeline stages too): twice the planned weights of
+    a replica (a 16-bit checkpoint quantized to fp8 on load is twice its weights in memory) plus 10 GiB for
+    tokenizer, configs and partial downloads. A pod that writes more is evicted instead of filling the node."""
+    weights_gib = ctx.plan.memory.weights_gib_per_gpu * ctx.plan.gpus_per_replica
+    return f"{math.ceil(2 * weights_gib + 10)}Gi"
+
+
 def volumes(ctx: BuildContext) -> tuple[list[JSON], list[JSON]]:
     claim = ctx.spec.serving.model_cache_claim
-    cache: JSON = {"persistentVolumeClaim": {"claimName": claim}} if claim else {"emptyDir": {}}
+    cache: JSON = (
+        {"persistentVolumeClaim": {"claimName": claim}}
+        if claim
+        else {"emptyDir": {"sizeLimit": model_cache_limit(ctx)}}
+    )
+    scratch = {"emptyDir": {"sizeLimit": ctx.options.scratch_size}}
     vols = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": ctx.options.shm_size}},
         {"name": "model-cache", **cache},
+        {"name": "home", **scratch},
+        {"name": "tmp", **scratch},
     ]
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": HF_CACHE}]
+    mounts = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": HF_CACHE},
+        {"name": "home", "mountPath": HOME},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     return vols, mounts
+
+
+def pod_security(ctx: BuildContext) -> JSON:
+    """The pod's securityContext: the runtime's default seccomp profile; a non-root user unless run_as_user is 0,
+    with its group owning the volumes (OnRootMismatch: a warm model cache is not re-chowned at every start)."""
+    context: JSON = {"seccompProfile": {"type": "RuntimeDefault"}}
+    user = ctx.options.run_as_user
+    if user:
+        context.update(
+            runAsNonRoot=True, runAsUser=user, runAsGroup=user, fsGroup=user, fsGroupChangePolicy="OnRootMismatch"
+        )
+    return context
+
+
+CONTAINER_SECURITY: JSON = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def vllm_container(ctx: BuildContext, *, command: list[str] | None = None, args: list[str] | None = None) -> JSON:
@@ -96,6 +148,7 @@ def vllm_container(ctx: BuildContext, *, command: list[str] | None = None, args:
         "env": env(ctx),
         "resources": resources(ctx),
         "volumeMounts": mounts,
+        "securityContext": dict(CONTAINER_SECURITY),
         **probes(ctx),
     }
     if command is not None:
@@ -109,6 +162,12 @@ def pod_spec(ctx: BuildContext, container: JSON) -> JSON:
     return {
         **node_placement(ctx),
         "affinity": spread_replicas(ctx),
+        # vLLM and Ray never call the Kubernetes API: no token to steal from a compromised model server.
+        "automountServiceAccountToken": False,
+        # No Docker-link variables: a Service named "vllm" in the namespace would set VLLM_PORT=tcp://..., which
+        # vLLM reads as its own port setting and refuses to start.
+        "enableServiceLinks": False,
+        "securityContext": pod_security(ctx),
         "containers": [container],
         "volumes": vols,
         "terminationGracePeriodSeconds": 60,

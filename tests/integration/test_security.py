@@ -1,0 +1,181 @@
+"""Issue 13 on a real API server (marked integration; the lead runs these on the local plane): a user's own object
+survives an LLMDeployment of the same name and its deletion; the CRD's CEL rules refuse names whose children or pods
+would be invalid, stating the maximum length; the vLLM pods are admitted in a namespace enforcing the restricted Pod
+Security Standard; one drain takes down at most one of two 2-node LeaderWorkerSet groups."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.kube import gone, wait_for
+from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
+from tests.integration.test_operator import (
+    GROUP,
+    LWS,
+    PLURAL,
+    VERSION,
+    apply,
+    condition,
+    example,
+    get,
+    pod_list,
+    small,
+    wait_condition,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def users_service(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"app": "mine"}},
+        "spec": {"selector": {"app": "mine"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]},
+    }
+
+
+def test_a_users_service_survives_an_llmdeployment_of_the_same_name_and_its_deletion(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    namespace: str,
+) -> None:
+    core.create_namespaced_service(namespace, users_service("chat"))
+    before = core.read_namespaced_service("chat", namespace)
+    apply(custom, namespace, small("chat"))
+
+    obj = wait_condition(custom, namespace, "chat", "Progressing", status="False")
+    progressing = condition(obj, "Progressing")
+    assert progressing is not None and progressing["reason"] == "ChildConflict"
+    assert progressing["message"].startswith("Service chat already exists and is not controlled by this LLMDeployment")
+    assert gone(lambda: apps.read_namespaced_deployment("chat", namespace))  # nothing half-applied
+    time.sleep(RESYNC_SECONDS + 2)  # a resync pass changes nothing either
+    after = core.read_namespaced_service("chat", namespace)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert not after.metadata.owner_references and after.spec.selector == {"app": "mine"}
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
+    wait_for(lambda: gone(lambda: get(custom, namespace, "chat")), 60, "the LLMDeployment to be deleted")
+    time.sleep(5)  # give the garbage collector its chance
+    assert core.read_namespaced_service("chat", namespace).metadata.uid == before.metadata.uid
+
+
+def test_a_labelled_look_alike_is_never_deleted(
+    operator: OperatorProcess, custom: client.CustomObjectsApi, apps: client.AppsV1Api, namespace: str
+) -> None:
+    """Before, anything labelled managed-by=rightsizer, instance=<name> that was not a desired child was deleted."""
+    labels = {"app.kubernetes.io/managed-by": "rightsizer", "app.kubernetes.io/instance": "chat", "app": "decoy"}
+    decoy = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "chat-decoy", "labels": labels},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "decoy"}}},
+    }
+    policy = client.PolicyV1Api(apps.api_client)
+    policy.create_namespaced_pod_disruption_budget(namespace, decoy)
+    apply(custom, namespace, small("chat"))
+    wait_condition(custom, namespace, "chat", "Available")
+    time.sleep(RESYNC_SECONDS + 2)
+    assert policy.read_namespaced_pod_disruption_budget("chat-decoy", namespace).metadata.name == "chat-decoy"
+
+
+BAD_NAMES = {
+    "1chat": "must be a DNS-1035 label",  # a digit first: Deployment yes, Service no (before)
+    "chat.v1": "must be a DNS-1035 label",
+    "a" * 51: "must be at most 50 characters for up to 1 replicas",  # LWS worker pods' label would be 64
+    "a" * 64: "may not be more than 63",
+}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=[f"{n[:10]}({len(n)})" for n in BAD_NAMES])
+def test_the_api_server_refuses_names_whose_children_would_be_invalid(
+    crds: None, custom: client.CustomObjectsApi, namespace: str, name: str
+) -> None:
+    body = small(name)
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All")
+    assert refused.value.status == 422
+    assert BAD_NAMES[name] in str(refused.value.body)
+
+
+def test_the_length_limit_follows_replicas_max(crds: None, custom: client.CustomObjectsApi, namespace: str) -> None:
+    body = small("a" * 50)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All")  # 10 replicas: ok
+    body["spec"]["replicas"] = {"min": 1, "max": 11}
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body, dry_run="All")
+    assert "must be at most 49 characters for up to 11 replicas" in str(refused.value.body)
+
+
+def test_vllm_pods_are_admitted_in_a_restricted_namespace(
+    operator: OperatorProcess, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str
+) -> None:
+    core.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+    apply(custom, namespace, small("chat"))
+    obj = wait_condition(custom, namespace, "chat", "Available", timeout=120)
+    assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
+    [pod] = pod_list(core, namespace, "chat")
+    assert pod.spec.security_context.run_as_non_root is True
+    assert pod.spec.automount_service_account_token is False
+
+
+def test_a_refused_pod_is_reported_with_the_servers_message(
+    operator: OperatorProcess, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str
+) -> None:
+    """A ResourceQuota of no pods stands for any admission refusal: the Deployment's ReplicaFailure condition."""
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    apply(custom, namespace, small("chat"))
+    obj = wait_condition(custom, namespace, "chat", "Progressing", status="False", timeout=120)
+    progressing = condition(obj, "Progressing")
+    assert progressing is not None and progressing["reason"] == "FailedCreate"
+    assert "forbidden" in progressing["message"] and "quota" in progressing["message"]
+
+
+def two_node_groups(name: str) -> dict[str, Any]:
+    """Llama 3.1 405B pinned to TP 8 x PP 2 on H200 (the local plane has four H200 nodes): two groups of two."""
+    body = example("llama-3.1-405b-h100-multinode.yaml")
+    body["metadata"]["name"] = name
+    body["spec"]["gpu"] = {"products": ["H200"], "tensorParallelSize": 8, "pipelineParallelSize": 2}
+    body["spec"]["replicas"] = {"min": 2, "max": 2}
+    return body
+
+
+def test_one_drain_takes_down_at_most_one_of_two_multi_node_groups(
+    operator: OperatorProcess, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str
+) -> None:
+    apply(custom, namespace, two_node_groups("big"))
+    obj = wait_condition(custom, namespace, "big", "Available", timeout=180)
+    assert obj["status"]["plan"]["nodesPerReplica"] == 2
+    assert custom.get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], "big")["spec"]["replicas"] == 2
+    pods = pod_list(core, namespace, "big")
+    group = {p.metadata.name: p.metadata.labels["leaderworkerset.sigs.k8s.io/group-index"] for p in pods}
+    assert sorted(group.values()) == ["0", "0", "1", "1"]
+    policy = client.PolicyV1Api(core.api_client)
+
+    def eviction_allowed() -> bool | None:
+        status = policy.read_namespaced_pod_disruption_budget("big", namespace).status
+        return True if status and status.disruptions_allowed else None
+
+    wait_for(eviction_allowed, 60, "the disruption budget to allow an eviction")
+    # A drain of two nodes, one pod of each group on them: both evictions at once, as kubectl drain sends them.
+    victims = [next(n for n, g in group.items() if g == "0"), next(n for n, g in group.items() if g == "1")]
+
+    def evict(pod: str) -> int:
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
+        try:
+            core.create_namespaced_pod_eviction(pod, namespace, body)
+        except ApiException as err:
+            return int(err.status)
+        return 201
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(evict, victims))
+    assert sorted(answers) == [201, 429], answers  # one granted, one refused by the budget
+    evicted_groups = {group[v] for v, answer in zip(victims, answers, strict=True) if answer == 201}
+    assert len(evicted_groups) == 1
