@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.calibration_set import CalibrationPoint, csv_path, points
+from bench.calibration_set import CHECKPOINTS, CalibrationPoint, csv_path, points
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
@@ -35,9 +35,9 @@ from rightsizer.facts.vllm_profiles import GIB, profile_for
 from rightsizer.model.config import ModelFacts, QuantFormat, parse
 from rightsizer.model.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, replica_memory
 from rightsizer.model.params import total_parameters
-from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing import MEMORY_ONLY, SizingRequest, plan
 from rightsizer.sizing.performance import clear_caches as clear_performance_caches
-from rightsizer.sizing.pools import default_pools
+from rightsizer.sizing.pools import GpuPool, default_pools
 
 H100_MARKETING_BYTES = 80e9
 WEIGHT_BYTES = {QuantFormat.NONE: None, QuantFormat.FP8: 1.0, QuantFormat.W8A8: 1.0, QuantFormat.W4A16_GPTQ: 0.5}
@@ -83,7 +83,83 @@ def azure_formula(point: CalibrationPoint) -> Prediction:
     return Prediction(max(free, 0) / per_token, free / _gpus(point) / GIB)
 
 
-METHODS = {"rightsizer": rightsizer, "rule-of-thumb": rule_of_thumb, "azure-formula": azure_formula}
+# The quantization_config of each pre-quantized checkpoint of the sweep, as its published config.json has it
+# (huggingface.co/<model>/blob/main/config.json: llm-compressor's compressed-tensors schemes, lm_head left in bf16).
+def _scheme(bits: int, kind: str, strategy: str, group: int | None = None) -> dict[str, object]:
+    weights: dict[str, object] = {"num_bits": bits, "type": kind, "symmetric": True, "strategy": strategy}
+    if group is not None:
+        weights["group_size"] = group
+    return {
+        "quant_method": "compressed-tensors",
+        "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights}},
+        "ignore": ["lm_head"],
+    }
+
+
+QUANTIZATION_CONFIGS = {
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": _scheme(8, "float", "channel"),
+    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": _scheme(8, "int", "channel"),
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": _scheme(4, "int", "group", 128),
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": _scheme(8, "int", "channel"),
+}
+# What each start of the sweep ran with where the CSV has no column for it: vLLM 0.19's server defaults on H100
+# (../shared/data/calibration/README.md: "server defaults otherwise"; vllm/engine/arg_utils.py at v0.19.0).
+SWEEP_MAX_NUM_SEQS, SWEEP_MAX_NUM_BATCHED_TOKENS = 1024, 8192
+H100_POOL = [GpuPool("h100", lookup("H100"), 8, None, None)]
+
+
+def pinned_spec(point: CalibrationPoint) -> LLMDeploymentSpec:
+    """The LLMDeployment a platform engineer writes to reproduce one logged start: every setting vLLM logged,
+    max_num_seqs and max_num_batched_tokens included, pinned."""
+    r = point.row
+    return LLMDeploymentSpec.model_validate(
+        {
+            "model": {
+                "name": r["model"],
+                "dtype": r["dtype"].removeprefix("torch."),
+                "quantization": "fp8" if r["quantization"] == "fp8" else "auto",
+            },
+            "serving": {
+                "maxModelLen": int(r["max_model_len"]),
+                "kvCacheDtype": "fp8" if r["kv_cache_dtype"] in FP8_KV_DTYPES else "auto",
+                "gpuMemoryUtilization": float(r["gpu_memory_utilization"]),
+                "maxNumSeqs": int(r.get("max_num_seqs") or SWEEP_MAX_NUM_SEQS),
+                "maxNumBatchedTokens": int(r.get("max_num_batched_tokens") or SWEEP_MAX_NUM_BATCHED_TOKENS),
+                "engine": {"version": r["vllm_version"]},
+            },
+            "gpu": {"tensorParallelSize": int(r["tp"]), "pipelineParallelSize": int(r["pp"])},
+        }
+    )
+
+
+def _plan(point: CalibrationPoint, spec: LLMDeploymentSpec) -> Prediction:
+    config = dict(catalog.lookup(CHECKPOINTS.get(point.row["model"], (point.row["model"],))[0]) or {})
+    if point.row["model"] in QUANTIZATION_CONFIGS:
+        config["quantization_config"] = QUANTIZATION_CONFIGS[point.row["model"]]
+    chosen = plan(SizingRequest(spec, parse(config), H100_POOL), spec.model.name, MEMORY_ONLY)
+    return Prediction(chosen.kv_cache_tokens, chosen.memory.kv_cache_gib_per_gpu)
+
+
+def pinned_plan(point: CalibrationPoint) -> Prediction:
+    """The operator's own path: plan() for the spec with the logged run's settings pinned."""
+    return _plan(point, pinned_spec(point))
+
+
+def unpinned_plan(point: CalibrationPoint) -> Prediction:
+    """The same without the batch pins: the plan's own max_num_seqs (what the KV cache holds at the default
+    workload) moves the activation peak, so its KV figure is not the logged run's."""
+    spec = pinned_spec(point)
+    serving = spec.serving.model_copy(update={"max_num_seqs": None, "max_num_batched_tokens": None})
+    return _plan(point, spec.model_copy(update={"serving": serving}))
+
+
+METHODS = {
+    "rightsizer": rightsizer,
+    "plan, pinned": pinned_plan,
+    "plan, unpinned": unpinned_plan,
+    "rule-of-thumb": rule_of_thumb,
+    "azure-formula": azure_formula,
+}
 
 
 def accuracy() -> dict[str, dict[str, float]]:

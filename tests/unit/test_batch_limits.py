@@ -4,10 +4,13 @@ item 3), pinned by spec.serving.maxNumSeqs / maxNumBatchedTokens and checked as 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.calibration_set import points
+from bench.sizing_accuracy import pinned_plan
 from rightsizer.api.v1alpha1.llmdeployment import Serving
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.errors import SizingError
@@ -191,3 +194,18 @@ def test_refused_only_when_one_sequence_at_max_model_len_cannot_fit() -> None:
     error = refused("meta-llama/Llama-3.1-405B-Instruct", gpu={"tensorParallelSize": 1})
     assert error.field == "spec.gpu.products"
     assert "even at max-num-seqs 1, max-num-batched-tokens 2048" in error.problem
+
+
+# --- pinned to a logged run, the plan's KV cache is the log's --------------------------------------------------------
+
+
+def test_with_the_logged_limits_pinned_every_calibration_row_is_within_half_a_percent(calibration_csv: Path) -> None:
+    """Issue 12: the plan's KV figure is comparable with a vLLM log when max_num_seqs and max_num_batched_tokens
+    are what that run used (bench/sizing_accuracy.py reports the same comparison, 'plan, pinned')."""
+    rows = points(calibration_csv)
+    errors = [
+        (p.label, abs(pinned_plan(p).tokens - int(p.row["kv_cache_tokens"])) / int(p.row["kv_cache_tokens"]) * 100)
+        for p in rows
+    ]
+    assert len(errors) == len(rows) >= 28
+    assert [(label, e) for label, e in errors if e >= 0.5] == []
