@@ -27,6 +27,10 @@ class SizingError(RightsizerError):
     """No plan satisfies the spec on the GPUs available."""
 
 
+class SloUnreachableError(SizingError):
+    """A latency target no allowed GPU meets even for one request alone: more replicas would not help."""
+
+
 class UnsupportedEngineVersionError(RightsizerError):
     """The vLLM release has no accounting profile."""
 

@@ -12,6 +12,7 @@ from bench import latency_v0 as latency_model
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.cli.main import main
+from rightsizer.errors import SloUnreachableError
 from rightsizer.facts.gpus import from_node_labels, lookup
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM
 from rightsizer.facts.vllm_profiles import profile_for
@@ -30,7 +31,7 @@ from rightsizer.perf import (
     saturation_rate,
 )
 from rightsizer.sizing import MEMORY_ONLY, SizingRequest, plan, search
-from rightsizer.sizing.pools import GpuPool
+from rightsizer.sizing.pools import GpuPool, default_pools
 from tests.unit.helpers import facts_of
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -247,12 +248,42 @@ def test_request_rate_sets_replicas_from_capacity_within_the_slo() -> None:
     assert any("requestRate 6 req/s" in r for r in p.reasons)
 
 
-def test_unreachable_slo_picks_the_closest_plan_and_warns_with_the_prediction() -> None:
-    p = h200_plan(workload=WORKLOAD, slo={"itlP95Ms": 3})
+def test_a_target_missed_at_the_declared_load_plans_the_closest_and_warns() -> None:
+    # One request alone meets 20 ms on 8 × H200; 512 concurrent requests on the one replica allowed do not.
+    p = h200_plan(workload={**WORKLOAD, "concurrency": 512}, slo={"itlP95Ms": 20}, replicas={"min": 1, "max": 1})
     assert p.performance is not None and not p.performance.meets_slo
-    assert p.tensor_parallel_size == 8  # the fastest decode step is the closest miss
     warning = next(w for w in p.warnings if w.startswith("no plan meets spec.slo"))
-    assert "ITL p95" in warning and "> 3 ms" in warning
+    assert "ITL p95" in warning and "> 20 ms" in warning
+
+
+def test_a_target_no_gpu_meets_even_for_one_request_is_refused_naming_the_lowest_reachable() -> None:
+    with pytest.raises(SloUnreachableError) as refused:
+        h200_plan(workload=WORKLOAD, slo={"itlP95Ms": 3})
+    err = refused.value
+    assert err.field == "spec.slo.itlP95Ms"
+    assert "cannot be met even by one request alone" in err.problem and "TP8" in err.problem
+    lowest = float(err.problem.split("reaches is ")[1].split(" ms")[0])
+    assert 3 < lowest < 20  # the decode floor of 70B on 8 × H200, at the slow edge
+    assert f"raise spec.slo.itlP95Ms to {math.ceil(lowest)}" in err.fix and "\n" not in err.one_line()
+
+
+def test_an_unreachable_ttft_names_the_prompt_length() -> None:
+    """An 8B model, 32k-token prompts, a 50 ms TTFT target: no GPU prefills 32k tokens that fast (issue 14)."""
+    request = SizingRequest(
+        LLMDeploymentSpec.model_validate(
+            {
+                "model": {"name": LLAMA_8B},
+                "serving": {"maxModelLen": 40000},
+                "workload": {"inputTokens": 32000, "outputTokens": 200, "concurrency": 4},
+                "slo": {"ttftP95Ms": 50},
+            }
+        ),
+        facts_of(LLAMA_8B),
+        default_pools(),
+    )
+    with pytest.raises(SloUnreachableError) as refused:
+        plan(request, LLAMA_8B)
+    assert refused.value.field == "spec.slo.ttftP95Ms" and "32,000 tokens" in refused.value.fix
 
 
 def test_gpus_without_figures_are_planned_from_memory_and_uncalibrated_ones_warn() -> None:

@@ -21,7 +21,7 @@ from tests.unit.test_discovery import node
 
 JSON = dict[str, Any]
 NOW = "2026-01-01T00:00:00Z"
-SMALL = "llama-3.1-8b-h200.yaml"  # Llama 3.1 8B: 2 × H200 per replica (TP 2, for the 30 ms ITL target)
+SMALL = "llama-3.1-8b-h200.yaml"  # Llama 3.1 8B on H200, pinned below to 2 GPUs per replica and 1 replica
 MULTINODE = "llama-3.1-405b-h100-multinode.yaml"  # Llama 3.1 405B bf16: 16 × H100, a LeaderWorkerSet
 H200_NODES = tuple(node(f"h200-{i}", "NVIDIA-H200", pool="h200") for i in range(2))
 H100_NODES = tuple(node(f"h100-{i}", "NVIDIA-H100-80GB-HBM3", pool="h100", memory="81559") for i in range(4))
@@ -54,6 +54,9 @@ def llmd(example: str, edit: Callable[[JSON], object] = lambda spec: None) -> JS
     """An example manifest as the API server would hand it to the operator; `edit` changes its spec in place."""
     body: JSON = yaml.safe_load((REPO / "examples" / example).read_text())
     body["metadata"].update(namespace="team-a", uid="uid-1", generation=1)
+    if example == SMALL:  # a shape these tables can rely on whatever the performance model's calibration says
+        body["spec"]["workload"]["concurrency"] = 16
+        body["spec"].setdefault("gpu", {})["tensorParallelSize"] = 2
     edit(body["spec"])
     return body
 

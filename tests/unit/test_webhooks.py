@@ -39,9 +39,12 @@ FOUR_GPUS = {
 
 
 def llmd(edit: Callable[[JSON], object] = lambda spec: None, name: str = "chat") -> JSON:
-    """Llama 3.1 8B on H200 (2 GPUs per replica, 1 replica), as the API server sends it for review."""
+    """Llama 3.1 8B on H200 pinned to 2 GPUs per replica and 1 replica (whatever the performance model's
+    calibration says), as the API server sends it for review."""
     body: JSON = yaml.safe_load((REPO / "examples" / "llama-3.1-8b-h200.yaml").read_text())
     body["metadata"].update(name=name, namespace="team-a", uid=f"uid-{name}", generation=1)
+    body["spec"]["workload"]["concurrency"] = 16
+    body["spec"].setdefault("gpu", {})["tensorParallelSize"] = 2
     edit(body["spec"])
     return body
 

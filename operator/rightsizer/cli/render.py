@@ -74,6 +74,13 @@ def plan_table(name: str, spec: LLMDeploymentSpec, plan: Plan, source: str) -> s
         )
         lines.append(
             _row(
+                "Slow edge",
+                f"TTFT p95 up to {p.ttft_p95_ms_high:.0f} ms · ITL p95 up to {p.itl_p95_ms_high:.1f} ms "
+                "(held-out errors of this kind of point; the SLO is checked against these)",
+            )
+        )
+        lines.append(
+            _row(
                 "Capacity",
                 f"{p.max_request_rate:.2f} req/s or {p.max_concurrency_within_slo} concurrent requests per replica"
                 + (" within SLO" if spec.slo.ttft_p95_ms or spec.slo.itl_p95_ms else " (no SLO: 90% of saturation)"),

@@ -30,7 +30,7 @@ from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSp
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
 from rightsizer.controller import metrics
-from rightsizer.errors import ModelConfigError, RightsizerError, SizingError
+from rightsizer.errors import ModelConfigError, RightsizerError, SizingError, SloUnreachableError
 from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, missing, owned_by, plan_actions
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext, BuildOptions
@@ -115,6 +115,8 @@ def desired_replicas(spec: LLMDeploymentSpec, planned: Plan | None) -> int:
 def _error_reason(err: RightsizerError) -> str:
     if isinstance(err, ModelConfigError):
         return "ModelConfigUnavailable"
+    if isinstance(err, SloUnreachableError):
+        return "SLOUnreachable"
     if isinstance(err, SizingError):
         return "NoFeasiblePlan"
     return "InvalidSpec"

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from rightsizer.perf.step import Replica
+from rightsizer.perf.uncertainty import interval
 
 # Keep a replica below this share of the request rate at which its queue would grow without bound: the fluid
 # model's latencies are means, and real arrivals are burstier than Poisson near saturation.
@@ -60,10 +61,12 @@ class Slo:
         return self.ttft_p95_s is None and self.itl_p95_s is None
 
     def met_by(self, p: Prediction) -> bool:
+        """Whether the prediction's pessimistic edge (perf.uncertainty) meets the targets: a plan promises only
+        what the slow end of the model's held-out record meets."""
         if p.saturated:
             return False
-        ttft_ok = self.ttft_p95_s is None or p.ttft.p95 <= self.ttft_p95_s
-        return ttft_ok and (self.itl_p95_s is None or p.itl.p95 <= self.itl_p95_s)
+        ttft_ok = self.ttft_p95_s is None or p.ttft_p95_high <= self.ttft_p95_s
+        return ttft_ok and (self.itl_p95_s is None or p.itl_p95_high <= self.itl_p95_s)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class Prediction:
     chunk_step_s: float  # a step that carries a prefill chunk
     prefill_share: float  # ρ: share of time spent on other requests' prefill chunks
     saturated: bool  # arrivals exceed what the replica serves: the waiting queue grows without bound
+    # The pessimistic edges of the p95s (perf.uncertainty): what SLO checks compare with the targets.
+    ttft_p95_high: float = math.nan
+    itl_p95_high: float = math.nan
+    ttft_basis: str = ""
+    itl_basis: str = ""
 
 
 @dataclass(frozen=True)
@@ -271,14 +279,29 @@ def _open_loop(r: Replica, t: Traffic, rate: float) -> Prediction:
 
 
 def predict(r: Replica, t: Traffic) -> Prediction:
-    """Steady-state latency and throughput of one replica under `t` (closed loop or Poisson arrivals)."""
+    """Steady-state latency and throughput of one replica under `t` (closed loop or Poisson arrivals), with the
+    pessimistic edges of its p95s."""
     if t.input_tokens < 1 or t.output_tokens < 1:
         raise ValueError("input_tokens and output_tokens must be at least 1")
     if t.concurrency is not None:
-        return _closed_loop(r, t, max(t.concurrency, 1e-9))
+        return _with_edges(r, _closed_loop(r, t, max(t.concurrency, 1e-9)))
     if t.request_rate is not None:
-        return _open_loop(r, t, t.request_rate)
+        return _with_edges(r, _open_loop(r, t, t.request_rate))
     raise ValueError("Traffic needs a concurrency or a request_rate")
+
+
+def _with_edges(r: Replica, p: Prediction) -> Prediction:
+    # The band is the load the replica holds: the requests running and those waiting for a slot.
+    load = p.traffic.concurrency if p.traffic.concurrency is not None else p.running
+    ttft = interval("ttft", r.family, load, calibrated=r.calibrated)
+    itl = interval("itl", r.family, load, calibrated=r.calibrated)
+    return replace(
+        p,
+        ttft_p95_high=p.ttft.p95 * ttft.slow,
+        itl_p95_high=p.itl.p95 * itl.slow,
+        ttft_basis=ttft.basis,
+        itl_basis=itl.basis,
+    )
 
 
 # --- capacity within an SLO ---------------------------------------------------------------------------------------
@@ -347,11 +370,11 @@ class BatchLimit:
 @lru_cache(maxsize=256)
 def largest_batch_within(r: Replica, input_tokens: int, output_tokens: int, itl_p95_s: float) -> BatchLimit:
     """Cap max_num_seqs so a full replica (max_num_seqs clients in a closed loop: the most prefill interference
-    that batch can see) still meets the ITL p95 target."""
+    that batch can see) still meets the ITL p95 target at the prediction's pessimistic edge."""
 
     def itl_at(n: float) -> float:
         replica = r.with_limits(max_num_seqs=int(n))
-        return predict(replica, Traffic(input_tokens, output_tokens, concurrency=n)).itl.p95
+        return predict(replica, Traffic(input_tokens, output_tokens, concurrency=n)).itl_p95_high
 
     best = int(_largest(lambda n: itl_at(n) <= itl_p95_s, 1, r.max_num_seqs, integer=True))
     itl = itl_at(best)

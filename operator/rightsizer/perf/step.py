@@ -39,6 +39,7 @@ from rightsizer.model.memory import (
     linear_state_bytes,
 )
 from rightsizer.model.params import groups_on_stage, inventory, per_rank_count, pipeline_layers
+from rightsizer.perf.uncertainty import family_of
 
 TERA = 1e12
 GIGA = 1e9
@@ -141,6 +142,12 @@ def has_performance_figures(gpu: GpuProduct) -> bool:
     return gpu.hbm_tb_per_s > 0 and gpu.bf16_tflops > 0 and gpu.link_gb_per_s > 0
 
 
+def _roofline(memory_s: float, compute_s: float, overlap: float) -> float:
+    """Time of an operation bounded by memory and compute: the larger, plus the share of the smaller that real
+    kernels do not hide (near the ridge point neither unit runs at its peak)."""
+    return max(memory_s, compute_s) + overlap * min(memory_s, compute_s)
+
+
 # --- one replica --------------------------------------------------------------------------------------------------
 
 
@@ -164,6 +171,7 @@ class Replica:
     kv_layout: KVLayout | None = None
     scheduler_steps: int = 1  # vLLM 0.6-0.9 --num-scheduler-steps: decode steps run back to back
     calibrated: bool = True
+    family: str = "dense"  # perf.uncertainty's architecture family: which held-out errors bound this replica
 
     @cached_property
     def distinct_stages(self) -> tuple[tuple[StageCost, int], ...]:
@@ -202,9 +210,15 @@ class Replica:
         self, st: StageCost, decode: float, context: float, *, prefill: float, start: float, prompts: float
     ) -> float:
         tokens = decode + prefill
-        weights = st.dense_weight_bytes + st.head_weight_bytes + st.expert_weight_bytes * self._routed_fraction(tokens)
+        e = self.efficiency
+        weights = st.dense_weight_bytes + st.head_weight_bytes
+        experts = st.expert_weight_bytes * self._routed_fraction(tokens)
         flops = st.layer_flops_per_token * tokens + st.head_flops_per_token * (decode + prompts)
-        linear = max(weights / self.hbm_bytes_per_s, flops / self.gemm_flops_per_s)
+        linear = _roofline(
+            weights / self.hbm_bytes_per_s + experts / (self.hbm_bytes_per_s * e.moe_hbm),
+            flops / self.gemm_flops_per_s,
+            e.roofline_overlap,
+        )
         chunk = prefill / prompts if prompts else 0.0
         full_pairs = decode * context + prefill * (start + chunk / 2)
         full_kv = decode * context + prompts * start + prefill
@@ -219,12 +233,16 @@ class Replica:
         attention_flops = st.full_attention_flops_per_pair * full_pairs + st.sliding_attention_flops_per_pair * (
             sliding_pairs
         )
-        attention = max(kv_bytes / self.hbm_bytes_per_s, attention_flops / self.attention_flops_per_s)
+        attention = _roofline(
+            kv_bytes / (self.hbm_bytes_per_s * e.attention_hbm),
+            attention_flops / self.attention_flops_per_s,
+            e.roofline_overlap,
+        )
         comm = 0.0
         if st.allreduces:
             tp = self.settings.tensor_parallel_size
             ring = 2.0 * (tp - 1) / tp * tokens * self.hidden_bytes / self.link_bytes_per_s
-            comm = st.allreduces * (self.efficiency.allreduce_latency_s + ring)
+            comm = st.allreduces * (e.allreduce_latency_s + ring)
         return linear + attention + comm
 
     def step_seconds(
@@ -256,7 +274,7 @@ class Replica:
         micro-batch waits for it at every stage, while the others keep flowing and lose only the time the chunk
         adds to the busiest stage, which is what a prompt costs the pipeline's throughput."""
         chunks = (1.0 if prefill > 0 else 0.0) if prompts is None else prompts
-        overhead = self.efficiency.step_overhead_s
+        overhead = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode + chunks)
         pp = self.settings.pipeline_parallel_size
         if pp == 1:
             one = self._stage_seconds(self.stages[0], decode, context, prefill=prefill, start=start, prompts=chunks)
@@ -344,4 +362,5 @@ def build_replica(
         kv_layout=memory.binding.layout if memory is not None else None,
         scheduler_steps=scheduler_steps,
         calibrated=gpu.product in CALIBRATED_PRODUCTS,
+        family=family_of(f),
     )

@@ -18,7 +18,7 @@ from rightsizer.perf.load import (
     predict,
 )
 from rightsizer.perf.step import Replica, build_replica, has_performance_figures
-from rightsizer.sizing.request import Candidate, SizingRequest
+from rightsizer.sizing.request import Candidate, Floor, SizingRequest
 
 
 def performance_record(
@@ -33,6 +33,9 @@ def performance_record(
         ttft_p95_ms=round(prediction.ttft.p95 * 1e3, 1),
         itl_p50_ms=round(prediction.itl.p50 * 1e3, 2),
         itl_p95_ms=round(prediction.itl.p95 * 1e3, 2),
+        ttft_p95_ms_high=round(prediction.ttft_p95_high * 1e3, 1),
+        itl_p95_ms_high=round(prediction.itl_p95_high * 1e3, 2),
+        interval_basis=f"TTFT: {prediction.ttft_basis}; ITL: {prediction.itl_basis}",
         output_tokens_per_second=round(prediction.output_tokens_per_second, 1),
         max_request_rate=round(max_rate, 3),
         max_concurrency_within_slo=max_concurrency,
@@ -120,3 +123,10 @@ class SloPerformance:
         else:
             traffic = Traffic(prompt, output, concurrency=float(r.max_num_seqs))
         return performance_record(r, predict(r, traffic), slo, rate, concurrency)
+
+    def floor(self, candidate: Candidate, request: SizingRequest) -> Floor | None:
+        r = self._replica(candidate, request)
+        if r is None:
+            return None
+        alone = predict(r, Traffic(*self._lengths(candidate, request), concurrency=1.0))
+        return Floor(ttft_p95_ms=alone.ttft_p95_high * 1e3, itl_p95_ms=alone.itl_p95_high * 1e3)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.errors import SizingError
+from rightsizer.errors import SizingError, SloUnreachableError
 from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 from rightsizer.model.parallelism import tensor_parallel_problems
 from rightsizer.model.params import total_parameters
@@ -18,7 +18,7 @@ from rightsizer.sizing.request import (
     SearchResult,
     SizingRequest,
 )
-from rightsizer.sizing.search import search
+from rightsizer.sizing.search import DEFAULT_PERFORMANCE, search
 
 
 def plan(request: SizingRequest, model_name: str, performance: PerformanceHook | None = None) -> Plan:
@@ -34,7 +34,44 @@ def plan(request: SizingRequest, model_name: str, performance: PerformanceHook |
     result = search(request, performance)
     if not result.candidates:
         raise no_plan_error(request, result)
+    unreachable = slo_unreachable(request, result, DEFAULT_PERFORMANCE if performance is None else performance)
+    if unreachable is not None:
+        raise unreachable
     return to_plan(request, result.candidates[0], result, model_name)
+
+
+def slo_unreachable(request: SizingRequest, result: SearchResult, performance: PerformanceHook) -> SizingError | None:
+    """Refuse a target that no candidate meets even with one request alone (the prefill of the typical prompt, the
+    decode of one token): adding replicas cannot help, and planning GPUs for it would only buy a missed SLO."""
+    slo, workload = request.spec.slo, request.spec.workload
+    if any(c.performance is not None and c.performance.meets_slo for c in result.candidates):
+        return None
+    floors = [(floor, c) for c in result.candidates if (floor := performance.floor(c, request)) is not None]
+    if not floors:
+        return None
+    targets = (
+        (
+            "spec.slo.ttftP95Ms",
+            slo.ttft_p95_ms,
+            lambda f: f.ttft_p95_ms,
+            f"shorten prompts ({workload.input_tokens:,} tokens)",
+        ),
+        ("spec.slo.itlP95Ms", slo.itl_p95_ms, lambda f: f.itl_p95_ms, "use a smaller or quantized model"),
+    )
+    for field, target, value, shorter in targets:
+        if target is None:
+            continue
+        best, chosen = min(floors, key=lambda fc: value(fc[0]))
+        if value(best) > target:
+            return SloUnreachableError(
+                field,
+                f"{target:g} ms cannot be met even by one request alone: the lowest any allowed GPU reaches is "
+                f"{value(best):.1f} ms ({chosen.shape.label()} on {chosen.shape.pool.product}, at the slow edge of "
+                "the model's held-out errors)",
+                f"raise {field} to {math.ceil(value(best))} or more, {shorter}, or allow a faster GPU in "
+                "spec.gpu.products",
+            )
+    return None
 
 
 # --- why no plan -----------------------------------------------------------------------------------------------

@@ -89,6 +89,14 @@ class SearchResult:
     rejections: list[Rejection] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Floor:
+    """The best a candidate can do: one request alone, at the pessimistic edge of the prediction (milliseconds)."""
+
+    ttft_p95_ms: float
+    itl_p95_ms: float
+
+
 class PerformanceHook(Protocol):
     """What sizing asks of a performance model (sizing.performance.SloPerformance unless told otherwise).
 
@@ -100,6 +108,8 @@ class PerformanceHook(Protocol):
 
     def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None: ...
 
+    def floor(self, candidate: Candidate, request: SizingRequest) -> Floor | None: ...
+
 
 class MemoryOnly:
     """A hook with no performance model: plans from memory alone (the behaviour before issue 6)."""
@@ -108,6 +118,9 @@ class MemoryOnly:
         return None
 
     def predict(self, candidate: Candidate, request: SizingRequest, replicas: int) -> PredictedPerformance | None:
+        return None
+
+    def floor(self, candidate: Candidate, request: SizingRequest) -> Floor | None:
         return None
 
 

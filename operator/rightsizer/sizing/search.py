@@ -182,12 +182,12 @@ def _candidate(
 
 
 def slo_miss(performance: PredictedPerformance, spec: LLMDeploymentSpec) -> float:
-    """How far a prediction is from spec.slo: the largest predicted/target ratio (≤ 1 when it meets it)."""
+    """How far a prediction's slow edge is from spec.slo: the largest predicted/target ratio (≤ 1 when it meets it)."""
     ratios = [0.0]
     if spec.slo.ttft_p95_ms:
-        ratios.append(performance.ttft_p95_ms / spec.slo.ttft_p95_ms)
+        ratios.append(performance.ttft_p95_ms_high / spec.slo.ttft_p95_ms)
     if spec.slo.itl_p95_ms:
-        ratios.append(performance.itl_p95_ms / spec.slo.itl_p95_ms)
+        ratios.append(performance.itl_p95_ms_high / spec.slo.itl_p95_ms)
     return max(ratios) * (10.0 if performance.saturated else 1.0)
 
 

@@ -37,6 +37,20 @@ class PredictedPerformance(StatusModel):
     ttft_p95_ms: float = Field(alias="ttftP95Ms", description="Time to first token, 95th percentile.")
     itl_p50_ms: float = Field(alias="itlP50Ms", description="Inter-token latency, median.")
     itl_p95_ms: float = Field(alias="itlP95Ms", description="Inter-token latency, 95th percentile.")
+    ttft_p95_ms_high: float = Field(
+        default=0.0,
+        alias="ttftP95MsHigh",
+        description="Pessimistic edge of ttftP95Ms: what 90% of held-out published measurements of this kind of "
+        "point stay under. spec.slo.ttftP95Ms is checked against it.",
+    )
+    itl_p95_ms_high: float = Field(
+        default=0.0,
+        alias="itlP95MsHigh",
+        description="Pessimistic edge of itlP95Ms; spec.slo.itlP95Ms is checked against it.",
+    )
+    interval_basis: str = Field(
+        default="", description="The held-out measurements behind the pessimistic edges (kind of point and count)."
+    )
     output_tokens_per_second: float = Field(description="Generated tokens per second per replica.")
     max_request_rate: float = Field(description="Requests per second one replica sustains within the SLO.")
     max_concurrency_within_slo: int = Field(
@@ -44,7 +58,7 @@ class PredictedPerformance(StatusModel):
         alias="maxConcurrencyWithinSLO",
         description="Concurrent requests one replica serves within the SLO (0: not even one).",
     )
-    meets_slo: bool = Field(alias="meetsSLO", description="Whether the prediction meets spec.slo.")
+    meets_slo: bool = Field(alias="meetsSLO", description="Whether the prediction's pessimistic edges meet spec.slo.")
     saturated: bool = Field(
         default=False, description="The load exceeds what a replica serves: requests queue without bound."
     )

@@ -1,0 +1,238 @@
+"""The published vLLM V1 latency corpus (bench/data/latency-published.csv, described in latency-published.md): rows,
+their kind (GPU × architecture family × concurrency band), and the replica each row describes.
+
+A row names a model by its Hugging Face id. Its architecture comes from the built-in catalog, or from the catalog
+entry of a checkpoint with the same config.json architecture keys (TWINS below, each with its reason); the row's
+`quantization` column says how the weights are stored. Rows whose model has no config here, or whose settings do
+not fit in memory, are skipped and counted, never guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+from rightsizer.facts import catalog, gpus
+from rightsizer.facts.perf_calibration import Efficiency
+from rightsizer.facts.vllm_profiles import profile_for
+from rightsizer.model.config import CheckpointQuantization, ModelFacts, QuantFormat, parse
+from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
+from rightsizer.perf import Replica, build_replica
+from rightsizer.perf.uncertainty import band_of, family_of
+
+DATA = Path(__file__).resolve().parent / "data" / "latency-published.csv"
+
+# Checkpoints whose config.json has the same architecture keys as a catalog entry (they differ in weights, chat
+# template, quantization or rope/context settings only; quantization comes from the row itself).
+TWINS = {
+    # Instruct-2507 re-trains the weights; hidden/layers/heads/experts are those of Qwen3-235B-A22B.
+    "qwen/qwen3-235b-a22b-instruct-2507": "Qwen/Qwen3-235B-A22B",
+    "qwen/qwen3-235b-a22b-instruct-2507-fp8": "Qwen/Qwen3-235B-A22B",
+    # R1-0528 is a post-training update of R1 (the same DeepseekV3ForCausalLM shape).
+    "deepseek-ai/deepseek-r1-0528": "deepseek-ai/DeepSeek-R1",
+    # Quantized releases of the same models (Qwen's own FP8 and AWQ checkpoints).
+    "qwen/qwen3-14b-fp8": "Qwen/Qwen3-14B",
+    "qwen/qwen3-14b-awq": "Qwen/Qwen3-14B",
+    "qwen/qwen3-32b-fp8": "Qwen/Qwen3-32B",
+    "qwen/qwen3-32b-awq": "Qwen/Qwen3-32B",
+    # Qwen2-7B and Qwen2.5-7B share hidden 3584, 28 layers, 28/4 heads, intermediate 18944, vocab 152064.
+    "qwen/qwen2-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
+    "qwen/qwen2.5-32b": "Qwen/Qwen2.5-32B-Instruct",
+}
+
+# The row's `quantization` -> the weight format vLLM loads (for checkpoints whose catalog config says nothing).
+FORMATS = {
+    "bf16": QuantFormat.NONE,
+    "fp16": QuantFormat.NONE,
+    "fp8": QuantFormat.FP8,
+    "awq": QuantFormat.W4A16_AWQ,
+    "w4a16": QuantFormat.W4A16_GPTQ,
+    "int4": QuantFormat.W4A16_GPTQ,
+    "gptq": QuantFormat.W4A16_GPTQ,
+    "mxfp4": QuantFormat.MXFP4,
+    "nvfp4": QuantFormat.NVFP4,
+}
+_PROMPTS = re.compile(r"(\d[\d,]*)\s+(?:prompts|requests)")
+
+
+class RowSkippedError(Exception):
+    """A row this corpus cannot predict (no config for the model, or settings that do not fit): counted, not guessed."""
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int  # 1-based line in the CSV, so a person can find it
+    source: str
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    ep: int
+    vllm_version: str
+    quantization: str
+    kv_cache_dtype: str
+    max_num_batched_tokens: int | None
+    input_tokens: float
+    output_tokens: float
+    concurrency: float | None
+    request_rate: float | None  # inf: every request sent at once
+    ttft_ms: float | None
+    ttft_stat: str
+    itl_ms: float | None
+    itl_stat: str
+    output_tokens_per_s: float | None
+    split: str
+    notes: str
+
+    @property
+    def source_key(self) -> str:
+        """The source without its line anchor: the unit of leave-one-source-out cross-validation."""
+        base = re.sub(r"\s*\(L\d+[^)]*\)$", "", self.source)
+        return base.split("#")[0]
+
+    @property
+    def burst(self) -> int | None:
+        """Requests sent all at once (request rate inf, or a rate so high every request arrives within a second)."""
+        if self.concurrency is not None or self.request_rate is None:
+            return None
+        found = _PROMPTS.search(self.notes)
+        total = int(found.group(1).replace(",", "")) if found else None
+        if math.isinf(self.request_rate):
+            return total
+        if total is not None and self.request_rate >= total:
+            return total
+        return None
+
+    @property
+    def varied_lengths(self) -> bool:
+        """Conversation datasets (ShareGPT) mix short and long requests; `random` datasets fix every length."""
+        return "sharegpt" in self.notes.lower()
+
+    @property
+    def load(self) -> float:
+        """Requests in the system, by Little's law on the measured figures where the row gives a rate."""
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.burst is not None:
+            return float(self.burst)
+        assert self.request_rate is not None
+        latency_s = ((self.ttft_ms or 0.0) + (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)) / 1e3
+        return max(1.0, self.request_rate * latency_s)
+
+    @property
+    def band(self) -> str:
+        return band_of(self.load)
+
+
+def _number(text: str) -> float | None:
+    text = text.strip()
+    return float(text) if text else None
+
+
+def load(path: Path = DATA) -> list[Row]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            rows.append(
+                Row(
+                    line=line,
+                    source=r["source"],
+                    model=r["model"],
+                    gpu=r["gpu"],
+                    tp=int(r["tp"] or 1),
+                    pp=int(r["pp"] or 1),
+                    ep=int(r["ep"] or 1),
+                    vllm_version=r["vllm_version"],
+                    quantization=r["quantization"].strip().lower(),
+                    kv_cache_dtype=(r["kv_cache_dtype"] or "auto").strip().lower(),
+                    max_num_batched_tokens=int(float(r["max_num_batched_tokens"]))
+                    if r["max_num_batched_tokens"].strip()
+                    else None,
+                    input_tokens=float(r["input_tokens"]),
+                    output_tokens=float(r["output_tokens"]),
+                    concurrency=_number(r["concurrency"]),
+                    request_rate=_number(r["request_rate"]),
+                    ttft_ms=_number(r["ttft_ms"]),
+                    ttft_stat=r["ttft_stat"].strip(),
+                    itl_ms=_number(r["itl_ms"]),
+                    itl_stat=r["itl_stat"].strip(),
+                    output_tokens_per_s=_number(r["output_tokens_per_s"]),
+                    split=r["split"].strip(),
+                    notes=r["notes"],
+                )
+            )
+    return rows
+
+
+# --- the model a row describes ---------------------------------------------------------------------------------------
+
+
+@cache
+def base_facts(model: str) -> ModelFacts:
+    config = catalog.lookup(model) or catalog.lookup(TWINS.get(model.lower(), ""))
+    if config is None:
+        raise RowSkippedError(f"no config.json for {model} in the catalog")
+    return parse(config)
+
+
+def facts_of(row: Row) -> ModelFacts:
+    facts = base_facts(row.model)
+    wanted = FORMATS.get(row.quantization)
+    if wanted is None:
+        raise RowSkippedError(f"quantization {row.quantization!r} is not modelled")
+    if facts.quantization is not None and facts.quantization.format == wanted:
+        return facts
+    if wanted == QuantFormat.NONE:
+        return replace(facts, quantization=None)
+    group = 128 if wanted in (QuantFormat.W4A16_AWQ, QuantFormat.W4A16_GPTQ) else None
+    method = {QuantFormat.W4A16_AWQ: "awq", QuantFormat.W4A16_GPTQ: "gptq"}.get(wanted, wanted.value)
+    return replace(facts, quantization=CheckpointQuantization(method, wanted, group, ("lm_head",)))
+
+
+def settings_of(row: Row, facts: ModelFacts) -> EngineSettings:
+    gpu = gpus.lookup(row.gpu)
+    profile = profile_for(row.vllm_version)
+    tier = profile.tier(gpu.torch_total_gib, gpu.product)
+    quant = facts.quantization
+    return EngineSettings(
+        tensor_parallel_size=row.tp * max(1, row.ep // row.tp if row.ep > row.tp else 1),
+        pipeline_parallel_size=row.pp,
+        max_num_seqs=tier.max_num_seqs,
+        max_num_batched_tokens=row.max_num_batched_tokens or tier.max_num_batched_tokens,
+        max_model_len=min(facts.default_max_model_len, facts.max_model_len_limit, 32768 * 4),
+        gpu_memory_utilization=profile.default_gpu_memory_utilization,
+        dtype="bfloat16",
+        kv_cache_dtype="fp8" if row.kv_cache_dtype.startswith("fp8") else "auto",
+        weight_format=quant.format if quant is not None else QuantFormat.NONE,
+        group_size=quant.group_size if quant is not None else None,
+    )
+
+
+@cache
+def _memory(row: Row) -> tuple[ModelFacts, EngineSettings, ReplicaMemory]:
+    facts = facts_of(row)
+    settings = settings_of(row, facts)
+    gpu = gpus.lookup(row.gpu)
+    memory = replica_memory(facts, settings, gpu, profile_for(row.vllm_version))
+    if not memory.fits:
+        # The publisher ran it, so it fit with their max_model_len; ours is the model's default. Shorten it.
+        settings = replace(settings, max_model_len=min(settings.max_model_len, 16384))
+        memory = replica_memory(facts, settings, gpu, profile_for(row.vllm_version))
+        if not memory.fits:
+            raise RowSkippedError(f"{row.model} TP{row.tp} does not fit on {row.gpu} in rightsizer's accounting")
+    return facts, settings, memory
+
+
+def replica(row: Row, efficiency: Efficiency) -> Replica:
+    facts, settings, memory = _memory(row)
+    return build_replica(facts, settings, gpus.lookup(row.gpu), memory, efficiency=efficiency)
+
+
+def kind(row: Row) -> tuple[str, str, str]:
+    """(GPU, family, band): the kind of point an interval is kept for."""
+    return row.gpu, family_of(_memory(row)[0]), row.band

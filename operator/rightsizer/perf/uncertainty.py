@@ -1,0 +1,71 @@
+"""How far the performance model can be trusted, by kind of point: the interval its held-out errors leave.
+
+Each prediction carries a pessimistic edge: the central estimate times the slow factor of its kind (architecture
+family × concurrency band), the ratio measured / predicted that 90 % of held-out published measurements of that
+kind stay under (facts/perf_intervals.py, made by `bench/latency_model.py --intervals` from leave-one-source-out
+residuals). SLO checks use the edge, so a plan promises only what the slow end of the model's own track record
+meets. A kind with too few measurements borrows its band's figure, then the metric's; a GPU with no published
+measurements behind the model gets the worst figure of its metric.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from rightsizer.facts.perf_intervals import INTERVALS, Interval
+from rightsizer.model.config import LayerKind, ModelFacts
+
+# The concurrency bands (requests in a replica): upper end, name, and the load that stands for the band (its geometric
+# middle; the open band's is the middle of 64-128, where its measurements sit).
+BANDS = ((8.0, "1-8", 2.8), (32.0, "16-32", 22.6), (math.inf, "64+", 90.5))
+MIN_POINTS = 6  # below this many held-out points, a kind borrows the figure of a wider one
+ALL = "all"
+_NONE = Interval(1.0, 1.0, 0, "no held-out measurements")
+
+
+def family_of(facts: ModelFacts) -> str:
+    """dense, moe, mla (latent attention; every such model is MoE today) or hybrid (sliding-window or linear
+    attention layers beside full ones)."""
+    if facts.is_mla:
+        return "mla"
+    if LayerKind.LINEAR in facts.layer_kinds or LayerKind.SLIDING in facts.layer_kinds:
+        return "hybrid"
+    return "moe" if facts.is_moe else "dense"
+
+
+def band_of(concurrency: float) -> str:
+    return next(name for high, name, _ in BANDS if concurrency <= high)
+
+
+def _cell(metric: str, family: str, band: str) -> Interval:
+    for key in ((metric, family, band), (metric, ALL, band), (metric, ALL, ALL)):
+        found = INTERVALS.get(key)
+        if found is not None and found.points >= MIN_POINTS:
+            return found
+    return INTERVALS.get((metric, ALL, ALL), _NONE)
+
+
+def interval(metric: str, family: str, concurrency: float, *, calibrated: bool = True) -> Interval:
+    """The held-out interval for a `metric` ("ttft" or "itl") prediction of this kind at this load.
+
+    Between the loads that stand for two bands the factors are interpolated in log(load), so a plan's batch limit
+    does not jump where a band ends."""
+    if not calibrated:
+        cells = [i for (m, _, _), i in INTERVALS.items() if m == metric]
+        return max(cells, key=lambda i: i.slow, default=_NONE)
+    anchors = [(middle, _cell(metric, family, name)) for _, name, middle in BANDS]
+    load = max(concurrency, 1.0)
+    if load <= anchors[0][0]:
+        return anchors[0][1]
+    for (low_load, low), (high_load, high) in itertools.pairwise(anchors):
+        if load <= high_load:
+            share = math.log(load / low_load) / math.log(high_load / low_load)
+            nearer = low if share < 0.5 else high
+            return Interval(
+                fast=low.fast + share * (high.fast - low.fast),
+                slow=low.slow + share * (high.slow - low.slow),
+                points=nearer.points,
+                basis=nearer.basis,
+            )
+    return anchors[-1][1]
