@@ -26,10 +26,10 @@ from e2e.vllm_sim.server import Served, SimulatedVllm, build_app
 from rightsizer.adapters.modelsource import resolve
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.sizing.pools import default_pools
 from rightsizer.facts.perf_calibration import VLLM
 from rightsizer.perf.in_force import replica_of
 from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing.pools import default_pools
 
 
 def load_plan(path: Path) -> Plan:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from rightsizer.adapters.files import load_pools
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.adapters.files import load_pools
 from tests.chart.render import CHART, REPO, HelmError, OperatorContainer, documents, helm, objects, template
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -82,7 +82,7 @@ def test_every_environment_variable_is_an_operator_setting(name: str, monkeypatc
     c = container(VALUE_SETS[name])
     settings = {f"RIGHTSIZER_{field.upper()}" for field in OperatorSettings.model_fields}
     # Two are not settings: the pod index only feeds --priority, and the Hub client reads its cache path itself.
-    assert "RIGHTSIZER_CONFIG_CACHE" in (REPO / "operator" / "rightsizer" / "hub.py").read_text()
+    assert "RIGHTSIZER_CONFIG_CACHE" in (REPO / "operator" / "rightsizer" / "adapters" / "hub.py").read_text()
     others = {"RIGHTSIZER_POD_INDEX", "RIGHTSIZER_CONFIG_CACHE"}
     ours = {n for n in [*c.env, *c.value_from] if n.startswith("RIGHTSIZER_")} - others
     assert ours <= settings, ours - settings

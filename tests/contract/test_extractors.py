@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rightsizer.errors import SizingError
+from rightsizer.errors import SizingError, UnsupportedEngineVersionError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.vllm_metrics import Signal
 from rightsizer.sizing.extra_args import read_extra_args
@@ -257,7 +257,12 @@ def test_metrics_are_found_with_their_conditions_and_series() -> None:
     ("version", "itl", "kv_usage"),
     [
         ("0.9.1", ["vllm:time_per_output_token_seconds"], ["vllm:gpu_cache_usage_perc"]),
-        ("0.10.2", ["vllm:time_per_output_token_seconds"], ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]),
+        ("0.10.0", ["vllm:time_per_output_token_seconds"], ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]),
+        (
+            "0.10.2",
+            ["vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"],
+            ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+        ),
         (
             "0.11",
             ["vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"],
@@ -275,7 +280,7 @@ def test_names_per_release(version: str, itl: list[str], kv_usage: list[str]) ->
 
 
 def test_a_bad_version_names_the_field() -> None:
-    with pytest.raises(SizingError, match=r"spec\.serving\.engine\.version"):
+    with pytest.raises(UnsupportedEngineVersionError, match=r"spec\.serving\.engine\.version"):
         vllm_metrics.names_for(Signal.TTFT, "latest")
 
 

@@ -19,13 +19,14 @@ from rightsizer.errors import RightsizerError, SizingError
 from rightsizer.facts import vllm_metrics
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_metrics import Kind, Signal
+from rightsizer.facts.vllm_options import RELEASES
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.facts.vllm_release import parse_release
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext
 from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing.extra_args import REFUSED, read_extra_args
 from rightsizer.sizing.pools import GpuPool
-from rightsizer.sizing.vllm_args import COMPUTED_FLAGS, check_extra_args
 from tests.contract.conftest import cached_releases, load_or_skip
 from tests.contract.vllm_release import ReleaseContract
 from tests.unit.helpers import facts_of
@@ -154,9 +155,10 @@ def test_enum_values_are_ones_the_release_declares(pinned: ReleaseContract, case
 
 def test_the_cases_cover_every_flag_we_emit() -> None:
     emitted = {f for case in CASES for f in flag_values(make_plan(case).vllm_args)}
-    computed_long = {f for f in COMPUTED_FLAGS if f.startswith("--")}
-    never_emitted = {"--kv-cache-memory-bytes", "--kv-cache-memory", "--num-gpu-blocks-override"}  # guard-only names
-    assert computed_long - never_emitted <= emitted
+    computed = {"--tensor-parallel-size", "--pipeline-parallel-size", "--max-model-len", "--max-num-seqs"}
+    computed |= {"--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype", "--quantization"}
+    computed |= {"--model", "--revision", "--served-model-name", "--port", "--dtype"}
+    assert computed <= emitted
     assert {"--enforce-eager", "--no-enable-prefix-caching"} <= emitted  # extraArgs pass through
     assert {build_workload(case)["kind"] for case in CASES} == {"Deployment", "LeaderWorkerSet"}
 
@@ -169,51 +171,47 @@ def test_every_cached_supported_release_accepts_the_plans(version: str) -> None:
     assert {case: p for case, p in refused.items() if p} == {}
 
 
-def test_every_computed_flag_name_exists(pinned: ReleaseContract) -> None:
-    """Each name the extraArgs guard refuses is one the release's parser binds: an option string, or (for
-    --kv-cache-memory, vLLM's own log hint) an abbreviation argparse resolves with allow_abbrev."""
+def test_every_flag_we_emit_is_refused_in_extra_args(pinned: ReleaseContract) -> None:
+    """What rightsizer computes cannot be set again in extraArgs: appended after the computed flags, it would win."""
     parser = pinned.parser()
-    unbound = sorted(f for f in COMPUTED_FLAGS if parser.resolve(f) is None)
-    assert unbound == []
-    abbreviations = sorted(f for f in COMPUTED_FLAGS if f not in pinned.parser_model.flags())
-    assert pinned.parser_model.allow_abbrev
-    assert all(parser.resolve(f) is parser.resolve(f"{f}-bytes") for f in abbreviations)
+    appended = {
+        a for _, _, fields in CASES.values() for a in fields.get("serving", {}).get("engine", {}).get("extraArgs", [])
+    }
+    emitted = {f for case in CASES for f in flag_values(make_plan(case).vllm_args)} - appended
+    bound = {f: parser.resolve(f) for f in emitted}
+    assert all(option is not None for option in bound.values())
+    not_refused = sorted(f for f, option in bound.items() if option is not None and option.dest not in REFUSED)
+    assert not_refused == []
 
 
-def test_the_guard_knows_every_spelling_of_a_computed_option(pinned: ReleaseContract) -> None:
-    """Aliases (-tp) and `--no-` forms of what we compute must be refused in extraArgs too."""
+def test_every_spelling_of_a_refused_option_is_refused(pinned: ReleaseContract) -> None:
+    """Each option string (aliases, `--no-` forms), the `_` spelling FlexibleArgumentParser accepts, and every
+    abbreviation argparse resolves to it: all refused, naming the argument's index."""
     parser = pinned.parser()
-    computed = {id(o): o for f in COMPUTED_FLAGS if (o := parser.resolve(f)) is not None}
-    missing = sorted(s for o in computed.values() for s in o.spellings() if s not in COMPUTED_FLAGS)
-    assert missing == []
-
-
-def test_the_guard_refuses_what_argparse_would_bind_to_a_computed_option(pinned: ReleaseContract) -> None:
-    """vLLM's parser also takes `--max_model_len` (FlexibleArgumentParser turns `_` into `-`) and any unambiguous
-    prefix (`--max-model`); appended after the computed flags, such an extra arg would silently win."""
-    parser = pinned.parser()
-    computed = {id(o) for f in COMPUTED_FLAGS if (o := parser.resolve(f)) is not None}
     spellings = set()
-    for flag in (f for f in COMPUTED_FLAGS if f.startswith("--")):
-        spellings.add(flag.replace("-", "_").replace("__", "--", 1))
-        spellings |= {flag[:n] for n in range(4, len(flag)) if (o := parser.resolve(flag[:n])) and id(o) in computed}
+    for option in (o for o in pinned.parser_model.options if o.dest in REFUSED and o.flags):
+        for flag in option.spellings():
+            spellings.add(flag)
+            if flag.startswith("--"):
+                spellings.add("--" + flag[2:].replace("-", "_"))
+                spellings |= {flag[:n] for n in range(3, len(flag)) if parser.resolve(flag[:n]) is option}
     let_through = []
     for spelling in sorted(spellings):
+        bound = parser.resolve(spelling)
+        args = [spelling] if bound is not None and not bound.takes_value else [spelling, "1"]
         try:
-            check_extra_args([f"{spelling}=1"])
-        except SizingError:
+            read_extra_args(pinned.version, ["--enforce-eager", *args])
+        except SizingError as error:
+            assert error.field == "spec.serving.engine.extraArgs[1]", error
             continue
         let_through.append(spelling)
     assert let_through == []
 
 
-def test_no_real_option_is_a_prefix_of_a_computed_flag(pinned: ReleaseContract) -> None:
-    """So refusing prefixes of computed flags in extraArgs never refuses a flag the user may set."""
-    computed = {f for f in COMPUTED_FLAGS if f.startswith("--")}
-    clashes = sorted(
-        (s, f) for s in pinned.parser_model.flags() - computed for f in computed if f.startswith(s) and s != f
-    )
-    assert clashes == []
+def test_every_refused_name_is_an_option_of_some_release(pinned: ReleaseContract) -> None:
+    """A typo in the refusal table would refuse nothing."""
+    known = {o.dest for release in RELEASES.values() for o in release.options}
+    assert sorted(set(REFUSED) - known) == []
 
 
 # --- the checker can fail -------------------------------------------------------------------------------------------

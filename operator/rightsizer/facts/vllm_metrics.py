@@ -2,10 +2,11 @@
 
 Source: `vllm/v1/metrics/loggers.py` (`PrometheusStatLogger.__init__`) of each release's PyPI wheel. Checked, release
 by release, by tests/contract/test_vllm_contract.py; the boundaries below were read from the wheels of 0.9.1, 0.9.2,
-0.10.0, 0.11.0, 0.12.0, 0.13.0, 0.14.0, 0.15.0, 0.19.0, 0.20.0, 0.22.0 and 0.33.0:
+0.10.0, 0.10.2, 0.11.0, 0.12.0, 0.13.0, 0.14.0, 0.15.0, 0.19.0, 0.20.0, 0.22.0 and 0.33.0:
 
-* inter-token latency: `vllm:time_per_output_token_seconds` until 0.11; 0.11 adds `vllm:inter_token_latency_seconds`
-  and keeps the old name, 0.12-0.14 show the old name only with `--show-hidden-metrics-for-version`, 0.15 drops it.
+* inter-token latency: `vllm:time_per_output_token_seconds` until 0.11; 0.10.2 (not 0.10.0; 0.10.1 unread) adds
+  `vllm:inter_token_latency_seconds` and keeps the old name, 0.12-0.14 show the old name only with
+  `--show-hidden-metrics-for-version`, 0.15 drops it.
 * KV-cache usage: `vllm:gpu_cache_usage_perc` until 0.10; 0.9.2 adds `vllm:kv_cache_usage_perc`, 0.11 hides the old
   name, 0.12 drops it.
 * TTFT, end-to-end latency, running and waiting requests, prompt and generation lengths per request: the same name
@@ -74,7 +75,7 @@ class MetricName:
 NAMES: dict[Signal, tuple[MetricName, ...]] = {
     Signal.TTFT: (MetricName("vllm:time_to_first_token_seconds", Kind.HISTOGRAM),),
     Signal.ITL: (
-        MetricName("vllm:inter_token_latency_seconds", Kind.HISTOGRAM, since=(0, 11, 0)),
+        MetricName("vllm:inter_token_latency_seconds", Kind.HISTOGRAM, since=(0, 10, 2)),
         MetricName("vllm:time_per_output_token_seconds", Kind.HISTOGRAM, hidden_from=(0, 12, 0), removed_in=(0, 15, 0)),
     ),
     Signal.E2E_LATENCY: (MetricName("vllm:e2e_request_latency_seconds", Kind.HISTOGRAM),),

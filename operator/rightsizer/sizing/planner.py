@@ -4,6 +4,7 @@ an error naming the field to change and the fix."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.errors import SizingError, SloUnreachableError
@@ -13,6 +14,7 @@ from rightsizer.model.params import total_parameters
 from rightsizer.sizing.explain import to_plan
 from rightsizer.sizing.pools import allowed, unknown_products
 from rightsizer.sizing.request import (
+    Floor,
     PerformanceHook,
     Rejection,
     SearchResult,
@@ -49,7 +51,7 @@ def slo_unreachable(request: SizingRequest, result: SearchResult, performance: P
     floors = [(floor, c) for c in result.candidates if (floor := performance.floor(c, request)) is not None]
     if not floors:
         return None
-    targets = (
+    targets: list[tuple[str, float | None, Callable[[Floor], float], str]] = [
         (
             "spec.slo.ttftP95Ms",
             slo.ttft_p95_ms,
@@ -57,7 +59,7 @@ def slo_unreachable(request: SizingRequest, result: SearchResult, performance: P
             f"shorten prompts ({workload.input_tokens:,} tokens)",
         ),
         ("spec.slo.itlP95Ms", slo.itl_p95_ms, lambda f: f.itl_p95_ms, "use a smaller or quantized model"),
-    )
+    ]
     for field, target, value, shorter in targets:
         if target is None:
             continue
