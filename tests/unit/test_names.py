@@ -87,9 +87,13 @@ def test_cel_rules_agree_with_the_python_rule(name: str, replicas: dict[str, Any
 
 def test_the_messages_state_the_maximum_length() -> None:
     [message] = api_server_refusals(llmd("a" * 51, {"min": 1, "max": 4}))
-    assert message.startswith("metadata.name must be at most 50 characters for up to 4 replicas: ")
+    assert message.startswith(
+        "metadata.name must be at most 50 characters when spec.replicas allows 1 to 10 replicas: "
+    )
     [message] = api_server_refusals(llmd("a" * 50, {"min": 2, "max": 12}))
-    assert message.startswith("metadata.name must be at most 49 characters for up to 12 replicas: ")
+    assert message.startswith(
+        "metadata.name must be at most 49 characters when spec.replicas allows 11 to 100 replicas"
+    )
     [message] = api_server_refusals(llmd("1chat"))
     assert message.startswith("metadata.name must be a DNS-1035 label: ")
 

@@ -52,7 +52,7 @@ def name_problem(name: str, replicas: int) -> str | None:
         return FORMAT_MESSAGE
     limit = max_name_length(replicas)
     if len(name) > limit:
-        return length_message(limit, replicas)
+        return length_message(len(str(highest_group_index(replicas))))
     return None
 
 
@@ -68,8 +68,13 @@ _LENGTH_REASON: Final = (
 )
 
 
-def length_message(limit: int, replicas: int) -> str:
-    return f"metadata.name must be at most {limit} characters for up to {replicas} replicas{_LENGTH_REASON}"
+def length_message(digits: int) -> str:
+    """The refusal for a name too long for replica counts whose highest group index has `digits` digits."""
+    low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits
+    return (
+        f"metadata.name must be at most {NAME_BUDGET - digits} characters when spec.replicas allows "
+        f"{low + 1:,} to {high:,} replicas{_LENGTH_REASON}"
+    )
 
 
 # --- the same rules in CEL, at the root of the CRD schema (only there may a rule read metadata.name) ------------
@@ -80,21 +85,27 @@ _REPLICAS = "(has(self.spec.replicas) && has(self.spec.replicas.{0}))"
 _UPPER = (
     f"({_REPLICAS.format('max')} ? self.spec.replicas.max : ({_REPLICAS.format('min')} ? self.spec.replicas.min : 1))"
 )
-_LIMIT = f"({NAME_BUDGET} - size(string({_UPPER} > 1 ? {_UPPER} - 1 : 0)))"
+_HIGHEST = f"({_UPPER} > 1 ? {_UPPER} - 1 : 0)"  # the highest LeaderWorkerSet group index
+MAX_GROUP_DIGITS: Final = 10  # spec.replicas is an int32: its highest group index has at most 10 digits
+
+
+def _length_rule(digits: int) -> dict[str, Any]:
+    """The length limit for the replica counts whose highest group index has `digits` digits. One static rule per
+    digit count: a messageExpression that prints the limit costs the API server's CEL estimator over 100x its
+    budget (it prices string concatenation at the largest strings possible), so each limit gets its own message."""
+    low, high = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits
+    guard = f"{_HIGHEST} < {low} || " if low else ""
+    return {
+        "rule": f"{guard}{_HIGHEST} >= {high} || size(self.metadata.name) <= {NAME_BUDGET - digits}",
+        "message": length_message(digits),
+    }
 
 
 def cel_rules() -> tuple[dict[str, Any], ...]:
     """x-kubernetes-validations for the root of the LLMDeployment schema."""
     return (
         {"rule": f"self.metadata.name.matches('{DNS1035_LABEL}')", "message": FORMAT_MESSAGE},
-        {
-            "rule": f"size(self.metadata.name) <= {_LIMIT}",
-            # The static message, for an API server that cannot evaluate the expression below.
-            "message": f"metadata.name must be at most {max_name_length(10)} characters (fewer when spec.replicas "
-            f"allows more than 10 replicas){_LENGTH_REASON}",
-            "messageExpression": f"'metadata.name must be at most ' + string({_LIMIT}) + ' characters for up to ' + "
-            f"string({_UPPER}) + ' replicas{_LENGTH_REASON}'",
-        },
+        *(_length_rule(digits) for digits in range(1, MAX_GROUP_DIGITS + 1)),
     )
 
 
