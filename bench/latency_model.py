@@ -202,6 +202,8 @@ BOUNDS = {
     "step_overhead_s": (0.3e-3, 6e-3),
     "request_overhead_s": (5e-3, 80e-3),
     "seq_overhead_s": (0.0, 60e-6),
+    # one tensor-parallel all-reduce of a decode step's small message: NVLink custom all-reduce 5-50 µs
+    "allreduce_latency_s": (5e-6, 50e-6),
 }
 HUBER_DELTA = 0.3  # log-error beyond which a point counts linearly: a few wild rows cannot drag the fit
 

@@ -66,6 +66,7 @@ from rightsizer.perf.load import (
 from rightsizer.perf.step import (
     Replica,
     StageCost,
+    StepTerms,
     build_replica,
     gemm_peak_tflops,
     has_performance_figures,
@@ -80,6 +81,7 @@ __all__ = [
     "Replica",
     "Slo",
     "StageCost",
+    "StepTerms",
     "Traffic",
     "build_replica",
     "clear_caches",

@@ -142,6 +142,20 @@ def has_performance_figures(gpu: GpuProduct) -> bool:
     return gpu.hbm_tb_per_s > 0 and gpu.bf16_tflops > 0 and gpu.link_gb_per_s > 0
 
 
+@dataclass(frozen=True)
+class StepTerms:
+    """Where one engine step's time goes, seconds."""
+
+    linear: float  # GEMMs: weights streamed, or the FLOPs of the tokens, whichever binds
+    attention: float  # the KV cache read, or the attention FLOPs
+    communication: float  # tensor-parallel all-reduces
+    overhead: float  # fixed per step and per running sequence (CPU: scheduling, sampling, detokenising)
+
+    @property
+    def total(self) -> float:
+        return self.linear + self.attention + self.communication + self.overhead
+
+
 def _roofline(memory_s: float, compute_s: float, overlap: float) -> float:
     """Time of an operation bounded by memory and compute: the larger, plus the share of the smaller that real
     kernels do not hide (near the ridge point neither unit runs at its peak)."""
@@ -172,6 +186,9 @@ class Replica:
     scheduler_steps: int = 1  # vLLM 0.6-0.9 --num-scheduler-steps: decode steps run back to back
     calibrated: bool = True
     family: str = "dense"  # perf.uncertainty's architecture family: which held-out errors bound this replica
+    # Measured speed over the roofline's (see `scaled`): 1.0 is the model as built; 1.4 a step part 40 % slower.
+    prefill_scale: float = 1.0
+    decode_scale: float = 1.0
 
     @cached_property
     def distinct_stages(self) -> tuple[tuple[StageCost, int], ...]:
@@ -198,6 +215,16 @@ class Replica:
         )
         return replace(self, settings=settings)
 
+    def scaled(self, prefill: float, decode: float) -> Replica:
+        """The same replica with its step split in two parts and each part's time multiplied: the decode part
+        (a step that only decodes its running sequences, weight reads and per-step overhead included) by
+        `decode`, and what prompt tokens add to a step on top of that by `prefill`. This is how a deployment's
+        observed speed corrects the model (scaling.calibration), and how a simulator runs replicas at another
+        speed than the model believes (bench/autoscale.py --model-error). (1, 1) is the model itself, exactly."""
+        if not (prefill > 0 and decode > 0 and math.isfinite(prefill) and math.isfinite(decode)):
+            raise ValueError(f"speed factors must be positive and finite, not prefill {prefill}, decode {decode}")
+        return replace(self, prefill_scale=float(prefill), decode_scale=float(decode))
+
     # -- the step --------------------------------------------------------------------------------------------------
 
     def _routed_fraction(self, tokens: float) -> float:
@@ -209,6 +236,11 @@ class Replica:
     def _stage_seconds(
         self, st: StageCost, decode: float, context: float, *, prefill: float, start: float, prompts: float
     ) -> float:
+        return self._stage_terms(st, decode, context, prefill=prefill, start=start, prompts=prompts).total
+
+    def _stage_terms(
+        self, st: StageCost, decode: float, context: float, *, prefill: float, start: float, prompts: float
+    ) -> StepTerms:
         tokens = decode + prefill
         e = self.efficiency
         weights = st.dense_weight_bytes + st.head_weight_bytes
@@ -243,7 +275,31 @@ class Replica:
             tp = self.settings.tensor_parallel_size
             ring = 2.0 * (tp - 1) / tp * tokens * self.hidden_bytes / self.link_bytes_per_s
             comm = st.allreduces * (e.allreduce_latency_s + ring)
-        return linear + attention + comm
+        return StepTerms(linear=linear, attention=attention, communication=comm, overhead=0.0)
+
+    def step_terms(
+        self,
+        decode_seqs: float,
+        mean_context_tokens: float,
+        prefill_tokens: float = 0.0,
+        prefill_start: float = 0.0,
+        prefill_prompts: float | None = None,
+    ) -> StepTerms:
+        """step_seconds() split into its terms, for a replica without pipeline stages (PP = 1): where a step's time
+        goes (bench/step_breakdown.py, docs/performance-model.md)."""
+        if self.settings.pipeline_parallel_size != 1:
+            raise ValueError("step_terms() splits single-stage steps only (PP = 1)")
+        chunks = (1.0 if prefill_tokens > 0 else 0.0) if prefill_prompts is None else prefill_prompts
+        terms = self._stage_terms(
+            self.stages[0],
+            decode_seqs,
+            mean_context_tokens,
+            prefill=prefill_tokens,
+            start=prefill_start,
+            prompts=chunks,
+        )
+        overhead = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode_seqs + chunks)
+        return replace(terms, overhead=overhead)
 
     def step_seconds(
         self,
@@ -273,6 +329,24 @@ class Replica:
         """(the chunk-carrying micro-batch's step, the pipeline's pace). They differ with PP only: the chunk's
         micro-batch waits for it at every stage, while the others keep flowing and lose only the time the chunk
         adds to the busiest stage, which is what a prompt costs the pipeline's throughput."""
+        p, d = self.prefill_scale, self.decode_scale
+        if p == 1.0 and d == 1.0:
+            return self._model_step_times(decode, context, prefill, start, prompts)
+        plain = self._model_step_times(decode, context)
+        if prefill <= 0 and not prompts:
+            return d * plain[0], d * plain[1]
+        loaded = self._model_step_times(decode, context, prefill, start, prompts)
+        return d * plain[0] + p * (loaded[0] - plain[0]), d * plain[1] + p * (loaded[1] - plain[1])
+
+    def _model_step_times(
+        self,
+        decode: float,
+        context: float,
+        prefill: float = 0.0,
+        start: float = 0.0,
+        prompts: float | None = None,
+    ) -> tuple[float, float]:
+        """step_times as the roofline gives it, before any speed factor."""
         chunks = (1.0 if prefill > 0 else 0.0) if prompts is None else prompts
         overhead = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode + chunks)
         pp = self.settings.pipeline_parallel_size
