@@ -110,8 +110,12 @@ def plan_setup(args: argparse.Namespace, trace: traces.Trace) -> Setup:
     if capacity <= 0:
         raise SystemExit(f"one replica cannot meet TTFT {args.ttft_ms} ms / ITL {args.itl_ms} ms at any rate")
     at_capacity = predict(replica, Traffic(inp, out, request_rate=capacity)).running
+    prefill_error, decode_error = args.model_error
+    # The replicas the simulator runs are the true ones; `replica` (what every policy's capacity comes from) stays
+    # the model's belief. (1, 1) runs the model itself.
+    true_replica = replica if args.model_error == (1.0, 1.0) else replica.scaled(prefill_error, decode_error)
     engine = Engine(
-        step=replica.step_seconds,
+        step=true_replica.step_seconds,
         max_num_seqs=c.settings.max_num_seqs,
         max_num_batched_tokens=c.settings.max_num_batched_tokens,
         kv_tokens=c.memory.kv_cache_tokens,
@@ -280,6 +284,20 @@ def plot(path: Path, title: str, trace: traces.Trace, results: list[Result], gpu
     plt.close(fig)
 
 
+def model_error(text: str) -> tuple[float, float]:
+    """PREFILL,DECODE (or one factor for both): how much slower than the model the simulated replicas run."""
+    parts = text.split(",")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(0 < v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"--model-error {text!r}: give PREFILL,DECODE factors > 0, e.g. 1.4,1.4")
+    return values[0], values[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--trace", required=True, help="CSV with TIMESTAMP,ContextTokens,GeneratedTokens")
@@ -292,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-mode", choices=("superpose", "replicate"), default="superpose", help="see autoscale_trace")
     p.add_argument("--jitter", type=float, default=300.0, help="superpose: each copy's clock offset, up to ± seconds")
     p.add_argument("--startup-s", type=float, default=60.0, help="pod start-up delay, the same for every policy")
+    p.add_argument(
+        "--model-error",
+        type=model_error,
+        default=(1.0, 1.0),
+        metavar="PREFILL,DECODE",
+        help="the simulated replicas' step parts take this many times the model's (1.4,1.4: 40 %% slower; the\n"
+        "policies still plan with the model; the oracle knows the truth)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--warmup", type=float, default=300.0, help="seconds played but not scored (policies settle from their start)"
@@ -333,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         mean_rate = len(trace) / trace.duration if trace.duration else 0.0
         print(f"trace {args.trace}: {len(trace):,} requests over {trace.duration / 60:.1f} min, {mean_rate:.2f} req/s")
         print(f"  (time compression {args.time_compression}, rate scale {args.rate_scale}, seed {args.seed})")
+        if args.model_error != (1.0, 1.0):
+            print(f"  replicas run at ×{args.model_error[0]:g} prefill, ×{args.model_error[1]:g} decode of the model")
         print(f"{args.model} on {args.gpu}: {setup.plan_label}")
         print(
             f"SLO TTFT p95 {args.ttft_ms:.0f} ms, ITL p95 {args.itl_ms:.0f} ms; one replica serves "

@@ -136,3 +136,57 @@ def test_smoke_the_whole_comparison(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert result["static-peak"]["ttftAttainment"] >= result["static-mean"]["ttftAttainment"]
     assert result["oracle"]["ttftAttainment"] >= 0.99
     assert png.stat().st_size > 10_000
+
+
+def step_trace(tmp_path: Path, low: float = 20.0, high: float = 60.0, prompt: int = 2000) -> Path:
+    """A 3x load step after two minutes: with 2,000-token prompts, two replicas' worth, then five."""
+    rng = np.random.default_rng(3)
+    rate = np.where(np.arange(240) < 120, low, high)
+    arrivals = np.sort(np.concatenate([s + rng.uniform(0, 1, rng.poisson(r)) for s, r in enumerate(rate)]))
+    return write_trace(tmp_path / "step.csv", arrivals.tolist(), prompt=prompt)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], path: Path, *extra: str) -> dict[str, dict[str, float]]:
+    argv = ["--trace", str(path), "--json", "--warmup", "30", "--startup-s", "30", "--no-png", *extra]
+    assert bench.main(argv) == 0
+    result: dict[str, dict[str, float]] = json.loads(capsys.readouterr().out)["policies"]
+    return result
+
+
+def test_model_error_one_changes_nothing_for_any_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = step_trace(tmp_path)
+    assert run_json(capsys, path, "--model-error", "1,1") == run_json(capsys, path)
+
+
+def test_slower_replicas_than_the_model_cost_the_oracle_more_and_the_model_driven_policies_slo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = step_trace(tmp_path)
+    policies = "static-peak,oracle"
+    believed = run_json(capsys, path, "--policies", policies)
+    slower = run_json(capsys, path, "--policies", policies, "--model-error", "1.6,1.6")
+    faster = run_json(capsys, path, "--policies", policies, "--model-error", "0.6,0.6")
+    # The oracle knows the true speed: it buys more replicas for slow ones, fewer for fast ones.
+    assert slower["oracle"]["gpuHours"] > believed["oracle"]["gpuHours"] > faster["oracle"]["gpuHours"]
+    # static-peak sizes with the model: the same GPU-hours whatever the truth, and slow replicas miss the SLO.
+    assert slower["static-peak"]["gpuHours"] == believed["static-peak"]["gpuHours"] == faster["static-peak"]["gpuHours"]
+    assert slower["static-peak"]["ttftAttainment"] < 0.9 < 0.99 < believed["static-peak"]["ttftAttainment"]
+
+
+def test_the_simulated_replica_runs_at_the_injected_speed(tmp_path: Path) -> None:
+    args = bench.build_parser().parse_args(["--trace", str(step_trace(tmp_path)), "--model-error", "1.5,0.8"])
+    trace = bench.load_trace(args)
+    setup = bench.plan_setup(args, trace)
+    believed = setup.replica
+    assert setup.engine.step(32, 2000, 0, 0, None) == pytest.approx(0.8 * believed.step_seconds(32, 2000))
+    prompt_cost = believed.step_seconds(32, 2000, 1000, 0) - believed.step_seconds(32, 2000)
+    want = 0.8 * believed.step_seconds(32, 2000) + 1.5 * prompt_cost
+    assert setup.engine.step(32, 2000, 1000, 0, None) == pytest.approx(want)
+    # the policies' capacity is the model's, not the truth's
+    assert setup.capacity_rps == bench.max_request_rate(believed, setup.input_tokens, setup.output_tokens, setup.slo)
+
+
+@pytest.mark.parametrize("text", ["0,1", "-1,1", "1,2,3", "fast", "inf,1"])
+def test_model_error_refuses_what_is_not_two_positive_factors(text: str) -> None:
+    with pytest.raises(Exception, match="PREFILL,DECODE"):
+        bench.model_error(text)
