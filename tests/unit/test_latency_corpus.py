@@ -1,0 +1,56 @@
+"""The V1 latency corpus and its evaluation (bench/latency_corpus.py, bench/latency_model.py)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+from bench import latency_corpus as corpus
+from bench import latency_model as bench
+from rightsizer.facts.perf_calibration import VLLM
+
+
+def test_every_row_cites_a_source_and_a_split_shared_by_its_source() -> None:
+    rows = corpus.load()
+    assert len(rows) >= 200
+    splits: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        assert row.source and row.model and row.gpu.startswith("NVIDIA-"), row.line
+        assert row.split in ("fit", "holdout"), row.line
+        assert row.ttft_ms or row.itl_ms, row.line
+        splits[row.source_key].add(row.split)
+    assert all(len(s) == 1 for s in splits.values()), "a source's rows must all sit on one side of the split"
+    assert {"fit", "holdout"} <= {s for ss in splits.values() for s in ss}
+
+
+def test_rows_without_a_config_are_skipped_and_counted_not_guessed() -> None:
+    rows = corpus.load()
+    scored, skipped = bench.score(rows, VLLM)
+    assert skipped and all(count > 0 for count in skipped.values())
+    assert len({p.row.line for p in scored}) + sum(skipped.values()) == len(rows)
+
+
+def test_the_shipped_calibration_beats_the_model_it_replaced_on_held_out_sources() -> None:
+    """On the holdout split (sources the V1 fit never saw), steady-state points: lower median error and less
+    optimism than the model as it was. Fails if a recalibration makes held-out predictions worse."""
+    rows = [r for r in corpus.load() if r.split == "holdout"]
+
+    def steady(points: list[bench.Scored]) -> list[bench.Scored]:
+        return [p for p in points if not (p.burst and p.metric == "ttft")]
+
+    now, before = steady(bench.score(rows, VLLM)[0]), steady(bench.score(rows, bench.MAIN_2026_12)[0])
+    for metric in ("itl", "ttft"):
+        new = bench.figures([p for p in now if p.metric == metric])
+        old = bench.figures([p for p in before if p.metric == metric])
+        assert new.n == old.n > 10
+        assert new.median_abs < old.median_abs, metric
+        assert new.median_signed > old.median_signed, metric  # less optimistic
+
+
+def test_an_injected_error_shows_in_the_figures() -> None:
+    """The scorer can disagree with the model: a model 40 % too slow per step reads as a positive bias."""
+    rows = [r for r in corpus.load() if r.split == "holdout"]
+    fair = bench.figures([p for p in bench.score(rows, VLLM)[0] if p.metric == "itl"])
+    slow = replace(VLLM, hbm=VLLM.hbm / 1.4, step_overhead_s=VLLM.step_overhead_s * 1.4)
+    slower = bench.figures([p for p in bench.score(rows, slow)[0] if p.metric == "itl"])
+    assert slower.median_signed > fair.median_signed + 0.1
