@@ -65,12 +65,14 @@ class Fleet:
         sd_dir: Path,
         log_dir: Path,
         poll_seconds: float = 0.3,
+        model_error: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         self.core, self.namespace, self.name = core, namespace, name
         self.llmd_file, self.plan_file = llmd_file, plan_file
         self.sd_file = sd_dir / f"{namespace}.json"
         self.log_dir = log_dir
         self.poll_seconds = poll_seconds
+        self.model_error = model_error  # the simulators' speed over the model's (e2e/vllm_sim --model-error)
         self.simulators: dict[str, Simulator] = {}
         self.retired: list[Simulator] = []
         self.started_pods: list[str] = []  # every pod a simulator was started for, in order
@@ -154,6 +156,8 @@ class Fleet:
             LOOPBACK,
             "--port",
             str(port),
+            "--model-error",
+            ",".join(f"{f:g}" for f in self.model_error),
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)])}
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)

@@ -6,6 +6,10 @@
 `rightsizer plan -o json` output); without it the simulator sizes the LLMDeployment offline on one unbounded pool per
 GPU product, as `rightsizer plan --offline` does. The model's config.json comes from the built-in catalog or
 `--model-config`. It listens on a loopback address only.
+
+`--model-error PREFILL,DECODE` (or VLLM_SIM_MODEL_ERROR) runs the replica at another speed than the model believes:
+each step's decode part and prompt part take that many times the model's (perf.Replica.scaled; 1.4,1.4 is 40 %
+slower), so the operator's calibration has something to find. Default 1,1: the model itself.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +51,8 @@ def build(args: argparse.Namespace) -> tuple[SimulatedVllm, Plan]:
         load_plan(Path(args.plan)) if args.plan else plan(SizingRequest(spec, facts, default_pools()), spec.model.name)
     )
     replica = replica_of(spec, facts, chosen)
+    if args.model_error != (1.0, 1.0):
+        replica = replica.scaled(*args.model_error)
     served = Served(
         model=spec.model.served_name or spec.model.name,
         max_model_len=chosen.max_model_len,
@@ -61,6 +69,18 @@ def loopback(host: str) -> str:
     return host
 
 
+def model_error(text: str) -> tuple[float, float]:
+    """PREFILL,DECODE factors (one number: both)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    values = values * 2 if len(values) == 1 else values
+    if len(values) != 2 or not all(0 < v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"model error {text!r}: give PREFILL,DECODE factors > 0, e.g. 1.4,1.4")
+    return values[0], values[1]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m e2e.vllm_sim", description=__doc__.split("\n\n")[0])
     p.add_argument("--llmd", required=True, help="LLMDeployment YAML")
@@ -70,6 +90,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--time-scale", type=float, default=1.0, help="run k× faster than the model (latencies stay)")
     p.add_argument("--startup-seconds", type=float, default=0.0, help="wait this long before listening (loading)")
+    p.add_argument(
+        "--model-error",
+        type=model_error,
+        default=os.environ.get("VLLM_SIM_MODEL_ERROR", "1,1"),
+        metavar="PREFILL,DECODE",
+        help="run steps this many times the model's time (default $VLLM_SIM_MODEL_ERROR or 1,1)",
+    )
     return p.parse_args(argv)
 
 

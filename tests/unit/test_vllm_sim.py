@@ -194,3 +194,26 @@ async def _api(replica: tuple[Replica, int]) -> None:
 
 def test_the_api_answers_like_vllm(replica: tuple[Replica, int]) -> None:
     asyncio.run(_api(replica))
+
+
+def test_model_error_runs_the_simulated_replica_at_another_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2e.vllm_sim.__main__ import build, parse_args
+
+    llmd = "examples/llama-3.1-70b-fp8-h200.yaml"
+    believed, _ = build(parse_args(["--llmd", llmd]))
+    slower, _ = build(parse_args(["--llmd", llmd, "--model-error", "1.4,0.7"]))
+    assert believed.engine.replica.scaled(1.0, 1.0) == believed.engine.replica
+    one = Request(prompt_tokens=3000, max_tokens=2, arrival=0.0, queued=0.0)
+    times = []
+    for sim in (believed, slower):
+        sim.engine.add(Request(prompt_tokens=one.prompt_tokens, max_tokens=2, arrival=0.0, queued=0.0))
+        step = sim.engine.schedule(0.0)
+        assert step is not None
+        times.append(step.seconds)
+    r = believed.engine.replica
+    plain = r.step_seconds(0, 0.0)
+    assert times[1] == pytest.approx(0.7 * plain + 1.4 * (times[0] - plain))
+    monkeypatch.setenv("VLLM_SIM_MODEL_ERROR", "1.3")
+    assert parse_args(["--llmd", llmd]).model_error == (1.3, 1.3)
+    with pytest.raises(SystemExit):
+        parse_args(["--llmd", llmd, "--model-error", "0,1"])
