@@ -82,6 +82,13 @@ class VllmProfile:
     tiers: tuple[SchedulerTier, ...]  # first matching tier wins; the last one is the fallback
     sources: tuple[str, ...] = field(default=())
     calibrated: bool = True  # False: priors carried over from an earlier release, not yet measured
+    # Llama 4's chunked local attention layers get their own KV groups (ChunkedLocalAttentionSpec: a request holds
+    # at most attention_chunk_size + max_num_batched_tokens tokens there) only while the hybrid KV cache manager
+    # stays on for them: VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0 in vllm/envs.py at v0.10.2
+    # and v0.11.0 (the manager is disabled and every layer is sized as full attention) and to 1 at v0.19.0
+    # (flipped by vllm-project/vllm#29627). 0.12-0.16 were not read and keep the 0.11 reading; 0.17 was not read
+    # and follows 0.19.
+    hybrid_chunked_local_attention: bool = False
 
     def tier(self, torch_total_gib: float, product: str) -> SchedulerTier:
         name = product.lower()
@@ -146,6 +153,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         cuda_graphs=_GRAPHS,
         tiers=_TIERS_0_11,
         sources=("Qwen3-14B version sweep, vLLM 0.17",),
+        hybrid_chunked_local_attention=True,
     ),
     VllmProfile(
         name="0.18",
@@ -157,6 +165,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         cuda_graphs=_GRAPHS,
         tiers=_TIERS_0_11,
         sources=("vLLM 0.19.0 startup logs on H100, the calibration set (28 starts)", "Qwen3-14B sweep, vLLM 0.18"),
+        hybrid_chunked_local_attention=True,
     ),
     VllmProfile(
         name="0.21",
@@ -169,6 +178,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         tiers=_TIERS_0_11,
         sources=("vllm/v1/worker/gpu_worker.py at v0.21.0 (graph estimate subtracted, default u 0.92)",),
         calibrated=False,
+        hybrid_chunked_local_attention=True,
     ),
     VllmProfile(
         name="0.33",
@@ -181,6 +191,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         tiers=_TIERS_0_33,
         sources=("vllm/engine/arg_utils.py at v0.33.0 (>= 160 GiB scheduler tier)",),
         calibrated=False,
+        hybrid_chunked_local_attention=True,
     ),
 )
 

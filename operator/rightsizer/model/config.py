@@ -25,6 +25,9 @@ class LayerKind(StrEnum):
     FULL = "full_attention"
     SLIDING = "sliding_attention"
     LINEAR = "linear_attention"  # Gated DeltaNet / Mamba-style recurrent state: one block per request
+    # Llama 4's chunked local attention. Never in ModelFacts.layer_kinds (which says how a layer computes: these
+    # layers are FULL there); memory.kv_layout uses it for the KV groups of releases that keep them apart.
+    CHUNKED = "chunked_local_attention"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class ModelFacts:
     linear_attention: LinearAttentionFacts | None = None
     quantization: CheckpointQuantization | None = None
     vision: VisionFacts | None = None  # the multimodal encoder vLLM loads beside the language model
+    attention_chunk_size: int | None = None  # Llama 4: chunked local attention on the layers in chunked_layers
+    chunked_layers: frozenset[int] = frozenset()
 
     @property
     def is_mla(self) -> bool:
@@ -375,6 +380,28 @@ def _rotary(cfg: Mapping[str, Any], attention: AttentionFacts, limit: int) -> tu
     return limit, int(attention.head_dim * factor)
 
 
+def _chunked_attention(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> tuple[int | None, frozenset[int]]:
+    """(attention_chunk_size, layers that use it). vLLM's llama4.py builds ChunkedLocalAttention on every layer with
+    rotary embeddings (no_rope_layers[i] == 1) when attention_chunk_size is set; the NoPE layers attend globally.
+    transformers' Llama4TextConfig defaults no_rope_layers to every no_rope_layer_interval-th (4th) layer NoPE."""
+    if model_type != "llama4_text" or value_of(cfg, "attention_chunk_size") is None:
+        return None, frozenset()
+    chunk = int_of(cfg, "attention_chunk_size", high=limits.MAX_POSITIONS)
+    declared = cfg.get("no_rope_layers")
+    if isinstance(declared, list) and declared:
+        flags = int_list_of(cfg, "no_rope_layers", 0, 1)
+        if len(flags) != num_layers:
+            raise ModelConfigError(
+                f"{FIELD}.no_rope_layers",
+                f"has {len(flags)} entries for {num_layers} layers",
+                "give one entry per layer (num_hidden_layers)",
+            )
+    else:
+        interval = int_of(cfg, "no_rope_layer_interval", default=4, high=limits.MAX_LAYERS)
+        flags = [int((i + 1) % interval != 0) for i in range(num_layers)]
+    return chunk, frozenset(i for i, rope in enumerate(flags) if rope)
+
+
 def _intermediate_size(cfg: Mapping[str, Any], model_type: str, hidden: int) -> int:
     if model_type == "llama4_text":
         # Llama 4's dense layers use intermediate_size_mlp; intermediate_size is the expert width.
@@ -404,6 +431,7 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
     limit, default = _max_model_len(cfg, model_type)
     rope_rows, rotary_dim = _rotary(cfg, attention, limit)
     gemma = model_type.startswith("gemma")
+    chunk, chunked_layers = _chunked_attention(cfg, model_type, layers)
     return ModelFacts(
         architecture=architecture,
         model_type=model_type,
@@ -427,4 +455,6 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         linear_attention=_linear_attention(cfg) if LayerKind.LINEAR in kinds else None,
         quantization=checkpoint_quantization(cfg),
         vision=vision_facts(config, hidden),
+        attention_chunk_size=chunk,
+        chunked_layers=chunked_layers,
     )

@@ -58,6 +58,13 @@ class EngineSettings:
     weight_format: QuantFormat
     group_size: int | None = None  # for grouped int4 formats
     quantize_attention: bool = True  # False when the checkpoint leaves attention unquantized (gpt-oss)
+    expert_parallel: bool = False  # --enable-expert-parallel: whole experts per rank instead of a TP slice of each
+
+    @property
+    def moe_tensor_parallel(self) -> int:
+        """How many ways each expert's width is split: 1 under expert parallelism (vLLM's FusedMoEParallelConfig
+        sets the MoE tp_size to 1 and ep_size to TP), else the TP degree."""
+        return 1 if self.expert_parallel else self.tensor_parallel_size
 
     @property
     def act_bytes(self) -> int:
@@ -80,6 +87,7 @@ class KVLayout:
     layer_counts: tuple[tuple[LayerKind, int], ...]  # layers of each kind on this rank
     sliding_window: int | None = None
     padded_state_bytes: int = 0  # linear-attention state padded up to the page size (0 when none)
+    attention_chunk_size: int | None = None  # Llama 4 chunked local attention (LayerKind.CHUNKED groups)
 
     @property
     def block_bytes(self) -> int:
@@ -167,7 +175,7 @@ def weight_width_bounds(f: ModelFacts, s: EngineSettings) -> tuple[float, float]
 def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
     if s.weight_format != QuantFormat.MXFP4 or f.moe is None:
         return 1.0
-    width = f.moe.expert_intermediate_size // s.tensor_parallel_size
+    width = f.moe.expert_intermediate_size // s.moe_tensor_parallel
     padded = math.ceil(width / MXFP4_INTERMEDIATE_ALIGNMENT) * MXFP4_INTERMEDIATE_ALIGNMENT
     return padded / width
 
@@ -206,7 +214,7 @@ def _weight_bytes(
     total = params = 0.0
     expert_scale = expert_padding(f, s)
     for g in groups_on_stage(f, stage, pp, layers):
-        count = per_rank_count(g, f, tp) * (expert_scale if g.is_expert else 1.0)
+        count = per_rank_count(g, f, tp, s.expert_parallel) * (expert_scale if g.is_expert else 1.0)
         total += count * bytes_per_param(g, s, f)
         params += count
     if stage == pp - 1 and tied_head_on_last_stage(f, pp):
@@ -232,6 +240,19 @@ def _mlp_width_per_rank(f: ModelFacts, tp: int, layers: range) -> float:
     return widest
 
 
+def expert_parallel_workspace_growth(f: ModelFacts, s: EngineSettings, layers: range) -> float:
+    """Bytes per batched token the fused-MoE workspaces grow by under expert parallelism, where each rank runs
+    full-width experts. vLLM sizes them (M, top_k, max(I_rank, hidden)) and (M, top_k, max(2·I_rank, hidden))
+    (TritonExperts.workspace_shapes, vllm/model_executor/layers/fused_moe/fused_moe.py@v0.19.0:1976-1991), so they
+    grow only where the full expert width exceeds the hidden size; the calibrated forward term covers the TP case."""
+    moe = f.moe
+    if moe is None or not s.expert_parallel or len(layers) <= len(moe.dense_layers):
+        return 0.0
+    i, h, tp = moe.expert_intermediate_size, f.hidden_size, s.tensor_parallel_size
+    growth = (max(i, h) - max(i / tp, h)) + (max(2 * i, h) - max(2 * i / tp, h))
+    return moe.experts_per_token * growth * s.act_bytes
+
+
 def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range, last: bool) -> float:
     """Peak of vLLM's profiling run on one rank: persistent + max(forward pass, sampler on the last stage)."""
     m, t_b, act = profile.activation, s.max_num_batched_tokens, s.act_bytes
@@ -239,6 +260,7 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
     top_k = f.moe.experts_per_token if f.moe is not None and len(layers) > len(f.moe.dense_layers) else 0
     width = _mlp_width_per_rank(f, s.tensor_parallel_size, layers)
     forward = t_b * act * (m.k_mlp * width + (m.k_hidden + top_k) * f.hidden_size)
+    forward += t_b * expert_parallel_workspace_growth(f, s, layers)
     sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
     return persistent + max(forward, sampler)
 
@@ -284,6 +306,11 @@ def blocks_per_request(layout: KVLayout, s: EngineSettings, tokens: int) -> int:
         elif kind == LayerKind.SLIDING:
             window = layout.sliding_window or tokens
             per_group = math.ceil(min(window - 1 + s.max_num_batched_tokens, tokens) / b) + 1
+        elif kind == LayerKind.CHUNKED:
+            # ChunkedLocalAttentionSpec.max_memory_usage_bytes: the current chunk plus the scheduled tokens, no
+            # extra block (vllm/v1/kv_cache_interface.py at v0.11.0 and v0.19.0).
+            chunk = layout.attention_chunk_size or tokens
+            per_group = math.ceil(min(chunk + s.max_num_batched_tokens, tokens) / b)
         else:
             per_group = 1
         total += groups * per_group
@@ -314,8 +341,17 @@ def kv_layout(f: ModelFacts, s: EngineSettings, gpu: GpuProduct, kinds: tuple[La
         layer_counts=tuple(sorted(counts.items())),
         sliding_window=f.sliding_window,
         padded_state_bytes=page if state else 0,
+        attention_chunk_size=f.attention_chunk_size,
     )
     return replace(layout, blocks_per_request=blocks_per_request(layout, s, s.max_model_len))
+
+
+def kv_layer_kinds(f: ModelFacts, profile: VllmProfile, layers: range) -> tuple[LayerKind, ...]:
+    """The KV cache type of each layer on a rank. Llama 4's chunked local attention layers form their own groups
+    only where the release keeps the hybrid KV cache manager on for them; otherwise vLLM's
+    unify_hybrid_kv_cache_specs turns them into full attention (vllm/v1/core/kv_cache_utils.py at v0.11.0)."""
+    chunked = f.chunked_layers if profile.hybrid_chunked_local_attention else frozenset()
+    return tuple(LayerKind.CHUNKED if i in chunked else f.layer_kinds[i] for i in layers)
 
 
 # --- invariants --------------------------------------------------------------------------------------------------
@@ -357,8 +393,7 @@ def rank_memory(
     rope_cache = f.rope_cache_positions * f.rotary_dim * s.act_bytes
     check_terms(f, s, weights - rope_cache, params, activation=activation, non_torch=non_torch)
     kv = requested - weights - activation - non_torch - (graphs if profile.subtracts_cuda_graphs else 0.0)
-    kinds = tuple(f.layer_kinds[i] for i in layers)
-    layout = kv_layout(f, s, gpu, kinds)
+    layout = kv_layout(f, s, gpu, kv_layer_kinds(f, profile, layers))
     blocks = max(0, int(kv // layout.page_bytes // layout.layers_per_group))
     return RankMemory(stage, len(layers), requested, weights, activation, non_torch, graphs, kv, layout, blocks)
 
