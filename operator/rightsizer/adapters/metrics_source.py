@@ -6,7 +6,9 @@ nothing to go on (no pod reporting): the autoscaler then decides nothing.
 * PrometheusSource (RIGHTSIZER_PROMETHEUS_URL set): the instant queries of scaling.promql, over the pods in the
   operator's index, selected by the namespace and pod labels the scrape attaches.
 * ScrapeSource (the default): every ready serving pod's http://<pod IP>:8000/metrics once per autoscaler pass,
-  keeping the samples of the last window in memory; quantiles come from bucket deltas between samples.
+  keeping the samples of the last window in memory; quantiles come from bucket deltas between samples. Each scrape
+  has a total deadline (connect to last byte: httpx's timeouts bound each read, so a pod that trickles a byte at a
+  time would otherwise hold the pass indefinitely), and at most `concurrency` scrapes run at once.
 * Both keep counting, for one window, the pods that left it (deleted, crashed, scaled away): their requests
   happened in the window, and dropping them would read a dead replica as a drop in load.
   Pods on simulated nodes (kwok's `kwok.x-k8s.io/node: fake` annotation) have fictional IPs and are never dialled.
@@ -142,26 +144,40 @@ class ScrapeSource:
         port: int,
         timeout_seconds: float,
         *,
+        concurrency: int = 32,
         targets_dir: Path | None = None,
         clock: Callable[[], float] | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.window_seconds = window_seconds
         self.port = port
+        self.timeout_seconds = timeout_seconds
         self.targets_dir = targets_dir
         self.clock = clock or time.monotonic
         self.client = client or httpx.AsyncClient(timeout=timeout_seconds)
+        self.slots = asyncio.Semaphore(concurrency)
         self.samples: dict[PodKey, deque[PodSample]] = {}
         self.recent = Recent(window_seconds)
 
+    async def _fetch(self, address: str) -> str:
+        response = await self.client.get(f"http://{address}/metrics")
+        response.raise_for_status()
+        return response.text
+
     async def _scrape(self, key: PodKey, address: str, version: str) -> None:
-        try:
-            response = await self.client.get(f"http://{address}/metrics")
-            response.raise_for_status()
-            sample = parse_sample(response.text, self.clock(), version)
-        except (httpx.HTTPError, ValueError) as err:
-            log.debug("scrape of %s/%s at %s failed: %s", *key, address, err)
-            return
+        async with self.slots:  # the deadline starts once a slot is free: waiting for one is not the pod's fault
+            try:
+                async with asyncio.timeout(self.timeout_seconds):
+                    text = await self._fetch(address)
+                sample = parse_sample(text, self.clock(), version)
+            except TimeoutError:
+                log.info(
+                    "scrape of %s/%s at %s took over %.1f s; skipped this pass", *key, address, self.timeout_seconds
+                )
+                return
+            except (httpx.HTTPError, ValueError) as err:
+                log.debug("scrape of %s/%s at %s failed: %s", *key, address, err)
+                return
         self.samples.setdefault(key, deque()).append(sample)
 
     async def window(

@@ -136,7 +136,26 @@ class OperatorSettings(BaseSettings):
         ge=0,
     )
     vllm_metrics_port: int = Field(default=8000, description="Port of vLLM's /metrics on each pod (embedded scrape).")
-    scrape_timeout_seconds: float = Field(default=5.0, description="Timeout of one metrics request.", gt=0)
+    scrape_timeout_seconds: float = Field(
+        default=5.0,
+        description="Total time one pod's /metrics scrape may take (connect to last byte); a slower pod is skipped.",
+        gt=0,
+    )
+    scrape_concurrency: int = Field(
+        default=32, description="At most this many pods' /metrics are scraped at once (embedded scrape).", gt=0
+    )
+    loop_grace_seconds: float = Field(
+        default=120.0,
+        description="A background loop (resync, autoscaler, webhook certificate renewal) that has not completed a "
+        "pass for its interval plus this long fails the health probe (/healthz: liveness and readiness).",
+        gt=0,
+    )
+    webhook_tls_check_interval_seconds: float = Field(
+        default=3600.0,
+        description="How often the self-managed webhook certificate is checked (renewed when due, or picked up "
+        "from the Secret another replica renewed).",
+        gt=0,
+    )
     scrape_targets_dir: Path | None = Field(
         default=None,
         description="For local test planes only: Prometheus file_sd JSON files that map namespace/pod labels to the "

@@ -8,7 +8,9 @@ renewed by compare-and-swap on its resourceVersion: the loser adopts the winner'
 
 Why renew at a third of the lifetime: a year-long serving certificate is replaced with four months to spare, so even
 an operator that was down for weeks renews long before the API server would refuse the handshake. kopf's
-WebhookServer re-reads its certificate files when they change, so a renewal needs no restart. A renewed CA is added
+WebhookServer re-reads its certificate files when they change, so a renewal needs no restart. `ensure` is re-run
+every RIGHTSIZER_WEBHOOK_TLS_CHECK_INTERVAL_SECONDS by a supervised loop (controller.supervision: retried with backoff
+after any error, reported by /healthz when it stops completing). A renewed CA is added
 to the caBundle before the certificate it signs is served, and the previous CA stays in the bundle until it expires,
 so no admission request fails in between.
 
@@ -18,7 +20,6 @@ rightsizer.adapters.k8s.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import logging
@@ -46,7 +47,6 @@ SERVING_VALIDITY = timedelta(days=365)
 RENEW_AT_REMAINING = 1 / 3  # renew once less than this fraction of a certificate's lifetime is left
 BACKDATE = timedelta(minutes=5)  # tolerate clock skew between the operator and the API server
 CA_COMMON_NAME = "rightsizer-webhook-ca"
-CHECK_INTERVAL_SECONDS = 3600.0
 CAS_ATTEMPTS = 5
 
 # Keys of the Secret: the kubernetes.io/tls pair plus the CA (ca.crt may hold a previous CA too, until it expires).
@@ -301,15 +301,6 @@ class SelfManagedTls:
                 log.info("caBundle of %s %s updated", kind, self.configuration)
         self._write_files(material)
         return self.files
-
-    async def renew_forever(self, interval: float = CHECK_INTERVAL_SECONDS) -> None:
-        """Re-check periodically: renew when due, and pick up what another replica renewed."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.ensure)
-            except TemporaryApiError as err:
-                log.warning("webhook certificate check failed; retried in %.0f s: %s", interval, err)
 
     def _current_material(self, now: datetime) -> ServingMaterial:
         for _ in range(CAS_ATTEMPTS):

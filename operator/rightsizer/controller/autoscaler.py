@@ -36,6 +36,7 @@ from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.adapters.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
+from rightsizer.api.conditions import Reason
 from rightsizer.api.v1alpha1.llmdeployment import (
     LLMDeployment,
     LLMDeploymentSpec,
@@ -79,8 +80,10 @@ class Autoscaler:
         window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], str] = now_rfc3339,
+        concurrency: int = 16,
     ) -> None:
         self.reconciler = reconciler
+        self.concurrency = concurrency
         self.kube: KubeApi = reconciler.kube
         self.source = source
         self.status_refresh_seconds = status_refresh_seconds
@@ -106,26 +109,34 @@ class Autoscaler:
             self.forget(key)
 
     async def run_once(self, deployments: Sequence[tuple[JSON, Observed]]) -> list[tuple[JSON, Event]]:
-        """One pass; posts its Events (best effort) and returns them."""
-        posted: list[tuple[JSON, Event]] = []
-        seen = set()
-        for body, observed in deployments:
+        """One pass; posts its Events (best effort) and returns them. Deployments are handled concurrently, at most
+        `concurrency` at once, so one whose pods answer slowly (each scrape has its own deadline) does not hold up
+        the others."""
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(body: JSON, observed: Observed) -> list[tuple[JSON, Event]]:
             meta = body.get("metadata") or {}
             key = (str(meta.get("namespace")), str(meta.get("name")))
-            seen.add(key)
-            try:
-                events = await self.scale_one(body, observed)
-            except MetricsUnavailableError as err:
-                events = self._unavailable(key, str(err))
-            except Exception:
-                log.exception("autoscaling of %s/%s failed; it is tried again next pass", *key)
-                continue
-            for event in events:
-                await self._post(body, event)
-            posted += [(body, e) for e in events]
+            async with slots:
+                try:
+                    events = await self.scale_one(body, observed)
+                except MetricsUnavailableError as err:
+                    events = self._unavailable(key, str(err))
+                except Exception:
+                    log.exception("autoscaling of %s/%s failed; it is tried again next pass", *key)
+                    return []
+                for event in events:
+                    await self._post(body, event)
+            return [(body, e) for e in events]
+
+        seen = {
+            (str((b.get("metadata") or {}).get("namespace")), str((b.get("metadata") or {}).get("name")))
+            for b, _ in deployments
+        }
+        results = await asyncio.gather(*(one(body, observed) for body, observed in deployments))
         for key in [k for k in self.states if k not in seen]:
             self.forget(key)
-        return posted
+        return [posted for each in results for posted in each]
 
     async def _post(self, body: JSON, event: Event) -> None:
         try:
@@ -146,7 +157,7 @@ class Autoscaler:
         if key in self.unavailable:
             return []
         self.unavailable.add(key)
-        return [Event("Warning", "MetricsUnavailable", f"no scaling decision: {why}")]
+        return [Event("Warning", Reason.METRICS_UNAVAILABLE, f"no scaling decision: {why}")]
 
     async def scale_one(self, body: JSON, observed: Observed) -> list[Event]:
         meta = body.get("metadata") or {}
@@ -212,7 +223,7 @@ class Autoscaler:
             await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
             up = replicas > counts.current
             metrics.SCALING_DECISIONS.labels("up" if up else "down").inc()
-            verb = "ScaledUp" if up else "ScaledDown"
+            verb = Reason.SCALED_UP if up else Reason.SCALED_DOWN
             events.append(Event("Normal", verb, f"{counts.current} → {replicas} replicas: {decision.reason}"))
             log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
         raw, previous = previous_status(body)
@@ -275,6 +286,7 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
             config.autoscale_window_seconds,
             config.vllm_metrics_port,
             config.scrape_timeout_seconds,
+            concurrency=config.scrape_concurrency,
             targets_dir=config.scrape_targets_dir,
         )
     return Autoscaler(

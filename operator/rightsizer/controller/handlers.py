@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from rightsizer.controller.autoscaler import Autoscaler, autoscaler_from
 from rightsizer.controller.observed import INDEXES, live_llmds, observed_of
 from rightsizer.controller.reconcile import Reconciler
 from rightsizer.controller.runtime import MEMO_KEY, PEERING_KEY, Runtime, runtime_of
+from rightsizer.controller.supervision import LoopHealth, stale, supervise
 from rightsizer.errors import validation_messages
 from rightsizer.kube.status import policy_status
 from rightsizer.policy import policy_problems
@@ -47,6 +49,8 @@ CHILD_RESOURCES = (
 )
 
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+HEALTH_KEY = "loop_health"
+BACKGROUND_TASKS = ("resync", "webhook_tls", "autoscale")  # memo keys of the supervised loops' tasks
 
 
 def reconcile_all(runtime: Runtime | None, indices: Mapping[str, Any], namespace: str | None = None) -> None:
@@ -141,22 +145,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     runtime = Runtime(reconciler, peering=memo.get(PEERING_KEY))
     memo[MEMO_KEY] = runtime
+    memo[HEALTH_KEY] = health = LoopHealth()
     if config.webhook_enabled:
-        _serve_admission(settings, config, memo, kube)
+        _serve_admission(settings, config, memo, kube, health)
     if config.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port, addr=config.metrics_address)
         log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     indices = {name: kwargs[name] for name in INDEXES}
-    memo["resync"] = asyncio.create_task(_resync_forever(runtime, config.reconcile_interval_seconds, indices))
     memo["autoscaler"] = autoscaler = autoscaler_from(reconciler, config)
-    memo["autoscale"] = asyncio.create_task(
-        _autoscale_forever(runtime, autoscaler, config.autoscale_interval_seconds, indices)
-    )
+    for name, interval, one_pass in (
+        ("resync", config.reconcile_interval_seconds, lambda: _resync_pass(runtime, indices)),
+        ("autoscale", config.autoscale_interval_seconds, lambda: _autoscale_pass(runtime, autoscaler, indices)),
+    ):
+        memo[name] = _start_loop(name, interval, one_pass, health, config)
 
 
-def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo, kube: Kube) -> None:
+def _start_loop(
+    name: str, interval: float, one_pass: Callable[[], Awaitable[object]], health: LoopHealth, config: OperatorSettings
+) -> asyncio.Task[None]:
+    """A background loop under supervision (controller.supervision): restarted after errors, watched by /healthz."""
+    health.register(name, interval, config.loop_grace_seconds, time.monotonic())
+    return asyncio.create_task(supervise(name, one_pass, health, clock=time.monotonic), name=f"rightsizer-{name}")
+
+
+def _serve_admission(
+    settings: kopf.OperatorSettings, config: OperatorSettings, memo: kopf.Memo, kube: Kube, health: LoopHealth
+) -> None:
     """The admission webhook server (controller.webhooks registers the handlers) with explicit certificates, or with
     self-managed ones (adapters.webhook_tls) that a background task keeps renewed; kopf reloads changed files."""
 
@@ -168,7 +184,13 @@ def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, 
         tls = SelfManagedTls(kube, config)
         files = tls.ensure()
         cert, key, ca = files.cert, files.key, files.ca
-        memo["webhook_tls"] = asyncio.create_task(tls.renew_forever())
+        memo["webhook_tls"] = _start_loop(
+            "webhook_tls",
+            config.webhook_tls_check_interval_seconds,
+            lambda: asyncio.to_thread(tls.ensure),  # renews when due, picks up another replica's renewal
+            health,
+            config,
+        )
     settings.admission.server = kopf.WebhookServer(
         addr=config.webhook_host,
         port=config.webhook_port,
@@ -183,7 +205,7 @@ def _serve_admission(settings: kopf.OperatorSettings, config: OperatorSettings, 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    for name in ("resync", "webhook_tls", "autoscale"):
+    for name in BACKGROUND_TASKS:
         task = memo.get(name)
         if task is not None:
             task.cancel()
@@ -193,43 +215,39 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo["autoscaler"].aclose()
 
 
-async def _resync_forever(runtime: Runtime, interval: float, indices: Mapping[str, Any]) -> None:
-    """Re-check every LLMDeployment periodically: retries after transient errors, picks up Hub recoveries."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            if await asyncio.to_thread(runtime.paused):
-                continue
-        except TemporaryApiError as err:
-            log.warning("resync skipped: cannot read the peering state: %s", err)
-            continue
-        try:
-            await asyncio.to_thread(reconcile_all, runtime, indices)
-        except Exception:  # the loop is the safety net: it must outlive any one bad pass
-            log.exception("resync pass failed; the next one runs in %.0f s", interval)
+@kopf.on.probe(id="loops")
+def loops_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """/healthz (the chart's liveness and readiness probe) fails while a background loop is dead or has not
+    completed a pass within its deadline; otherwise it reports how long ago each loop last completed one."""
+    health = memo.get(HEALTH_KEY)
+    if not isinstance(health, LoopHealth):
+        return {}  # before the startup handler: kopf's own start-up decides
+    now = time.monotonic()
+    problems = stale(health, now)
+    if problems:
+        # PermanentError: kopf fails the probe at once (other errors would be retried inside the request).
+        raise kopf.PermanentError("; ".join(problems))
+    return {name: {"lastPassSecondsAgo": round(now - r.since, 1)} for name, r in sorted(health.loops.items())}
 
 
-async def _autoscale_forever(
-    runtime: Runtime, autoscaler: Autoscaler, interval: float, indices: Mapping[str, Any]
-) -> None:
-    """The SLO autoscaler's passes (controller.autoscaler); like the resync, only while no peer outranks us."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            if await asyncio.to_thread(runtime.paused):
-                autoscaler.reset()
-                continue
-        except TemporaryApiError as err:
-            log.warning("autoscaling skipped: cannot read the peering state: %s", err)
-            continue
-        deployments = [
-            (body, observed_of(str(body["metadata"]["namespace"]), str(body["metadata"]["name"]), indices))
-            for body in live_llmds(indices)
-        ]
-        try:
-            await autoscaler.run_once(deployments)
-        except Exception:  # like the resync: no single bad pass may end the loop
-            log.exception("autoscaling pass failed; the next one runs in %.0f s", interval)
+async def _resync_pass(runtime: Runtime, indices: Mapping[str, Any]) -> None:
+    """Re-check every LLMDeployment: retries after transient errors, picks up Hub recoveries. Only while no peer
+    outranks this process; an unreadable peering state fails the pass (supervise retries it)."""
+    if await asyncio.to_thread(runtime.paused):
+        return
+    await asyncio.to_thread(reconcile_all, runtime, indices)
+
+
+async def _autoscale_pass(runtime: Runtime, autoscaler: Autoscaler, indices: Mapping[str, Any]) -> None:
+    """The SLO autoscaler's pass (controller.autoscaler); like the resync, only while no peer outranks us."""
+    if await asyncio.to_thread(runtime.paused):
+        autoscaler.reset()
+        return
+    deployments = [
+        (body, observed_of(str(body["metadata"]["namespace"]), str(body["metadata"]["name"]), indices))
+        for body in live_llmds(indices)
+    ]
+    await autoscaler.run_once(deployments)
 
 
 @kopf.on.event(*LLMD)
