@@ -307,6 +307,38 @@ def intervals_source(table_: dict[tuple[str, str, str], Interval]) -> str:
     return "INTERVALS: dict[tuple[str, str, str], Interval] = {\n" + "\n".join(lines) + "\n}\n"
 
 
+def plot(current: Sequence[Scored], baseline: Sequence[Scored], path: Path) -> None:
+    """Predicted against measured, ITL and TTFT, the shipped factors beside the model they replaced."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, metric in zip(axes, ("itl", "ttft"), strict=True):
+        for points, label, marker in ((baseline, "before (MAIN_2026_12)", "x"), (current, "shipped", "o")):
+            for split, colour in (("fit", "tab:blue"), ("holdout", "tab:red")):
+                chosen = [p for p in points if p.metric == metric and p.row.split == split]
+                ax.scatter(
+                    [p.measured for p in chosen],
+                    [p.predicted for p in chosen],
+                    s=14,
+                    marker=marker,
+                    color=colour,
+                    alpha=0.35 if marker == "x" else 0.8,
+                    label=f"{label}, {split}",
+                )
+        low = min(p.measured for p in current if p.metric == metric) / 2
+        high = max(p.measured for p in current if p.metric == metric) * 2
+        ax.plot([low, high], [low, high], color="grey", linewidth=1)
+        ax.set(xscale="log", yscale="log", xlabel="measured (ms)", ylabel="predicted (ms)", title=metric.upper())
+        ax.legend(fontsize=7)
+    fig.suptitle("vLLM V1 published latency vs the performance model (burst TTFT excluded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def efficiency_source(e: Efficiency) -> str:
     body = "".join(
         f"    {f.name}={getattr(e, f.name)!r},\n"
@@ -321,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="refit the factors on the fit split first")
     parser.add_argument("--loso", action="store_true", help="leave-one-source-out cross-validation (a fit per source)")
     parser.add_argument("--rows", action="store_true", help="print every row's prediction")
+    parser.add_argument("--plot", metavar="PNG", help="write predicted vs measured to PNG")
     parser.add_argument(
         "--intervals", metavar="FILE", help="write facts/perf_intervals.py's table from the --loso residuals to FILE"
     )
@@ -355,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for name in ("fit", "holdout"):
         table(f"{name} split (burst TTFT excluded)", split(current, name, False), split(baseline, name, False))
+    if args.plot:
+        plot(steady(current), steady(baseline), Path(args.plot))
+        print(f"wrote {args.plot}")
     burst_ttft_points = [p for p in current if p.burst and p.metric == "ttft" and p.row.split == "holdout"]
     print(f"\nburst TTFT (a queue draining), holdout: {figures(burst_ttft_points).text()}")
     if args.loso:
