@@ -41,6 +41,7 @@ class ParamGroup:
     is_expert: bool = False
     outputs: int = 0  # output rows summed over the group's linear layers (per-channel scales)
     inputs: int = 0  # input columns summed over the group's linear layers (GPTQ act-order g_idx)
+    experts: int = 0  # routed experts the group holds one slice of each (weights, biases): what EP divides
 
 
 def _linear(
@@ -50,7 +51,9 @@ def _linear(
     count = copies * sum(i * o for i, o in shapes)
     outputs = copies * sum(o for _, o in shapes)
     inputs = copies * sum(i for i, _ in shapes)
-    return ParamGroup(module, count, sharding, Stage.LAYER, layer, True, expert, outputs, inputs)
+    return ParamGroup(
+        module, count, sharding, Stage.LAYER, layer, True, expert, outputs, inputs, copies if expert else 0
+    )
 
 
 def padded_vocab(vocab_size: int) -> int:
@@ -136,8 +139,8 @@ def _mlp_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     expert_shapes = [(h, inter), (h, inter), (inter, h)]
     yield _linear("mlp.experts", expert_shapes, Sharding.COLUMN, layer, copies=e, expert=True)
     if moe.expert_bias:
-        yield ParamGroup("mlp.experts.gate_up_bias", e * 2 * inter, Sharding.COLUMN, Stage.LAYER, layer)
-        yield ParamGroup("mlp.experts.down_bias", e * h, Sharding.REPLICATED, Stage.LAYER, layer)
+        yield ParamGroup("mlp.experts.gate_up_bias", e * 2 * inter, Sharding.COLUMN, Stage.LAYER, layer, experts=e)
+        yield ParamGroup("mlp.experts.down_bias", e * h, Sharding.REPLICATED, Stage.LAYER, layer, experts=e)
     if moe.shared_intermediate_size:
         shared = moe.shared_intermediate_size
         yield _linear("mlp.shared_experts", [(h, shared), (h, shared), (shared, h)], Sharding.COLUMN, layer)
@@ -184,8 +187,19 @@ def active_parameters(f: ModelFacts) -> int:
     return total
 
 
-def per_rank_count(g: ParamGroup, f: ModelFacts, tp: int) -> float:
-    """Elements of group `g` one TP rank holds."""
+def experts_per_rank(num_experts: int, ep: int) -> int:
+    """Routed experts on the busiest rank of an expert-parallel group of `ep` ranks. vLLM's determine_expert_map
+    (vllm/model_executor/layers/fused_moe/layer.py@v0.19.0:66-118) gives every rank E // ep experts and one more to
+    each of the first E % ep ranks; the busiest rank decides the engine's KV cache (the minimum over workers)."""
+    return -(-num_experts // ep)
+
+
+def per_rank_count(g: ParamGroup, f: ModelFacts, tp: int, expert_parallel: bool = False) -> float:
+    """Elements of group `g` one TP rank holds. With expert parallelism (--enable-expert-parallel, EP = TP with
+    one data-parallel rank) a rank holds whole experts, experts_per_rank of them, instead of a 1/TP slice of each:
+    vLLM's FusedMoEParallelConfig.make (fused_moe/config.py@v0.19.0:1084-1130) then sets the MoE tp_size to 1."""
+    if expert_parallel and g.experts and tp > 1:
+        return g.count / g.experts * experts_per_rank(g.experts, tp)
     if g.sharding == Sharding.REPLICATED:
         return g.count
     if g.sharding == Sharding.COLUMN:
