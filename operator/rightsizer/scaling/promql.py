@@ -16,6 +16,8 @@ query needs no relabeling of rightsizer's own labels. Every query aggregates to 
     mean_prompt      sum(rate(vllm:request_prompt_tokens_sum{S}[W])) / sum(rate(vllm:request_prompt_tokens_count{S}[W]))
     mean_generation  (the same over vllm:request_generation_tokens)
     finished         sum(increase(vllm:request_generation_tokens_count{S}[W]))
+    ttft_mean        (mean_prompt's form over vllm:time_to_first_token_seconds: self-calibration's evidence)
+    itl_mean         (the same over vllm:inter_token_latency_seconds)
 
 The metric names are the ones the deployment's vLLM release exposes (rightsizer.facts.vllm_metrics: e.g.
 vllm:time_per_output_token_seconds for ITL before 0.11). Arrivals = admitted_rate + queue_growth, as in
@@ -71,6 +73,8 @@ def queries(selector: Selector, version: str, window_seconds: float) -> dict[str
     return {
         "ttft_p95": p95(ttft),
         "itl_p95": p95(itl),
+        "ttft_mean": mean_of(ttft),
+        "itl_mean": mean_of(itl),
         "admitted_rate": f"sum(rate({ttft}{HISTOGRAM_COUNT}{{{s}}}[{w}]))",
         "queue_growth": f"sum(deriv({waiting}{{{s}}}[{w}]))",
         "waiting": f"sum({waiting}{{{s}}})",
@@ -113,4 +117,6 @@ def stats(values: Mapping[str, float | None]) -> WindowStats:
         mean_prompt_tokens=values.get("mean_prompt"),
         mean_generation_tokens=values.get("mean_generation"),
         finished=values.get("finished") or 0.0,
+        ttft_mean_s=values.get("ttft_mean"),
+        itl_mean_s=values.get("itl_mean"),
     )

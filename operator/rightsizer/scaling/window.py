@@ -9,7 +9,8 @@ needs — the same ones the Prometheus source gets from PromQL (rightsizer.scali
   requests saturates at what the replicas serve; arrivals beyond that accumulate in the queue), per second of the
   window, counting pods that left during the window too;
 * waiting and running requests (summed) and KV-cache usage (mean) at the latest sample of each pod;
-* mean prompt and generation length of the requests that finished in the window.
+* mean prompt and generation length of the requests that finished in the window;
+* mean TTFT and ITL (histogram sum over count), which self-calibration compares with the model.
 
 vLLM labels every series with model_name and engine (vllm/v1/metrics/loggers.py, 0.19.0); a pod with several
 engines (data parallel) exposes one series per engine, and they are summed.
@@ -62,6 +63,8 @@ class WindowStats:
     mean_prompt_tokens: float | None
     mean_generation_tokens: float | None
     finished: float = 0.0  # requests that finished in the window (what the mean lengths rest on)
+    ttft_mean_s: float | None = None  # the histograms' sum over count: exact, unlike a quantile from buckets
+    itl_mean_s: float | None = None  # (what self-calibration compares with the model, scaling.calibration)
 
 
 def _samples_by_name(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -166,4 +169,6 @@ def window_stats(
         mean_prompt_tokens=mean(merged.get(Signal.PROMPT_TOKENS)),
         mean_generation_tokens=mean(merged.get(Signal.GENERATION_TOKENS)),
         finished=finished.count if finished is not None else 0.0,
+        ttft_mean_s=mean(merged.get(Signal.TTFT)),
+        itl_mean_s=mean(merged.get(Signal.ITL)),
     )

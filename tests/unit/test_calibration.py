@@ -1,0 +1,149 @@
+"""scaling.calibration: per-deployment correction factors from the deployment's own metrics windows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rightsizer.facts import gpus
+from rightsizer.facts.vllm_profiles import profile_for
+from rightsizer.model.config import QuantFormat
+from rightsizer.model.memory import EngineSettings, replica_memory
+from rightsizer.perf import Replica, Traffic, build_replica, predict
+from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, Filter, observe, restored
+from rightsizer.scaling.window import WindowStats
+from tests.unit.helpers import facts_of
+
+
+@pytest.fixture(scope="module")
+def model() -> Replica:
+    facts = facts_of("meta-llama/Llama-3.1-8B-Instruct")
+    settings = EngineSettings(1, 1, 64, 8192, 16384, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    gpu = gpus.lookup("H100")
+    return build_replica(facts, settings, gpu, replica_memory(facts, settings, gpu, profile_for("0.19.0")))
+
+
+def window(
+    truth: Replica,
+    rate: float,
+    prompt: int = 2000,
+    output: int = 200,
+    *,
+    pods: int = 1,
+    noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> WindowStats:
+    """A window whose mean latencies are what `truth` does at this load (times a log-normal noise)."""
+    p = predict(truth, Traffic(prompt, output, request_rate=rate))
+
+    def jitter() -> float:
+        return float(np.exp(rng.normal(0, noise))) if rng is not None else 1.0
+
+    return WindowStats(
+        pods=pods,
+        request_rate=rate * pods,
+        ttft_p95_s=p.ttft.p95,
+        itl_p95_s=p.itl.p95,
+        waiting=0.0,
+        running=p.running * pods,
+        kv_usage=0.3,
+        mean_prompt_tokens=float(prompt),
+        mean_generation_tokens=float(output),
+        finished=rate * pods * 60,
+        ttft_mean_s=p.ttft.mean * jitter(),
+        itl_mean_s=p.itl.mean * jitter(),
+    )
+
+
+def run(model: Replica, truth: Replica, windows: int, **kw: object) -> Calibration:
+    state = Calibration()
+    for i in range(windows):
+        state = observe(state, window(truth, **kw), model, now=15.0 * i)  # type: ignore[arg-type]
+    return state
+
+
+@pytest.mark.parametrize(("prefill", "decode"), [(1.4, 1.4), (0.7, 0.7), (1.5, 0.8), (0.8, 1.3)])
+def test_factors_converge_to_the_true_speed_within_ten_percent(model: Replica, prefill: float, decode: float) -> None:
+    state = run(model, model.scaled(prefill, decode), 12, rate=2.0)
+    assert state.prefill.factor == pytest.approx(prefill, rel=0.10)
+    assert state.decode.factor == pytest.approx(decode, rel=0.10)
+    assert state.samples == 12
+    # The corrected model predicts what the truth does, within a few per cent.
+    assert state.last is not None and state.last.corrected_itl_s is not None and state.last.corrected_ttft_s
+    assert state.last.corrected_itl_s == pytest.approx(state.last.observed_itl_s, rel=0.05)
+    assert state.last.corrected_ttft_s == pytest.approx(state.last.observed_ttft_s, rel=0.05)
+
+
+def test_early_windows_move_the_factor_only_part_of_the_way(model: Replica) -> None:
+    one = run(model, model.scaled(2.0, 2.0), 1, rate=2.0)
+    assert 1.0 < one.decode.factor < 1.3  # a single window is weighed against the model
+    assert one.confidence < 0.5
+
+
+def test_a_model_that_is_right_stays_right_and_becomes_confident(model: Replica) -> None:
+    state = run(model, model, 20, rate=2.0)
+    assert state.prefill.factor == pytest.approx(1.0, abs=1e-6) and state.decode.factor == pytest.approx(1.0, abs=1e-6)
+    assert state.confidence > 0.9
+    assert state.corrected(model).step_seconds(8, 1000) == pytest.approx(model.step_seconds(8, 1000))
+    assert state.accurate(now=1000.0)[0] is True
+
+
+def test_noisy_windows_still_converge_and_confidence_reflects_the_noise(model: Replica) -> None:
+    truth = model.scaled(1.4, 1.4)
+    quiet = run(model, truth, 30, rate=2.0, noise=0.02, rng=np.random.default_rng(1))
+    noisy = run(model, truth, 30, rate=2.0, noise=0.15, rng=np.random.default_rng(1))
+    assert quiet.decode.factor == pytest.approx(1.4, rel=0.05)
+    assert noisy.decode.factor == pytest.approx(1.4, rel=0.15)
+    assert noisy.confidence < quiet.confidence
+
+
+def test_idle_and_saturated_windows_are_no_evidence(model: Replica) -> None:
+    state = run(model, model.scaled(1.4, 1.4), 6, rate=2.0)
+    idle = WindowStats(1, 0.0, None, None, 0.0, 0.0, None, None, None, finished=0.0)
+    after = observe(state, idle, model, now=1000.0)
+    assert after.prefill == state.prefill and after.decode == state.decode
+    assert after.last is not None and after.last.skipped is not None and "idle" in after.last.skipped
+    few = WindowStats(1, 0.1, 0.2, 0.02, 0.0, 1.0, None, 2000.0, 200.0, finished=3.0, ttft_mean_s=9.0, itl_mean_s=9.0)
+    assert observe(state, few, model, now=1001.0).decode == state.decode  # a just-restarted pod's handful
+    flooded = window(model, rate=2.0)
+    flooded = WindowStats(**{**flooded.__dict__, "request_rate": 500.0})
+    assert observe(state, flooded, model, now=1002.0).decode == state.decode
+
+
+def test_one_wild_window_moves_a_factor_by_a_bounded_step(model: Replica) -> None:
+    state = run(model, model, 10, rate=2.0)
+    wild = window(model, rate=2.0)
+    wild = WindowStats(**{**wild.__dict__, "itl_mean_s": 1000.0, "ttft_mean_s": 1000.0})
+    after = observe(state, wild, model, now=1000.0)
+    assert 1.0 < after.decode.factor <= 3.0**0.25 + 1e-9
+
+
+def test_prediction_accurate_flips_after_a_sustained_disagreement_and_recovers(model: Replica) -> None:
+    truth = model.scaled(1.6, 1.6)
+    state = Calibration()
+    assert state.accurate(0.0)[0] is None
+    times = np.arange(0.0, SUSTAIN_S + 60.0, 15.0)
+    for t in times[:4]:
+        state = observe(state, window(truth, rate=2.0), model, now=float(t))
+    assert state.accurate(float(times[3]))[0] is True  # outside, but not for long yet
+    for t in times[4:]:
+        state = observe(state, window(truth, rate=2.0), model, now=float(t))
+    ok, why = state.accurate(float(times[-1]))
+    assert ok is False and "× the predicted" in why
+    back = observe(state, window(model, rate=2.0), model, now=float(times[-1]) + 15.0)
+    assert back.accurate(float(times[-1]) + 15.0)[0] is True
+
+
+def test_restart_continues_from_the_recorded_factors(model: Replica) -> None:
+    state = run(model, model.scaled(1.4, 0.8), 20, rate=2.0)
+    again = restored(state.prefill.factor, state.decode.factor, state.samples, state.confidence)
+    assert again.prefill.factor == pytest.approx(state.prefill.factor)
+    assert again.decode.factor == pytest.approx(state.decode.factor)
+    assert again.confidence == pytest.approx(state.confidence, abs=0.02)
+    assert restored(math.nan, 1.0, 5, 0.5).prefill == Filter()
+
+
+def test_filter_confidence_is_zero_before_evidence() -> None:
+    assert Filter().confidence == 0.0 and Filter().factor == 1.0
