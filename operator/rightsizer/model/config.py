@@ -239,7 +239,15 @@ def _qk_norm_params(cfg: Mapping[str, Any], model_type: str, heads: int, kv_head
     """Elements of the q/k norm weights per layer, as vLLM's model files create them."""
     if model_type == "minimax_m2" and bool_of(cfg, "use_qk_norm", False):
         return (heads + kv_heads) * head_dim  # q_norm and k_norm over all heads (minimax_m2.py)
-    if model_type in ("qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text"):
+    if model_type in (
+        "qwen3",
+        "qwen3_moe",
+        "qwen3_next",
+        "qwen3_vl_text",
+        "qwen3_vl_moe_text",
+        "gemma3",
+        "gemma3_text",
+    ):
         return 2 * head_dim  # one RMSNorm of head_dim each, shared by the heads
     if model_type == "glm4_moe" and bool_of(cfg, "use_qk_norm", False):
         return 2 * head_dim
@@ -277,7 +285,7 @@ def _attention(cfg: Mapping[str, Any], model_type: str, hidden: int) -> Attentio
                 f"a head size of {head_dim} is not a multiple of 8, which vLLM's attention kernels need",
                 "fix head_dim (or hidden_size / num_attention_heads) in config.json",
             )
-    qkv_bias = bool_of(cfg, "attention_bias", model_type in ("qwen2", "qwen2_moe"))
+    qkv_bias = bool_of(cfg, "attention_bias", model_type in ("qwen2", "qwen2_moe", "qwen2_5_vl", "qwen2_5_vl_text"))
     o_bias = model_type == "gpt_oss" or bool_of(cfg, "attention_out_bias", False)
     if model_type == "gpt_oss":
         qkv_bias = True
