@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rightsizer.api import constants as c
 from rightsizer.api import names
+from rightsizer.api.conditions import ConditionType, PolicyConditionType
 from rightsizer.api.crdgen import KindSpec, PrinterColumn
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, LLMDeploymentStatus
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicySpec, SizingPolicyStatus
@@ -26,7 +27,7 @@ LLMDEPLOYMENT = KindSpec(
         PrinterColumn("Max-Seqs", ".status.plan.maxNumSeqs", "integer"),
         PrinterColumn("Replicas", ".status.replicas", "integer"),
         PrinterColumn("Ready", ".status.readyReplicas", "integer"),
-        PrinterColumn("Status", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+        PrinterColumn("Status", f'.status.conditions[?(@.type=="{ConditionType.READY}")].reason', priority=1),
         PrinterColumn("Pool", ".status.plan.pool", priority=1),
         PrinterColumn("KV-Tokens", ".status.plan.kvCacheTokens", "integer", priority=1),
         PrinterColumn("Max-Len", ".status.plan.maxModelLen", "integer", priority=1),
@@ -67,7 +68,7 @@ SIZINGPOLICY = KindSpec(
         PrinterColumn("Products", ".spec.allowed.gpuProducts", description="Allowed GPU products (empty: any)"),
         PrinterColumn("Max-GPUs", ".spec.limits.maxGpusPerReplica", "integer", description="GPUs per replica"),
         PrinterColumn("Max-Replicas", ".spec.limits.maxReplicas", "integer"),
-        PrinterColumn("Accepted", f'.status.conditions[?(@.type=="{c.POLICY_CONDITION_ACCEPTED}")].status'),
+        PrinterColumn("Accepted", f'.status.conditions[?(@.type=="{PolicyConditionType.ACCEPTED}")].status'),
         PrinterColumn("Quota", ".spec.limits.namespaceQuota", description="GPUs per namespace", priority=1),
         PrinterColumn("Selector", ".spec.namespaceSelector", priority=1),
         PrinterColumn("Pools", ".spec.allowed.pools", priority=1),

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.adapters.modelsource import ResolvedModel, resolve
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
+from rightsizer.api.conditions import ConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
@@ -112,14 +113,18 @@ def desired_replicas(spec: LLMDeploymentSpec, planned: Plan | None) -> int:
     return max(replicas.min, min(wanted, replicas.upper))
 
 
+# The Event reason of each kind of write kube.actions.plan_actions returns.
+_APPLIED: Final[Mapping[str, str]] = {"created": Reason.CREATED, "updated": Reason.UPDATED, "restored": Reason.RESTORED}
+
+
 def _error_reason(err: RightsizerError) -> str:
     if isinstance(err, ModelConfigError):
-        return "ModelConfigUnavailable"
+        return Reason.MODEL_CONFIG_UNAVAILABLE
     if isinstance(err, SloUnreachableError):
-        return "SLOUnreachable"
+        return Reason.SLO_UNREACHABLE
     if isinstance(err, SizingError):
-        return "NoFeasiblePlan"
-    return "InvalidSpec"
+        return Reason.NO_FEASIBLE_PLAN
+    return Reason.INVALID_SPEC
 
 
 class Reconciler:
@@ -194,7 +199,7 @@ class Reconciler:
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            error = ("InvalidSpec", f"{where}: {first['msg']}")
+            error = (Reason.INVALID_SPEC, f"{where}: {first['msg']}")
             return self._write_status(body, observed, Outcome(kept_plan, error, kept_replicas), [])
 
         try:
@@ -202,7 +207,7 @@ class Reconciler:
         except RightsizerError as err:
             error = (_error_reason(err), err.one_line())
             metrics.SIZING_FAILURES.labels(error[0]).inc()
-            repeated = _condition_message(previous, "Sized") == error[1]
+            repeated = _condition_message(previous, ConditionType.SIZED) == error[1]
             return self._write_status(
                 body, observed, Outcome(kept_plan, error, kept_replicas), [] if repeated else [Event("Warning", *error)]
             )
@@ -210,8 +215,8 @@ class Reconciler:
         decision, planned = assessment.decision, assessment.plan
         if planned is None or not decision.allowed:
             violation = (decision.reason, decision.message())
-            repeated = _condition_message(previous, "PolicyCompliant") == violation[1]
-            warned = [] if repeated else [Event("Warning", "PolicyViolation", violation[1])]
+            repeated = _condition_message(previous, ConditionType.POLICY_COMPLIANT) == violation[1]
+            warned = [] if repeated else [Event("Warning", Reason.POLICY_VIOLATION, violation[1])]
             outcome = Outcome(kept_plan or planned, None, kept_replicas, policy_violation=violation)
             return self._write_status(body, observed, outcome, warned)
 
@@ -221,7 +226,7 @@ class Reconciler:
         if previous.get("plan") != planned.to_wire() and self._announced.get(uid) != summary:
             self._announced[uid] = summary
             metrics.PLANS.labels(planned.gpu_product).inc()
-            events.append(Event("Normal", "Planned", summary))
+            events.append(Event("Normal", Reason.PLANNED, summary))
         replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
         pool = next(p for p in assessment.pools if p.name == planned.pool)
         ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
@@ -230,14 +235,14 @@ class Reconciler:
             applied, conflict = self._apply(desired_children(ctx), observed, ctx.uid)
             events += applied
         except MissingApiError as err:
-            error = ("MissingAPI", f"{err}; install it to serve plans that span nodes")
+            error = (Reason.MISSING_API, f"{err}; install it to serve plans that span nodes")
             return self._write_status(body, observed, Outcome(planned, error, replicas), events)
         except RejectedError as err:
-            events.append(Event("Warning", "ApplyFailed", str(err)))
+            events.append(Event("Warning", Reason.APPLY_FAILED, str(err)))
             return self._write_status(body, observed, Outcome(planned, None, replicas, apply_error=str(err)), events)
         if conflict is not None:
-            if _condition_message(previous, "Progressing") != conflict:
-                events.append(Event("Warning", "ChildConflict", conflict))
+            if _condition_message(previous, ConditionType.PROGRESSING) != conflict:
+                events.append(Event("Warning", Reason.CHILD_CONFLICT, conflict))
             return self._write_status(body, observed, Outcome(planned, None, replicas, child_conflict=conflict), events)
         return self._write_status(
             body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
@@ -278,14 +283,14 @@ class Reconciler:
                 events.append(
                     Event(
                         "Normal",
-                        action.why.capitalize(),
+                        _APPLIED[action.why],
                         f"{action.obj['kind']} {action.obj['metadata']['name']} {action.why}",
                     )
                 )
             elif isinstance(action, Delete):
                 self.kube.delete(action.api_version, action.kind, action.namespace, action.name, uid=action.uid)
                 observed.children.pop((action.kind, action.name), None)
-                events.append(Event("Normal", "Deleted", f"{action.kind} {action.name} no longer needed"))
+                events.append(Event("Normal", Reason.DELETED, f"{action.kind} {action.name} no longer needed"))
         return events, None
 
     def _write_status(self, body: JSON, observed: Observed, outcome: Outcome, events: list[Event]) -> list[Event]:

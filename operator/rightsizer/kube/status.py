@@ -7,21 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rightsizer.api.conditions import CONDITION_ORDER, ConditionType, PolicyConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus
 from rightsizer.api.v1alpha1.plan import Plan
 
 JSON = Mapping[str, Any]
-
-SIZED = "Sized"
-POLICY_COMPLIANT = "PolicyCompliant"
-PROGRESSING = "Progressing"
-AVAILABLE = "Available"
-DEGRADED = "Degraded"
-READY = "Ready"
-CONDITION_ORDER = (SIZED, POLICY_COMPLIANT, PROGRESSING, AVAILABLE, DEGRADED, READY)
-CHILD_CONFLICT = "ChildConflict"  # the reason when a child's name is taken by an object rightsizer does not control
-FAILED_CREATE = "FailedCreate"  # the reason when the API server refuses the workload's pods
 
 
 @dataclass(frozen=True)
@@ -123,7 +114,7 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
     out = list(inputs.previous_conditions)
     if inputs.sizing_error is not None:
         reason, message = inputs.sizing_error
-        out = set_condition(out, _condition(SIZED, False, reason, message, inputs))
+        out = set_condition(out, _condition(ConditionType.SIZED, False, reason, message, inputs))
     elif inputs.plan is not None:
         p = inputs.plan
         message = (
@@ -131,64 +122,83 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
             f"{p.pipeline_parallel_size}) on pool {p.pool}; max-num-seqs {p.max_num_seqs}, "
             f"{p.kv_cache_tokens:,} KV tokens"
         )
-        out = set_condition(out, _condition(SIZED, True, "Planned", message, inputs))
+        out = set_condition(out, _condition(ConditionType.SIZED, True, Reason.PLANNED, message, inputs))
     if inputs.policy_violation is not None:
         reason, message = inputs.policy_violation
-        out = set_condition(out, _condition(POLICY_COMPLIANT, False, reason, message, inputs))
-    elif any(c.type == POLICY_COMPLIANT for c in out) or inputs.plan is not None:
+        out = set_condition(out, _condition(ConditionType.POLICY_COMPLIANT, False, reason, message, inputs))
+    elif any(c.type == ConditionType.POLICY_COMPLIANT for c in out) or inputs.plan is not None:
         note = f"complies with policy; {inputs.policy_note}" if inputs.policy_note else "complies with policy"
-        out = set_condition(out, _condition(POLICY_COMPLIANT, True, "Compliant", note, inputs))
+        out = set_condition(out, _condition(ConditionType.POLICY_COMPLIANT, True, Reason.COMPLIANT, note, inputs))
 
     rolling = obs.exists and (not obs.observed_current or obs.updated < obs.desired or obs.ready < obs.desired)
     if not obs.exists and inputs.plan is None:
-        progressing = _condition(PROGRESSING, False, "NotStarted", "no workload: the spec cannot be sized", inputs)
+        progressing = _condition(
+            ConditionType.PROGRESSING, False, Reason.NOT_STARTED, "no workload: the spec cannot be sized", inputs
+        )
     elif inputs.child_conflict is not None:
-        progressing = _condition(PROGRESSING, False, CHILD_CONFLICT, inputs.child_conflict, inputs)
+        progressing = _condition(ConditionType.PROGRESSING, False, Reason.CHILD_CONFLICT, inputs.child_conflict, inputs)
     elif obs.failed_create:
-        progressing = _condition(PROGRESSING, False, FAILED_CREATE, obs.failed_create, inputs)
+        progressing = _condition(ConditionType.PROGRESSING, False, Reason.FAILED_CREATE, obs.failed_create, inputs)
     elif obs.unschedulable:
-        progressing = _condition(PROGRESSING, True, "Unschedulable", obs.unschedulable, inputs)
+        progressing = _condition(ConditionType.PROGRESSING, True, Reason.UNSCHEDULABLE, obs.unschedulable, inputs)
     elif rolling or not obs.exists:
         progressing = _condition(
-            PROGRESSING, True, "RollingOut", f"{obs.ready}/{obs.desired} replicas ready, {obs.updated} updated", inputs
+            ConditionType.PROGRESSING,
+            True,
+            Reason.ROLLING_OUT,
+            f"{obs.ready}/{obs.desired} replicas ready, {obs.updated} updated",
+            inputs,
         )
     else:
-        progressing = _condition(PROGRESSING, False, "Complete", f"{obs.ready}/{obs.desired} replicas ready", inputs)
+        progressing = _condition(
+            ConditionType.PROGRESSING, False, Reason.COMPLETE, f"{obs.ready}/{obs.desired} replicas ready", inputs
+        )
     out = set_condition(out, progressing)
 
     available = obs.ready >= max(obs.desired, 1) if obs.desired > 0 else obs.exists
-    reason = "MinimumReplicasAvailable" if available else ("ScaledToZero" if obs.desired == 0 else "Waiting")
+    reason = (
+        Reason.MINIMUM_REPLICAS_AVAILABLE
+        if available
+        else (Reason.SCALED_TO_ZERO if obs.desired == 0 else Reason.WAITING)
+    )
     out = set_condition(
-        out, _condition(AVAILABLE, available, reason, f"{obs.ready} of {obs.desired} replicas ready", inputs)
+        out,
+        _condition(ConditionType.AVAILABLE, available, reason, f"{obs.ready} of {obs.desired} replicas ready", inputs),
     )
 
     degraded_reason, degraded_message = _degradation(inputs)
     out = set_condition(
         out,
-        _condition(DEGRADED, degraded_reason is not None, degraded_reason or "AsExpected", degraded_message, inputs),
+        _condition(
+            ConditionType.DEGRADED,
+            degraded_reason is not None,
+            degraded_reason or Reason.AS_EXPECTED,
+            degraded_message,
+            inputs,
+        ),
     )
     blocked, why = _not_ready(inputs, available)
-    return set_condition(out, _condition(READY, blocked is None, blocked or "Ready", why, inputs))
+    return set_condition(out, _condition(ConditionType.READY, blocked is None, blocked or Reason.READY, why, inputs))
 
 
 def _not_ready(inputs: StatusInputs, available: bool) -> tuple[str | None, str]:
     """Why the deployment is not serving as specified (the first blocking cause), or (None, 'serving')."""
     obs = inputs.observation
     if inputs.sizing_error is not None or inputs.plan is None:
-        return "NotSized", inputs.sizing_error[1] if inputs.sizing_error else "no plan yet"
+        return Reason.NOT_SIZED, inputs.sizing_error[1] if inputs.sizing_error else "no plan yet"
     if inputs.policy_violation is not None:
-        return "PolicyViolation", inputs.policy_violation[1]
+        return Reason.POLICY_VIOLATION, inputs.policy_violation[1]
     if inputs.apply_error is not None:
-        return "ApplyFailed", inputs.apply_error
+        return Reason.APPLY_FAILED, inputs.apply_error
     if inputs.child_conflict is not None:
-        return CHILD_CONFLICT, inputs.child_conflict
+        return Reason.CHILD_CONFLICT, inputs.child_conflict
     if obs.failed_create and not available:
-        return FAILED_CREATE, obs.failed_create
+        return Reason.FAILED_CREATE, obs.failed_create
     if not available:
         return (
-            ("Unschedulable", obs.unschedulable)
+            (Reason.UNSCHEDULABLE, obs.unschedulable)
             if obs.unschedulable
-            else ("Waiting", f"{obs.ready} of {obs.desired} replicas ready")
+            else (Reason.WAITING, f"{obs.ready} of {obs.desired} replicas ready")
         )
     return None, "serving"
 
@@ -196,17 +206,17 @@ def _not_ready(inputs: StatusInputs, available: bool) -> tuple[str | None, str]:
 def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
     obs = inputs.observation
     if inputs.sizing_error is not None and obs.exists:
-        return "SizingFailed", f"running replicas kept as they are; {inputs.sizing_error[1]}"
+        return Reason.SIZING_FAILED, f"running replicas kept as they are; {inputs.sizing_error[1]}"
     if inputs.policy_violation is not None and obs.exists:
-        return "PolicyViolation", f"running replicas kept; no scale-up; {inputs.policy_violation[1]}"
+        return Reason.POLICY_VIOLATION, f"running replicas kept; no scale-up; {inputs.policy_violation[1]}"
     if inputs.apply_error is not None:
-        return "ApplyFailed", inputs.apply_error
+        return Reason.APPLY_FAILED, inputs.apply_error
     if inputs.child_conflict is not None:
-        return CHILD_CONFLICT, inputs.child_conflict
+        return Reason.CHILD_CONFLICT, inputs.child_conflict
     if obs.failed_create:
-        return FAILED_CREATE, obs.failed_create
+        return Reason.FAILED_CREATE, obs.failed_create
     if obs.unschedulable and obs.ready < obs.desired:
-        return "Unschedulable", obs.unschedulable
+        return Reason.UNSCHEDULABLE, obs.unschedulable
     return None, "all is as planned"
 
 
@@ -230,9 +240,9 @@ def policy_status(generation: int, problems: Sequence[str], previous: Sequence[C
     """A SizingPolicy's status: Accepted, or the problems that make parts of it unusable."""
     accepted = not problems
     condition = Condition(
-        type="Accepted",
+        type=PolicyConditionType.ACCEPTED,
         status="True" if accepted else "False",
-        reason="Valid" if accepted else "InvalidPolicy",
+        reason=Reason.VALID if accepted else Reason.INVALID_POLICY,
         message="the policy is in force" if accepted else "; ".join(problems),
         last_transition_time=now,
         observed_generation=generation,

@@ -6,21 +6,45 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from rightsizer.api.conditions import Reason
+
 
 class ViolationKind(StrEnum):
-    """Why a spec or plan breaks policy; CamelCase, so it doubles as a condition reason."""
+    """Why a spec or plan breaks policy; CamelCase, so it doubles as the reason of PolicyCompliant=False (the first
+    violation's). One sentence each: docs/operator.md's table is generated from them (hack/conditions_table.py)."""
 
     NO_ALLOWED_POOL = "NoAllowedPool"
+    """No GPU pool the cluster knows is among the products and pools the policies allow."""
+
     GPU_PRODUCT = "GpuProductNotAllowed"
+    """The plan's GPU product, or every product spec.gpu.products asks for, is outside allowed.gpuProducts."""
+
     POOL = "PoolNotAllowed"
+    """The plan's pool is outside allowed.pools."""
+
     GPUS_PER_REPLICA = "TooManyGpusPerReplica"
+    """The plan, or the pinned parallelism, needs more GPUs per replica than limits.maxGpusPerReplica."""
+
     REPLICAS = "TooManyReplicas"
+    """spec.replicas asks for more replicas than limits.maxReplicas."""
+
     MAX_MODEL_LEN = "MaxModelLenTooLong"
+    """The context length is longer than limits.maxModelLen."""
+
     QUANTIZATION = "QuantizationNotAllowed"
+    """The weight format, stated or resolved from the checkpoint, is outside allowed.quantizations."""
+
     DTYPE = "DTypeNotAllowed"
+    """The compute dtype, stated or resolved, is outside allowed.dtypes."""
+
     ENGINE_IMAGE = "EngineImageNotAllowed"
+    """The vLLM image (spec.serving.engine.image, or the default) is under no prefix of allowed.engineImages."""
+
     REQUIRED_FIELD = "RequiredFieldMissing"
+    """A field the policies require (required.slo) is unset."""
+
     QUOTA = "NamespaceQuotaExceeded"
+    """spec.replicas.min would take the namespace's GPUs beyond limits.namespaceQuota."""
 
 
 def policies_phrase(policies: Sequence[str]) -> str:
@@ -67,7 +91,7 @@ class Decision:
     @property
     def reason(self) -> str:
         """A condition reason: `Compliant`, or the first violation's kind."""
-        return "Compliant" if self.allowed else self.violations[0].kind.value
+        return Reason.COMPLIANT if self.allowed else self.violations[0].kind.value
 
     def message(self) -> str:
         """One line for an admission response or a condition."""
