@@ -3,13 +3,15 @@ the predicted performance, and a reason for every choice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import MemoryBreakdown, Plan
 from rightsizer.facts.vllm_profiles import GIB
 from rightsizer.model.memory import (
     attention_bytes_per_token,
 )
-from rightsizer.model.params import total_parameters
+from rightsizer.model.params import experts_per_rank, total_parameters
 from rightsizer.sizing.request import (
     Basics,
     Candidate,
@@ -39,6 +41,7 @@ def to_plan(request: SizingRequest, chosen: Candidate, result: SearchResult, mod
         kv_cache_dtype=s.kv_cache_dtype,
         quantization_flag=common.weights.quantization_flag,
         dtype_flag=common.weights.dtype_flag,
+        expert_parallel=s.expert_parallel,
         extra=spec.serving.engine.extra_args,
     )
     return Plan(
@@ -49,6 +52,7 @@ def to_plan(request: SizingRequest, chosen: Candidate, result: SearchResult, mod
         nodes_per_replica=shape.nodes,
         tensor_parallel_size=s.tensor_parallel_size,
         pipeline_parallel_size=s.pipeline_parallel_size,
+        expert_parallel=s.expert_parallel,
         max_num_seqs=s.max_num_seqs,
         max_model_len=s.max_model_len,
         max_num_batched_tokens=s.max_num_batched_tokens,
@@ -121,7 +125,26 @@ def _reasons(
             f"a replica spans {shape.nodes} nodes: no single {shape.pool.gpus_per_node}-GPU node holds "
             f"the model, so pipeline parallelism ({shape.pp} stages) strings nodes together"
         )
+    if shape.expert_parallel:
+        reasons.append(_expert_parallel_reason(request, chosen, result))
     return reasons
+
+
+def _expert_parallel_reason(request: SizingRequest, chosen: Candidate, result: SearchResult) -> str:
+    """Why --enable-expert-parallel: the search tries it only where vLLM refuses the same TP without it."""
+    shape, moe = chosen.shape, request.facts.moe
+    assert moe is not None  # the search builds expert-parallel shapes for MoE models only
+    plain = next(
+        (r for r in result.rejections if r.shape == replace(shape, expert_parallel=False)),
+        None,
+    )
+    why = f"vLLM refuses TP{shape.tp} without it ({plain.reason})" if plain is not None else "vLLM needs it"
+    per_gpu = experts_per_rank(moe.num_experts, shape.tp)
+    return (
+        f"expert parallelism (--enable-expert-parallel): {why}; each GPU holds {per_gpu} of the "
+        f"{moe.num_experts} experts whole instead of a 1/{shape.tp} slice of every one, attention and shared "
+        "experts stay tensor-parallel"
+    )
 
 
 def _why_chosen(chosen: Candidate, result: SearchResult, spec: LLMDeploymentSpec) -> str:
@@ -220,11 +243,11 @@ def _seqs_reason(chosen: Candidate, common: Basics, default_seqs: int, spec: LLM
         if not limit.met:
             return (
                 f"max-num-seqs {s.max_num_seqs}: even one sequence misses spec.slo.itlP95Ms "
-                f"({spec.slo.itl_p95_ms:g} ms): predicted ITL p95 {itl}"
+                f"({spec.slo.itl_p95_ms:g} ms): predicted ITL p95 up to {itl}"
             )
         return (
-            f"max-num-seqs {s.max_num_seqs}: the largest batch whose predicted ITL p95 ({itl}, with new prompts "
-            f"prefilled between decode steps) stays within spec.slo.itlP95Ms ({spec.slo.itl_p95_ms:g} ms); "
+            f"max-num-seqs {s.max_num_seqs}: the largest batch whose predicted ITL p95 at the slow edge ({itl}, with "
+            f"new prompts prefilled between decode steps) stays within spec.slo.itlP95Ms ({spec.slo.itl_p95_ms:g} ms); "
             f"memory alone allows {memory_seqs}"
         )
     if s.max_num_seqs >= default_seqs:
