@@ -45,6 +45,7 @@ def engine_settings(spec: LLMDeploymentSpec, facts: ModelFacts, plan: Plan) -> E
         weight_format=weights.format,
         group_size=weights.group_size,
         quantize_attention=weights.quantize_attention,
+        expert_parallel=plan.expert_parallel,
     )
 
 

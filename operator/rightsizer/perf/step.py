@@ -10,6 +10,12 @@ HBM, peak FLOP/s and link bandwidth come from facts/gpus.py, each scaled by a fi
 (facts/perf_calibration.py). Weight bytes per rank follow the parameter inventory exactly as memory.py counts
 them (per TP shard, per pipeline stage, in the checkpoint's format); for MoE layers only the experts the batch's
 tokens are routed to are read: a fraction 1 − (1 − k/E)^tokens. The embedding is a lookup and is not streamed.
+With expert parallelism (--enable-expert-parallel, EP = TP, one data-parallel rank) a GPU holds whole experts, the
+busiest one ceil(E/TP) of them, and reads the same routed fraction of them; the MoE output is still summed by the
+TP all-reduce, because vLLM uses its all-to-all kernels only with more than one data-parallel rank
+(FusedMoEParallelConfig.use_all2all_kernels = dp_size > 1 and use_ep, fused_moe/config.py@v0.19.0:945-946;
+DefaultMoERunner.maybe_all_reduce_tensor_model_parallel, fused_moe/runner/default_moe_runner.py@v0.19.0:378-385),
+so the communication term is unchanged.
 GEMM FLOPs use the FP8 (or FP4) tensor-core peak when the weights are in that format and the GPU has it.
 """
 
@@ -80,7 +86,7 @@ def stage_cost(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> S
     for g in groups_on_stage(f, stage, pp, layers):
         if g.module == "embed_tokens":
             continue  # a lookup: one row per token, not streamed
-        count = per_rank_count(g, f, tp)
+        count = per_rank_count(g, f, tp, s.expert_parallel)
         size = count * bytes_per_param(g, s, f)
         if g.module == "lm_head":
             head, head_params = head + size, head_params + count

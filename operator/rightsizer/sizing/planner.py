@@ -137,7 +137,12 @@ def _pinned_batch_error(request: SizingRequest, roomiest: Rejection) -> SizingEr
 
 def _valid_tp_hint(request: SizingRequest) -> str:
     widest = max((p.gpus_per_node for p in request.pools), default=8)
-    valid = [tp for tp in range(1, widest + 1) if not tensor_parallel_problems(request.facts, tp)]
+    facts = request.facts
+    valid = [
+        tp
+        for tp in range(1, widest + 1)
+        if not tensor_parallel_problems(facts, tp) or not tensor_parallel_problems(facts, tp, expert_parallel=True)
+    ]
     return f"use one of {', '.join(map(str, valid))}, or remove the pin and let rightsizer choose"
 
 

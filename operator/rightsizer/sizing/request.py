@@ -36,6 +36,7 @@ class Shape:
     preference: int
     tp: int
     pp: int
+    expert_parallel: bool = False  # --enable-expert-parallel: each GPU holds whole experts (EP = TP)
 
     @property
     def gpus(self) -> int:
@@ -46,7 +47,8 @@ class Shape:
         return max(1, math.ceil(self.gpus / self.pool.gpus_per_node))
 
     def label(self) -> str:
-        return f"{self.pool.name} TP{self.tp}×PP{self.pp}"
+        layout = f"{self.pool.name} TP{self.tp}×PP{self.pp}"
+        return layout + " with expert parallelism" if self.expert_parallel else layout
 
 
 @dataclass(frozen=True)

@@ -53,23 +53,42 @@ def _shapes(request: SizingRequest) -> list[Shape]:
         if pins.tensor_parallel_size is not None or pins.pipeline_parallel_size is not None:
             tp = pins.tensor_parallel_size or 1
             pp = pins.pipeline_parallel_size or 1
-            shapes.append(Shape(pool, preference, tp, pp))
+            shapes += _layouts(Shape(pool, preference, tp, pp), facts)
             continue
         for tp in range(1, per_node + 1):
-            shapes.append(Shape(pool, preference, tp, 1))
+            shapes += _layouts(Shape(pool, preference, tp, 1), facts)
         # Spanning nodes: TP fills each node with the widest degree the model accepts, PP strings the nodes.
         node_tp = max(
-            (tp for tp in range(1, per_node + 1) if per_node % tp == 0 and not tensor_parallel_problems(facts, tp)),
+            (tp for tp in range(1, per_node + 1) if per_node % tp == 0 and _accepted(facts, tp)),
             default=1,
         )
         max_nodes = min(pool.max_nodes or MAX_NODES_PER_REPLICA, MAX_NODES_PER_REPLICA)
         for nodes in range(2, max_nodes + 1):
-            shapes.append(Shape(pool, preference, node_tp, nodes * per_node // node_tp))
+            shapes += _layouts(Shape(pool, preference, node_tp, nodes * per_node // node_tp), facts)
     return shapes
 
 
+def _accepted(facts: ModelFacts, tp: int) -> bool:
+    """vLLM accepts TP `tp` for this model, with or without expert parallelism."""
+    return not tensor_parallel_problems(facts, tp) or not tensor_parallel_problems(facts, tp, expert_parallel=True)
+
+
+def _layouts(shape: Shape, facts: ModelFacts) -> list[Shape]:
+    """The shape, and its expert-parallel twin where only expert parallelism makes vLLM accept it (an FP8 block
+    finer than the expert width per GPU, experts narrower than TP). Where plain TP is accepted, expert
+    parallelism with one data-parallel rank holds the same expert bytes per GPU (more on the busiest rank when the
+    experts do not divide), keeps the same all-reduce, and can only widen the MoE workspace: it never ranks ahead,
+    and plain TP is the layout with fewer surprises, so it is not tried."""
+    if facts.moe is None or shape.tp < 2 or not tensor_parallel_problems(facts, shape.tp):
+        return [shape]
+    if tensor_parallel_problems(facts, shape.tp, expert_parallel=True):
+        return [shape]
+    return [shape, replace(shape, expert_parallel=True)]
+
+
 def _shape_problems(shape: Shape, facts: ModelFacts) -> list[str]:
-    problems = tensor_parallel_problems(facts, shape.tp) + pipeline_parallel_problems(facts, shape.pp)
+    problems = tensor_parallel_problems(facts, shape.tp, expert_parallel=shape.expert_parallel)
+    problems += pipeline_parallel_problems(facts, shape.pp)
     pool = shape.pool
     if shape.tp > pool.gpus_per_node:
         problems.append(f"TP{shape.tp} would span nodes of {pool.gpus_per_node} GPUs; keep TP within one node")
@@ -97,6 +116,7 @@ def _settings(shape: Shape, common: Basics, spec: LLMDeploymentSpec, seqs: int, 
         weight_format=common.weights.format,
         group_size=common.weights.group_size,
         quantize_attention=common.weights.quantize_attention,
+        expert_parallel=shape.expert_parallel,
     )
 
 

@@ -22,6 +22,7 @@ def server_args(
     kv_cache_dtype: str,
     quantization_flag: str | None,
     dtype_flag: str | None,
+    expert_parallel: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """Arguments for `vllm serve` (the image's entrypoint). Sizing flags are always explicit, so the memory the
@@ -38,6 +39,10 @@ def server_args(
         str(tensor_parallel_size),
         "--pipeline-parallel-size",
         str(pipeline_parallel_size),
+    ]
+    if expert_parallel:
+        args.append("--enable-expert-parallel")  # whole experts per GPU (EP = TP): see model.parallelism
+    args += [
         "--max-model-len",
         str(max_model_len),
         "--max-num-seqs",

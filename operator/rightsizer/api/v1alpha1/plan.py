@@ -77,6 +77,11 @@ class Plan(StatusModel):
     nodes_per_replica: int = Field(description="Nodes one replica spans (>1 means a LeaderWorkerSet).")
     tensor_parallel_size: int = Field(description="vLLM --tensor-parallel-size.")
     pipeline_parallel_size: int = Field(description="vLLM --pipeline-parallel-size.")
+    expert_parallel: bool = Field(
+        default=False,
+        description="vLLM --enable-expert-parallel: each GPU holds whole MoE experts (EP = TP) instead of a slice "
+        "of every expert; chosen only where vLLM refuses plain TP (e.g. an FP8 block wider than an expert's slice).",
+    )
     max_num_seqs: int = Field(description="vLLM --max-num-seqs: concurrent sequences per replica.")
     max_model_len: int = Field(description="vLLM --max-model-len: longest prompt + output in tokens.")
     max_num_batched_tokens: int = Field(description="vLLM --max-num-batched-tokens: chunked-prefill token budget.")
