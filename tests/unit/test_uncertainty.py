@@ -52,9 +52,12 @@ def test_between_bands_the_factor_moves_smoothly() -> None:
     assert ends[0] <= interval("itl", "dense", 12.0).slow <= ends[-1]
 
 
-def test_a_gpu_without_published_measurements_gets_the_worst_factor() -> None:
-    worst = max(cell.slow for (m, _, _), cell in INTERVALS.items() if m == "itl")
-    assert interval("itl", "dense", 4, calibrated=False).slow == worst
+def test_a_gpu_without_published_measurements_gets_the_wider_of_its_family_and_all_families() -> None:
+    for family in ("dense", "moe", "mla", "hybrid"):
+        for load in (2.0, 20.0, 100.0):
+            own, pooled = interval("itl", family, load), interval("itl", ALL, load)
+            assert interval("itl", family, load, calibrated=False).slow == max(own.slow, pooled.slow)
+    assert interval("itl", "dense", 100.0, calibrated=False).slow > interval("itl", "dense", 100.0).slow
 
 
 def test_every_prediction_carries_its_slow_edge_and_the_slo_is_checked_against_it() -> None:

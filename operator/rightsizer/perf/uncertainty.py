@@ -5,7 +5,7 @@ family × concurrency band), the ratio measured / predicted that 90 % of held-ou
 kind stay under (facts/perf_intervals.py, made by `bench/latency_model.py --intervals` from leave-one-source-out
 residuals). SLO checks use the edge, so a plan promises only what the slow end of the model's own track record
 meets. A kind with too few measurements borrows its band's figure, then the metric's; a GPU with no published
-measurements behind the model gets the worst figure of its metric.
+measurements behind the model gets the wider of its family's figure and the one pooled over every family.
 """
 
 from __future__ import annotations
@@ -50,16 +50,22 @@ def interval(metric: str, family: str, concurrency: float, *, calibrated: bool =
     """The held-out interval for a `metric` ("ttft" or "itl") prediction of this kind at this load.
 
     Between the loads that stand for two bands the factors are interpolated in log(load), so a plan's batch limit
-    does not jump where a band ends."""
-    if not calibrated:
-        cells = [i for (m, _, _), i in INTERVALS.items() if m == metric]
-        return max(cells, key=lambda i: i.slow, default=_NONE)
+    does not jump where a band ends. A GPU without published measurements behind the model gets the wider of its
+    family's interval and the one pooled over every family: its errors are not known to be like any one family's."""
+    own = _interpolated(metric, family, concurrency)
+    if calibrated:
+        return own
+    pooled = _interpolated(metric, ALL, concurrency)
+    return max(own, pooled, key=lambda i: i.slow)
+
+
+def _interpolated(metric: str, family: str, concurrency: float) -> Interval:
     anchors = [(middle, _cell(metric, family, name)) for _, name, middle in BANDS]
     load = max(concurrency, 1.0)
     if load <= anchors[0][0]:
         return anchors[0][1]
     for (low_load, low), (high_load, high) in itertools.pairwise(anchors):
-        if load <= high_load:
+        if load < high_load:
             share = math.log(load / low_load) / math.log(high_load / low_load)
             nearer = low if share < 0.5 else high
             return Interval(
