@@ -232,10 +232,11 @@ def test_a_load_step_scales_up_through_the_scale_subresource_and_reports_it() ->
     assert status["reason"].startswith("capacity:")
     assert status["targetTtftP95Ms"] == 1000.0 and status["targetItlP95Ms"] == 50.0
 
-    # The next pass sees its own write (the new replicas starting) and the same load: it writes nothing.
+    # The next pass sees its own writes (the new replicas starting) and the same load: it writes nothing.
+    for write in (w for w in kube.writes if w.verb == "status"):
+        body["status"].update(write.body)
     kube.writes.clear()
     body["spec"]["replicas"]["desired"] = scale[0]
-    body["status"]["autoscaling"] = status
     assert run(autoscaler, body, observed(ready=1)) == []
     assert kube.writes == []
 
@@ -305,3 +306,81 @@ def test_recent_members_outlive_their_pods_by_one_window() -> None:
     assert recent.update(("ns", "chat"), ["a", "c"], now=10.0) == {"a", "b", "c"}  # b left 10 s ago: still counts
     assert recent.update(("ns", "chat"), ["a", "c"], now=16.0) == {"a", "c"}
     assert recent.update(("ns", "other"), [], now=16.0) == set()
+
+
+def test_recommend_mode_records_decisions_and_never_scales() -> None:
+    autoscaler, kube = scaler(FakeSource(load(rate=6.0)))
+    body = deployment({"min": 1, "max": 6})
+    body["spec"]["autoscaling"] = {"mode": "Recommend"}
+    events = run(autoscaler, body, observed(ready=1))
+    assert [w for w in kube.writes if w.verb == "scale"] == []
+    assert [e.reason for _, e in events] == ["ScaleRecommended"]
+    assert "not changed: spec.autoscaling.mode is Recommend" in events[0][1].message
+    status = next(w.body["autoscaling"] for w in kube.writes if w.verb == "status")
+    assert status["desiredReplicas"] >= 3 and status["reason"].startswith("recommendation only: capacity:")
+    assert (status["history"][-1]["fromReplicas"], status["history"][-1]["toReplicas"]) == (
+        1,
+        status["desiredReplicas"],
+    )
+    # The same recommendation again: no Event, no new history entry, and still no /scale.
+    for write in (w for w in kube.writes if w.verb == "status"):
+        body["status"].update(write.body)
+    kube.writes.clear()
+    assert run(autoscaler, body, observed(ready=1)) == []
+    assert [w.verb for w in kube.writes] == []
+    # Act (the default) on the same deployment scales.
+    body["spec"]["autoscaling"] = {"mode": "Act"}
+    run(autoscaler, body, observed(ready=1))
+    assert [w.verb for w in kube.writes if w.verb == "scale"] == ["scale"]
+
+
+def error_ratio(metric: str) -> float | None:
+    labels = {"namespace": "ns", "name": "llama-3-1-70b-fp8", "metric": metric}
+    return REGISTRY.get_sample_value("rightsizer_prediction_error_ratio", labels)
+
+
+def test_a_slower_fleet_is_learnt_lowers_capacity_and_flips_prediction_accurate() -> None:
+    from rightsizer.api.v1alpha1.plan import Plan
+    from rightsizer.perf import Traffic, predict
+    from rightsizer.perf.in_force import replica_of
+    from tests.unit.helpers import facts_of
+
+    body = deployment({"min": 1, "max": 6})
+    user_spec = LLMDeployment.model_validate(body).spec
+    model = replica_of(user_spec, facts_of(user_spec.model.name), Plan.model_validate(body["status"]["plan"]))
+    truth = model.scaled(1.4, 1.4)
+    rate = 0.5  # well within one replica
+    p = predict(truth, Traffic(1155, 211, request_rate=rate))
+    stats = WindowStats(
+        1, rate, p.ttft.p95, p.itl.p95, 0.0, p.running, 0.3, 1155.0, 211.0, 30.0, p.ttft.mean, p.itl.mean
+    )
+    now = [0.0]
+    kube = FakeKube()
+    autoscaler = Autoscaler(
+        Reconciler(kube, OperatorSettings(allow_hub=False)),
+        FakeSource(stats),
+        status_refresh_seconds=0.0,
+        clock=lambda: now[0],
+        accuracy_sustain_seconds=60.0,
+    )
+    conditions = []
+    for i in range(10):
+        now[0] = 15.0 * i
+        run(autoscaler, body, observed(ready=1))
+        for write in (w for w in kube.writes if w.verb == "status"):
+            body["status"].update(write.body)
+        kube.writes.clear()
+        conditions.append(next(c for c in body["status"]["conditions"] if c["type"] == "PredictionAccurate"))
+    perf = body["status"]["performance"]
+    assert perf["decodeFactor"] == pytest.approx(1.4, rel=0.10)
+    assert perf["prefillFactor"] == pytest.approx(1.4, rel=0.10)
+    assert perf["samples"] == 10 and 0 < perf["confidence"] <= 1
+    assert perf["capacityRps"] < perf["modelCapacityRps"]
+    # Slower prompts also interrupt decoding longer: the ITL is a little more than 1.4x the model's.
+    assert 1.4 <= perf["observedItlMs"] / perf["predictedItlMs"] <= 1.6
+    assert perf["correctedItlMs"] == pytest.approx(perf["observedItlMs"], rel=0.10)
+    assert conditions[0]["status"] == "True" and conditions[-1]["status"] == "False"
+    assert conditions[-1]["reason"] == "OutsideInterval" and "× the predicted" in conditions[-1]["message"]
+    assert error_ratio("itl") == pytest.approx(perf["observedItlMs"] / perf["predictedItlMs"], rel=0.01)
+    autoscaler.forget(("ns", "llama-3-1-70b-fp8"))
+    assert error_ratio("itl") is None

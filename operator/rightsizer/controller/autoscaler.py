@@ -24,9 +24,11 @@ status.autoscaling belongs to this module; the reconciler never writes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +39,10 @@ from rightsizer.adapters.metrics_source import MetricsSource, MetricsUnavailable
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
 from rightsizer.api.conditions import Reason
+from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import (
+    AutoscalingMode,
+    AutoscalingStatus,
     LLMDeployment,
     LLMDeploymentSpec,
 )
@@ -45,12 +50,22 @@ from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.controller import metrics
 from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.errors import RightsizerError
+from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
 from rightsizer.perf.in_force import capacity_rps, expected_length, replica_of, slo_of
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
-from rightsizer.scaling.decision import ScalerState, decide
+from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
+from rightsizer.scaling.decision import Decision, ScalerState, decide
+from rightsizer.scaling.performance import (
+    accuracy_condition,
+    calibration_from,
+    condition_changed,
+    error_ratios,
+    performance_status,
+)
 from rightsizer.scaling.status import (
     WORKLOAD_KINDS,
+    Counts,
     autoscaling_active,
     behavior_of,
     needs_write,
@@ -65,6 +80,7 @@ from rightsizer.scaling.window import WindowStats
 
 log = logging.getLogger(__name__)
 JSON = Mapping[str, Any]
+RECOMMENDED = "ScaleRecommended"  # the Event of a changed recommendation in Recommend mode
 
 
 # --- the pass -----------------------------------------------------------------------------------------------------
@@ -81,6 +97,7 @@ class Autoscaler:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], str] = now_rfc3339,
         concurrency: int = 16,
+        accuracy_sustain_seconds: float = SUSTAIN_S,
     ) -> None:
         self.reconciler = reconciler
         self.concurrency = concurrency
@@ -94,6 +111,8 @@ class Autoscaler:
         self.written: dict[tuple[str, str], float] = {}  # when status.autoscaling was last written
         self.unavailable: set[tuple[str, str]] = set()
         self._replicas: dict[str, Replica | None] = {}
+        self.calibrations: dict[tuple[str, str], Calibration] = {}  # see scaling.calibration
+        self.accuracy_sustain_seconds = accuracy_sustain_seconds
 
     async def aclose(self) -> None:
         await self.source.aclose()
@@ -102,6 +121,10 @@ class Autoscaler:
         self.states.pop(key, None)
         self.written.pop(key, None)
         self.unavailable.discard(key)
+        self.calibrations.pop(key, None)
+        for metric in ("ttft", "itl"):
+            with contextlib.suppress(KeyError):
+                metrics.PREDICTION_ERROR.remove(*key, metric)
 
     def reset(self) -> None:
         """Drop every deployment's state (this process stopped acting: a peer took over)."""
@@ -187,10 +210,17 @@ class Autoscaler:
         if stats.pods == 0 or stats.request_rate is None:
             return []  # nothing reports yet (starting, or not scraped twice): no basis for a decision
         self.unavailable.discard(key)
-        capacity = await asyncio.to_thread(self._capacity, namespace, spec, plan, stats)
+        now = self.clock()
+        model = await asyncio.to_thread(self._model, namespace, spec, plan)
+        calibration = self.calibrations.get(key) or calibration_from(status)  # continues after a restart
+        if model is not None:
+            calibration = await asyncio.to_thread(observe, calibration, stats, model, now)
+            self.calibrations[key] = calibration
+            for metric, ratio in error_ratios(calibration).items():
+                metrics.PREDICTION_ERROR.labels(namespace, name, metric).set(ratio)
+        capacity = await asyncio.to_thread(self._capacity, spec, calibration.corrected(model) if model else None, stats)
         neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
         bounds = replica_bounds(spec, plan, assessment.effective, namespace_usage(neighbours, excluding=name))
-        now = self.clock()
         state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
         obs = observation_of(stats, now)
         targets = targets_of(spec, plan, capacity)
@@ -218,15 +248,10 @@ class Autoscaler:
             decision.reason,
         )
         replicas = bound_recommendation(decision.replicas, counts.current, bounds)
-        events = []
-        if replicas != counts.current:
-            await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
-            up = replicas > counts.current
-            metrics.SCALING_DECISIONS.labels("up" if up else "down").inc()
-            verb = Reason.SCALED_UP if up else Reason.SCALED_DOWN
-            events.append(Event("Normal", verb, f"{counts.current} → {replicas} replicas: {decision.reason}"))
-            log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
         raw, previous = previous_status(body)
+        events, decision, history_from = await self._apply(
+            user_spec.autoscaling.mode, key, counts=counts, replicas=replicas, decision=decision, previous=previous
+        )
         new = status_wire(
             next_status(
                 previous,
@@ -234,23 +259,110 @@ class Autoscaler:
                 targets=targets,
                 decision=decision,
                 replicas=replicas,
-                current=counts.current,
+                current=history_from,
                 now=self.wall(),
             )
         )
         refresh_due = now - self.written.get(key, -float("inf")) >= self.status_refresh_seconds
+        patch: dict[str, Any] = {}
         if needs_write(raw, new, refresh_due=refresh_due):
             changed = sorted(k for k, v in new.items() if (raw or {}).get(k) != v)
             log.debug("%s/%s: status.autoscaling written (%s)", namespace, name, ", ".join(changed))
-            await asyncio.to_thread(
-                self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, {"autoscaling": new}
+            patch["autoscaling"] = new
+        if model is not None:
+            patch.update(
+                await self._performance(
+                    body,
+                    calibration,
+                    model=model,
+                    spec=spec,
+                    stats=stats,
+                    capacity=capacity,
+                    now=now,
+                    force=bool(patch) or refresh_due,
+                )
             )
+        if patch:
+            await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
             self.written[key] = now
         return events
 
-    def _capacity(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan, stats: WindowStats) -> float | None:
-        """One replica's request rate within the SLO at the lengths expected from the window (perf.in_force); None when
-        the model cannot say (a GPU without performance figures)."""
+    async def _apply(
+        self,
+        mode: AutoscalingMode,
+        key: tuple[str, str],
+        *,
+        counts: Counts,
+        replicas: int,
+        decision: Decision,
+        previous: AutoscalingStatus | None,
+    ) -> tuple[list[Event], Decision, int]:
+        """Act: write a changed count through /scale. Recommend: record it only. Returns the Events, the decision
+        as recorded, and the count a history entry starts from."""
+        namespace, name = key
+        if mode is AutoscalingMode.RECOMMEND:
+            # Observe only, never /scale. History and Event follow changes of the recommendation: the count in
+            # force does not move, so every pass would differ from it.
+            last = previous.desired_replicas if previous and previous.desired_replicas is not None else counts.current
+            events = []
+            if replicas != last:
+                metrics.SCALING_RECOMMENDATIONS.labels("up" if replicas > last else "down").inc()
+                message = (
+                    f"recommend {replicas} replicas ({counts.current} in force, not changed: spec.autoscaling.mode "
+                    f"is Recommend): {decision.reason}"
+                )
+                events.append(Event("Normal", RECOMMENDED, message))
+            return events, replace(decision, reason=f"recommendation only: {decision.reason}"), last
+        if replicas == counts.current:
+            return [], decision, counts.current
+        await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
+        up = replicas > counts.current
+        metrics.SCALING_DECISIONS.labels("up" if up else "down").inc()
+        verb = Reason.SCALED_UP if up else Reason.SCALED_DOWN
+        log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
+        return (
+            [Event("Normal", verb, f"{counts.current} → {replicas} replicas: {decision.reason}")],
+            decision,
+            counts.current,
+        )
+
+    async def _performance(
+        self,
+        body: JSON,
+        calibration: Calibration,
+        *,
+        model: Replica,
+        spec: LLMDeploymentSpec,
+        stats: WindowStats,
+        capacity: float | None,
+        now: float,
+        force: bool,
+    ) -> dict[str, Any]:
+        """status.performance and the PredictionAccurate condition, when due: the condition changed (or is missing:
+        the reconciler keeps conditions it does not own, but a write of its own may race this one), another part of
+        status is written anyway, the refresh is due, or there is none yet."""
+        status = body.get("status") or {}
+        conditions = list(status.get("conditions") or [])
+        condition = accuracy_condition(
+            calibration,
+            now=now,
+            wall=self.wall(),
+            generation=(body.get("metadata") or {}).get("generation"),
+            sustain_s=self.accuracy_sustain_seconds,
+        )
+        patch: dict[str, Any] = {}
+        if condition_changed(conditions, condition):
+            parsed = [Condition.model_validate(x) for x in conditions]
+            patch["conditions"] = [x.to_wire() for x in set_condition(parsed, condition)]
+        if patch or force or not status.get("performance"):
+            model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
+            wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
+            patch["performance"] = wire.model_dump(by_alias=True, mode="json")
+        return patch
+
+    def _model(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan) -> Replica | None:
+        """The plan's replica as the model sees it (perf.in_force); None when the model cannot say (a GPU without
+        performance figures)."""
         key = plan.model_dump_json() + spec.model.model_dump_json()
         if key not in self._replicas:
             if len(self._replicas) > 64:
@@ -261,7 +373,11 @@ class Autoscaler:
             except (ValueError, RightsizerError) as err:
                 log.info("no capacity model for %s: %s; scaling on latency and queue only", plan.gpu_product, err)
                 self._replicas[key] = None
-        replica = self._replicas[key]
+        return self._replicas[key]
+
+    @staticmethod
+    def _capacity(spec: LLMDeploymentSpec, replica: Replica | None, stats: WindowStats) -> float | None:
+        """One replica's request rate within the SLO at the lengths expected from the window (perf.in_force)."""
         if replica is None:
             return None
         w = spec.workload

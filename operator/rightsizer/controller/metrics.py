@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("rightsizer_reconciles_total", "Reconciles of LLMDeployments", ["result"])
 RECONCILE_SECONDS = Histogram(
@@ -13,3 +13,13 @@ RECONCILE_SECONDS = Histogram(
 PLANS = Counter("rightsizer_plan_changes_total", "Plans that changed (new sizing decisions)", ["gpu_product"])
 SIZING_FAILURES = Counter("rightsizer_sizing_failures_total", "Reconciles that could not size the spec", ["reason"])
 SCALING_DECISIONS = Counter("rightsizer_scaling_decisions_total", "Autoscaler changes of replicas", ["direction"])
+SCALING_RECOMMENDATIONS = Counter(
+    "rightsizer_scaling_recommendations_total",
+    "Changed recommendations of the autoscaler in Recommend mode (spec.autoscaling.mode), not applied",
+    ["direction"],
+)
+PREDICTION_ERROR = Gauge(
+    "rightsizer_prediction_error_ratio",
+    "Observed over predicted mean latency at the observed load, last metrics window (the uncorrected model)",
+    ["namespace", "name", "metric"],
+)

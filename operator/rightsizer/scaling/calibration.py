@@ -123,10 +123,11 @@ class Calibration:
     last: Reading | None = None
 
     def corrected(self, model: Replica) -> Replica:
-        """The model with this deployment's factors (the model itself before any evidence)."""
+        """The model with this deployment's factors (the model itself before any evidence), rounded to 1 % so that
+        the capacities cached per replica (perf.in_force) are reused while the factors hold still."""
         if self.prefill.samples == 0 and self.decode.samples == 0:
             return model
-        return model.scaled(self.prefill.factor, self.decode.factor)
+        return model.scaled(round(self.prefill.factor, 2), round(self.decode.factor, 2))
 
     @property
     def samples(self) -> int:

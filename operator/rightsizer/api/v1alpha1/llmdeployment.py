@@ -184,8 +184,21 @@ class Replicas(WireModel):
         return self.min if self.max is None else self.max
 
 
+class AutoscalingMode(StrEnum):
+    """Whether the autoscaler's decisions change replicas.desired or are only recorded."""
+
+    ACT = "Act"
+    RECOMMEND = "Recommend"
+
+
 class Autoscaling(WireModel):
     """The SLO autoscaler. On when an SLO is set and replicas.max > replicas.min, unless disabled."""
+
+    mode: AutoscalingMode = Field(
+        default=AutoscalingMode.ACT,
+        description="Act: write each decision to replicas.desired (the scale subresource). Recommend: compute and "
+        "record decisions (status.autoscaling, Events, metrics) without scaling, to watch beside an HPA or KEDA.",
+    )
 
     enabled: bool = Field(default=True, description="Let rightsizer set replicas.desired from latency metrics.")
     scale_up_stabilization_seconds: int = Field(
@@ -237,6 +250,34 @@ class AutoscalingStatus(StatusModel):
     history: list[ScalingDecision] = Field(default_factory=list, description="The last decisions, newest last.")
 
 
+class PerformanceStatus(StatusModel):
+    """Self-calibration (docs/autoscaling.md): the model's predictions against what the replicas did, at the load
+    they carried in the last metrics window, and the correction factors fitted from such windows."""
+
+    request_rate_per_replica: float | None = Field(default=None, description="Arrivals per second per replica.")
+    mean_prompt_tokens: float | None = Field(default=None, description="Of the requests that finished.")
+    mean_output_tokens: float | None = Field(default=None, description="Of the requests that finished.")
+    observed_ttft_ms: float | None = Field(default=None, description="Mean TTFT observed.")
+    predicted_ttft_ms: float | None = Field(default=None, description="Mean TTFT the model predicts (uncorrected).")
+    corrected_ttft_ms: float | None = Field(default=None, description="Mean TTFT with the fitted factors.")
+    observed_itl_ms: float | None = Field(default=None, description="Mean inter-token latency observed.")
+    predicted_itl_ms: float | None = Field(default=None, description="Mean ITL the model predicts (uncorrected).")
+    corrected_itl_ms: float | None = Field(default=None, description="Mean ITL with the fitted factors.")
+    ttft_interval: str | None = Field(
+        default=None, description="The observed/predicted TTFT ratio the model's held-out record allows, low-high."
+    )
+    itl_interval: str | None = Field(default=None, description="The same for the inter-token latency.")
+    prefill_factor: float = Field(default=1.0, description="Prompt work takes this many times the model's time.")
+    decode_factor: float = Field(default=1.0, description="Decode steps take this many times the model's time.")
+    samples: int = Field(default=0, description="Metrics windows the factors rest on.")
+    confidence: float = Field(default=0.0, description="0..1: the factors are known to within ±(1 − confidence).")
+    capacity_rps: float | None = Field(
+        default=None, description="One replica's requests/s within the SLO with the factors (what the autoscaler uses)."
+    )
+    model_capacity_rps: float | None = Field(default=None, description="The same by the uncorrected model.")
+    skipped: str | None = Field(default=None, description="Why the last window was no evidence, if it was not.")
+
+
 class LLMDeploymentStatus(StatusModel):
     """What rightsizer computed and observed."""
 
@@ -249,6 +290,9 @@ class LLMDeploymentStatus(StatusModel):
     ready_replicas: int | None = Field(default=None, description="Replicas whose pods are all Ready.")
     selector: str | None = Field(default=None, description="Label selector of the serving pods (for HPA).")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="The SLO autoscaler's view.")
+    performance: PerformanceStatus | None = Field(
+        default=None, description="The performance model against the replicas' own metrics (self-calibration)."
+    )
 
 
 class LLMDeployment(WireModel):
