@@ -29,6 +29,7 @@ from rightsizer.sizing.extra_args import REFUSED, read_extra_args
 from rightsizer.sizing.pools import GpuPool
 from tests.contract.conftest import cached_releases, load_or_skip
 from tests.contract.vllm_release import ReleaseContract
+from tests.unit.fp8_checkpoints import FP8_CHECKPOINTS, fp8_facts
 from tests.unit.helpers import facts_of
 
 ENUM_FLAGS = ("--kv-cache-dtype", "--quantization", "--dtype")
@@ -55,6 +56,8 @@ CASES: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     ),
     "gpt-oss-mxfp4-checkpoint": ("openai/gpt-oss-20b", ["H100"], {}),
     "deepseek-mla-a100": ("deepseek-ai/DeepSeek-V2-Lite-Chat", ["A100-80GB"], {}),
+    # TP8 is refused for the FP8 block without expert parallelism: the plan adds --enable-expert-parallel.
+    "qwen3-235b-fp8-expert-parallel-l40s": ("Qwen/Qwen3-235B-A22B-FP8", ["L40S"], {}),
     "extra-args": (
         "Qwen/Qwen3-8B",
         ["H100"],
@@ -70,7 +73,8 @@ def make_plan(case: str, version: str = DEFAULT_ENGINE_VERSION) -> Plan:
     spec["serving"] = {**fields.get("serving", {})}
     spec["serving"]["engine"] = {**spec["serving"].get("engine", {}), "version": version}
     pools = [GpuPool(lookup(p).short_name.lower(), lookup(p), 8, None, None) for p in products]
-    return plan(SizingRequest(LLMDeploymentSpec.model_validate(spec), facts_of(model), pools), model)
+    facts = fp8_facts(model) if model in FP8_CHECKPOINTS else facts_of(model)
+    return plan(SizingRequest(LLMDeploymentSpec.model_validate(spec), facts, pools), model)
 
 
 def flag_values(args: list[str]) -> dict[str, str | None]:
@@ -157,7 +161,7 @@ def test_the_cases_cover_every_flag_we_emit() -> None:
     emitted = {f for case in CASES for f in flag_values(make_plan(case).vllm_args)}
     computed = {"--tensor-parallel-size", "--pipeline-parallel-size", "--max-model-len", "--max-num-seqs"}
     computed |= {"--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype", "--quantization"}
-    computed |= {"--model", "--revision", "--served-model-name", "--port", "--dtype"}
+    computed |= {"--model", "--revision", "--served-model-name", "--port", "--dtype", "--enable-expert-parallel"}
     assert computed <= emitted
     assert {"--enforce-eager", "--no-enable-prefix-caching"} <= emitted  # extraArgs pass through
     assert {build_workload(case)["kind"] for case in CASES} == {"Deployment", "LeaderWorkerSet"}

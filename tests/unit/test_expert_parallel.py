@@ -23,6 +23,7 @@ from rightsizer.perf.step import stage_cost
 from rightsizer.sizing import SizingRequest, plan, search
 from rightsizer.sizing.extra_args import read_extra_args
 from rightsizer.sizing.pools import GpuPool
+from rightsizer.sizing.request import MEMORY_ONLY
 from rightsizer.sizing.vllm_args import server_args
 from tests.unit.fp8_checkpoints import QWEN3_FP8, fp8_facts
 from tests.unit.helpers import facts_of
@@ -246,3 +247,15 @@ def test_extra_args_refuse_expert_parallelism_now_that_rightsizer_sets_it(spelli
         read_extra_args("0.19.0", [spelling])
     assert refused.value.field == "spec.serving.engine.extraArgs[0]"
     assert "expert parallelism" in refused.value.fix
+
+
+def test_plain_tp_wins_at_equal_cost() -> None:
+    """150 concurrent requests of 2,500 tokens on H100: two TP4 replicas and one TP8 replica with expert parallelism
+    both cost eight GPUs; the plan keeps plain TP (fewer GPUs per replica breaks the tie, and no surprise flag)."""
+    spec = {"workload": {"concurrency": 150, "inputTokens": 2000, "outputTokens": 500}, "replicas": {"max": 8}}
+    validated = LLMDeploymentSpec.model_validate({"model": {"name": QWEN3_235B_FP8}, **spec})
+    request = SizingRequest(validated, fp8_facts(QWEN3_235B_FP8), [pool("H100")])
+    candidates = search(request, MEMORY_ONLY).candidates
+    costs = {(c.shape.tp, c.shape.expert_parallel): c.gpu_hours_per_hour() for c in candidates}
+    assert costs == {(4, False): 8, (8, True): 8}
+    assert (candidates[0].shape.tp, candidates[0].shape.expert_parallel) == (4, False)
