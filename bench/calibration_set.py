@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rightsizer.facts import catalog
-from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,17 +16,17 @@ SHARED_CSV = REPO.parent / "shared" / "data" / "calibration" / "vllm-0.19.0-h100
 LOCAL_CSV = REPO / "tests" / "data" / "vllm-0.19.0-h100.csv"
 
 # Quantized checkpoints in the sweep, by the catalog model that has their architecture.
-CHECKPOINTS: dict[str, tuple[str, QuantFormat, int | None]] = {
-    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.FP8, None),
-    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": ("meta-llama/Llama-3.1-70B-Instruct", QuantFormat.W8A8, None),
+CHECKPOINTS: dict[str, tuple[str, WeightFormat, int | None]] = {
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": ("meta-llama/Llama-3.1-70B-Instruct", WeightFormat.FP8, None),
+    "redhatai/Llama-3.3-70B-Instruct-quantized.w8a8": ("meta-llama/Llama-3.1-70B-Instruct", WeightFormat.W8A8, None),
     "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": (
         "meta-llama/Llama-3.1-8B-Instruct",
-        QuantFormat.W4A16_GPTQ,
+        WeightFormat.W4A16_GPTQ,
         128,
     ),
     "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": (
         "meta-llama/Llama-3.1-8B-Instruct",
-        QuantFormat.W8A8,
+        WeightFormat.W8A8,
         None,
     ),
 }
@@ -56,9 +56,9 @@ def points(path: Path | None = None) -> list[CalibrationPoint]:
         rows = list(csv.DictReader(handle))
     result = []
     for row in rows:
-        model, fmt, group = CHECKPOINTS.get(row["model"], (row["model"], QuantFormat.NONE, None))
+        model, fmt, group = CHECKPOINTS.get(row["model"], (row["model"], WeightFormat.NONE, None))
         if row["quantization"] == "fp8":  # --quantization fp8: online quantization of a bf16 checkpoint
-            fmt = QuantFormat.FP8
+            fmt = WeightFormat.FP8
         config = catalog.lookup(model)
         assert config is not None, model
         settings = EngineSettings(

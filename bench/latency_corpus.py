@@ -19,7 +19,7 @@ from pathlib import Path
 from rightsizer.facts import catalog, gpus
 from rightsizer.facts.perf_calibration import Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import CheckpointQuantization, ModelFacts, QuantFormat, parse
+from rightsizer.model.config import CheckpointQuantization, ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
 from rightsizer.perf import Replica, build_replica
 from rightsizer.perf.uncertainty import band_of, family_of
@@ -46,15 +46,15 @@ TWINS = {
 
 # The row's `quantization` -> the weight format vLLM loads (for checkpoints whose catalog config says nothing).
 FORMATS = {
-    "bf16": QuantFormat.NONE,
-    "fp16": QuantFormat.NONE,
-    "fp8": QuantFormat.FP8,
-    "awq": QuantFormat.W4A16_AWQ,
-    "w4a16": QuantFormat.W4A16_GPTQ,
-    "int4": QuantFormat.W4A16_GPTQ,
-    "gptq": QuantFormat.W4A16_GPTQ,
-    "mxfp4": QuantFormat.MXFP4,
-    "nvfp4": QuantFormat.NVFP4,
+    "bf16": WeightFormat.NONE,
+    "fp16": WeightFormat.NONE,
+    "fp8": WeightFormat.FP8,
+    "awq": WeightFormat.W4A16_AWQ,
+    "w4a16": WeightFormat.W4A16_GPTQ,
+    "int4": WeightFormat.W4A16_GPTQ,
+    "gptq": WeightFormat.W4A16_GPTQ,
+    "mxfp4": WeightFormat.MXFP4,
+    "nvfp4": WeightFormat.NVFP4,
 }
 _PROMPTS = re.compile(r"(\d[\d,]*)\s+(?:prompts|requests)")
 
@@ -187,10 +187,10 @@ def facts_of(row: Row) -> ModelFacts:
         raise RowSkippedError(f"quantization {row.quantization!r} is not modelled")
     if facts.quantization is not None and facts.quantization.format == wanted:
         return facts
-    if wanted == QuantFormat.NONE:
+    if wanted == WeightFormat.NONE:
         return replace(facts, quantization=None)
-    group = 128 if wanted in (QuantFormat.W4A16_AWQ, QuantFormat.W4A16_GPTQ) else None
-    method = {QuantFormat.W4A16_AWQ: "awq", QuantFormat.W4A16_GPTQ: "gptq"}.get(wanted, wanted.value)
+    group = 128 if wanted in (WeightFormat.W4A16_AWQ, WeightFormat.W4A16_GPTQ) else None
+    method = {WeightFormat.W4A16_AWQ: "awq", WeightFormat.W4A16_GPTQ: "gptq"}.get(wanted, wanted.value)
     return replace(facts, quantization=CheckpointQuantization(method, wanted, group, ("lm_head",)))
 
 
@@ -208,7 +208,7 @@ def settings_of(row: Row, facts: ModelFacts) -> EngineSettings:
         gpu_memory_utilization=profile.default_gpu_memory_utilization,
         dtype="bfloat16",
         kv_cache_dtype="fp8" if row.kv_cache_dtype.startswith("fp8") else "auto",
-        weight_format=quant.format if quant is not None else QuantFormat.NONE,
+        weight_format=quant.format if quant is not None else WeightFormat.NONE,
         group_size=quant.group_size if quant is not None else None,
     )
 

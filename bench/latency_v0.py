@@ -39,7 +39,7 @@ from rightsizer.facts import catalog, gpus  # noqa: E402
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, Efficiency  # noqa: E402
 from rightsizer.facts.perf_calibration import VLLM as VLLM_V1  # noqa: E402
 from rightsizer.facts.vllm_profiles import profile_for  # noqa: E402
-from rightsizer.model.config import ModelFacts, QuantFormat, parse  # noqa: E402
+from rightsizer.model.config import ModelFacts, WeightFormat, parse  # noqa: E402
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory  # noqa: E402
 from rightsizer.perf import Replica, Traffic, build_replica, predict  # noqa: E402
 
@@ -47,7 +47,7 @@ DATA = Path(__file__).resolve().parent / "data" / "published_latency.csv"
 ENGINE_VERSION = "0.19.0"  # memory accounting used for the KV capacity of every row
 ITL_METRICS = frozenset({"itl_mean_ms", "itl_p50_ms", "tpot_p50_ms", "batch_latency_ms"})
 TTFT_METRICS = frozenset({"ttft_mean_ms", "ttft_p50_ms"})
-WEIGHTS = {"bf16": QuantFormat.NONE, "fp8": QuantFormat.FP8, "nvfp4": QuantFormat.NVFP4}
+WEIGHTS = {"bf16": WeightFormat.NONE, "fp8": WeightFormat.FP8, "nvfp4": WeightFormat.NVFP4}
 
 # vLLM 0.6 as these rows ran it: the shipped hardware factors and per-step overhead (fitted here), with the CPU costs
 # this corpus was fitted with, not V1's (bench/latency_model.py fits those on the V1 corpus).

@@ -28,7 +28,7 @@ from bench import latency_v0 as latency_model  # noqa: E402
 from rightsizer.facts import catalog, gpus  # noqa: E402
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency  # noqa: E402
 from rightsizer.facts.vllm_profiles import profile_for  # noqa: E402
-from rightsizer.model.config import QuantFormat, parse  # noqa: E402
+from rightsizer.model.config import WeightFormat, parse  # noqa: E402
 from rightsizer.model.memory import EngineSettings, replica_memory  # noqa: E402
 from rightsizer.perf import Replica, Traffic, build_replica, predict  # noqa: E402
 
@@ -42,7 +42,7 @@ def replica(
     model: str, gpu: str, tp: int, pp: int, max_len: int, seqs: int = 1024, efficiency: Efficiency = VLLM
 ) -> Replica:
     facts, product = parse(catalog.lookup(model) or {}), gpus.lookup(gpu)
-    settings = EngineSettings(tp, pp, seqs, 8192, max_len, 0.9, "bfloat16", "auto", QuantFormat.FP8)
+    settings = EngineSettings(tp, pp, seqs, 8192, max_len, 0.9, "bfloat16", "auto", WeightFormat.FP8)
     memory = replica_memory(facts, settings, product, profile_for("0.19.0"))
     return build_replica(facts, settings, product, memory, efficiency=efficiency)
 

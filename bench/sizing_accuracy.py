@@ -32,7 +32,7 @@ from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
-from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import DTYPE_BYTES, FP8_KV_DTYPES, clear_caches, replica_memory
 from rightsizer.model.params import total_parameters
 from rightsizer.sizing import MEMORY_ONLY, SizingRequest, plan
@@ -40,7 +40,7 @@ from rightsizer.sizing.performance import clear_caches as clear_performance_cach
 from rightsizer.sizing.pools import GpuPool, default_pools
 
 H100_MARKETING_BYTES = 80e9
-WEIGHT_BYTES = {QuantFormat.NONE: None, QuantFormat.FP8: 1.0, QuantFormat.W8A8: 1.0, QuantFormat.W4A16_GPTQ: 0.5}
+WEIGHT_BYTES = {WeightFormat.NONE: None, WeightFormat.FP8: 1.0, WeightFormat.W8A8: 1.0, WeightFormat.W4A16_GPTQ: 0.5}
 
 
 @dataclass(frozen=True)

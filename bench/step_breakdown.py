@@ -25,8 +25,7 @@ sys.path.insert(0, str(REPO))  # `bench` as a package when run as a script
 
 from rightsizer.facts import catalog, gpus  # noqa: E402
 from rightsizer.facts.vllm_profiles import profile_for  # noqa: E402
-from rightsizer.model.checkpoint_quant import QuantFormat  # noqa: E402
-from rightsizer.model.config import parse  # noqa: E402
+from rightsizer.model.config import WeightFormat, parse  # noqa: E402
 from rightsizer.model.memory import EngineSettings, replica_memory  # noqa: E402
 from rightsizer.perf import Replica, StepTerms, build_replica  # noqa: E402
 
@@ -61,7 +60,7 @@ def replica(tp: int) -> Replica:
         gpu_memory_utilization=0.9,
         dtype="bfloat16",
         kv_cache_dtype="auto",
-        weight_format=QuantFormat.NONE,
+        weight_format=WeightFormat.NONE,
     )
     return build_replica(facts, settings, gpu, replica_memory(facts, settings, gpu, profile))
 

@@ -17,7 +17,7 @@ from bench.autoscale_policies import Static, cheapest_cover, run
 from bench.autoscale_sim import ITL_BUCKETS, Engine, Simulation, histogram_quantile
 from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import build_replica
 from tests.unit.helpers import facts_of
@@ -37,7 +37,7 @@ def write_trace(path: Path, arrivals: list[float], prompt: int = 1000, output: i
 
 def engine() -> Engine:
     facts = facts_of(LLAMA_8B)
-    settings = EngineSettings(1, 1, 256, 8192, 16384, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    settings = EngineSettings(1, 1, 256, 8192, 16384, 0.9, "bfloat16", "auto", WeightFormat.NONE)
     gpu = gpus.lookup("H100")
     replica = build_replica(facts, settings, gpu, replica_memory(facts, settings, gpu, profile_for("0.19.0")))
     return Engine(replica.step_seconds, 256, 8192, 400_000, replica.efficiency.request_overhead_s, 1)

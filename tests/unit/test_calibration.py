@@ -9,7 +9,7 @@ import pytest
 
 from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import Replica, Traffic, build_replica, predict
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, Filter, observe, restored
@@ -20,7 +20,7 @@ from tests.unit.helpers import facts_of
 @pytest.fixture(scope="module")
 def model() -> Replica:
     facts = facts_of("meta-llama/Llama-3.1-8B-Instruct")
-    settings = EngineSettings(1, 1, 64, 8192, 16384, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    settings = EngineSettings(1, 1, 64, 8192, 16384, 0.9, "bfloat16", "auto", WeightFormat.NONE)
     gpu = gpus.lookup("H100")
     return build_replica(facts, settings, gpu, replica_memory(facts, settings, gpu, profile_for("0.19.0")))
 

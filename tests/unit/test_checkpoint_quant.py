@@ -13,8 +13,8 @@ from rightsizer.errors import ModelConfigError, SizingError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
-from rightsizer.model.checkpoint_quant import QuantFormat, checkpoint_quantization, merge_hf_quant_config
-from rightsizer.model.config import parse
+from rightsizer.model.checkpoint_quant import checkpoint_quantization, merge_hf_quant_config
+from rightsizer.model.config import WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, check_terms, replica_memory, weight_bytes
 from rightsizer.model.params import pipeline_layers, total_parameters
 
@@ -76,7 +76,7 @@ def _config(model: str, quantization: dict[str, Any] | None) -> dict[str, Any]:
     return config
 
 
-def _settings(fmt: QuantFormat, tp: int = 8, pp: int = 1) -> EngineSettings:
+def _settings(fmt: WeightFormat, tp: int = 8, pp: int = 1) -> EngineSettings:
     return EngineSettings(
         tensor_parallel_size=tp,
         pipeline_parallel_size=pp,
@@ -94,10 +94,10 @@ def _settings(fmt: QuantFormat, tp: int = 8, pp: int = 1) -> EngineSettings:
 def test_per_channel_int4_405b_weighs_a_quarter_of_bf16_not_less_than_nothing(quantization: dict[str, Any]) -> None:
     facts = parse(_config(LLAMA_405B, quantization))
     q = facts.quantization
-    assert q is not None and q.per_channel and q.group_size is None and q.format == QuantFormat.W4A16_GPTQ
+    assert q is not None and q.per_channel and q.group_size is None and q.format == WeightFormat.W4A16_GPTQ
     settings = _settings(q.format, tp=8)
     per_gpu = weight_bytes(facts, settings, 0, range(126))
-    bf16 = weight_bytes(parse(_config(LLAMA_405B, None)), _settings(QuantFormat.NONE, tp=8), 0, range(126))
+    bf16 = weight_bytes(parse(_config(LLAMA_405B, None)), _settings(WeightFormat.NONE, tp=8), 0, range(126))
     # int4 values with one fp16 scale per output row (plus g_idx for desc_act): just over a quarter of bf16 for the
     # quantized linears; embeddings and LM head stay bf16.
     assert 0.25 * bf16 < per_gpu < 0.32 * bf16
@@ -107,7 +107,7 @@ def test_per_channel_int4_405b_weighs_a_quarter_of_bf16_not_less_than_nothing(qu
 
 def test_per_channel_405b_does_not_fit_one_h100() -> None:
     facts = parse(_config(LLAMA_405B, PER_CHANNEL_GPTQ))
-    memory = replica_memory(facts, _settings(QuantFormat.W4A16_GPTQ, tp=1), lookup("H100"), profile_for("0.19.0"))
+    memory = replica_memory(facts, _settings(WeightFormat.W4A16_GPTQ, tp=1), lookup("H100"), profile_for("0.19.0"))
     assert memory.binding.weights > 180 * GIB and memory.blocks == 0 and not memory.fits
 
 
@@ -139,7 +139,7 @@ def test_impossible_group_sizes_are_refused_by_name(group: object) -> None:
 
 def test_compressed_tensors_int8_group32_with_its_ignore_list() -> None:
     q = checkpoint_quantization({"quantization_config": QWEN3_VL_W8A16_GROUP32})
-    assert q is not None and (q.format, q.weight_bits, q.group_size) == (QuantFormat.W8A8, 8, 32)
+    assert q is not None and (q.format, q.weight_bits, q.group_size) == (WeightFormat.W8A8, 8, 32)
     assert "lm_head" in q.ignored_modules and "model.language_model.layers.0.mlp.gate" in q.ignored_modules
     assert q.bytes_per_param(2048 * 768, 768, 2048) == pytest.approx(1 + 4 / 32)  # fp32 scale per 32
 
@@ -147,7 +147,7 @@ def test_compressed_tensors_int8_group32_with_its_ignore_list() -> None:
 def test_fp8_block_scales_deepseek_v3() -> None:
     """deepseek-ai/DeepSeek-V3 config.json (catalog): fp8 with weight_block_size [128, 128], one fp32 scale each."""
     q = parse(catalog.lookup("deepseek-ai/DeepSeek-V3") or {}).quantization
-    assert q is not None and q.format == QuantFormat.FP8 and q.block == (128, 128)
+    assert q is not None and q.format == WeightFormat.FP8 and q.block == (128, 128)
     assert q.bytes_per_param(7168 * 2048, 2048, 7168) == pytest.approx(1 + 4 / (128 * 128))
 
 
@@ -159,7 +159,7 @@ def test_mxfp4_gpt_oss_quantizes_experts_only() -> None:
 def test_nvfp4_modelopt_minimax_in_config_json() -> None:
     """nvidia/MiniMax-M2.5-NVFP4 config.json (catalog): ModelOpt NVFP4, group 16, an FP8 scale per 16 values."""
     q = parse(catalog.lookup("nvidia/MiniMax-M2.5-NVFP4") or {}).quantization
-    assert q is not None and (q.format, q.group_size, q.scale_bytes) == (QuantFormat.NVFP4, 16, 1)
+    assert q is not None and (q.format, q.group_size, q.scale_bytes) == (WeightFormat.NVFP4, 16, 1)
     assert "lm_head" in q.ignored_modules
     assert q.bytes_per_param(3072 * 1536, 1536, 3072) == pytest.approx(0.5 + 1 / 16)
 
@@ -179,7 +179,7 @@ def test_hf_quant_config_json_is_merged_as_vllm_merges_it() -> None:
     }
     config = merge_hf_quant_config(_config("Qwen/Qwen3-235B-A22B", None), hf_quant)
     q = parse(config).quantization
-    assert q is not None and q.method == "modelopt" and q.format == QuantFormat.NVFP4
+    assert q is not None and q.method == "modelopt" and q.format == WeightFormat.NVFP4
     assert q.ignored_modules == ("lm_head", "model.layers.0.mlp.gate")
     # config.json's own quantization_config wins, as in vLLM (ModelOpt >= 0.31 writes it there).
     own = {"quant_method": "fp8"}
@@ -189,13 +189,13 @@ def test_hf_quant_config_json_is_merged_as_vllm_merges_it() -> None:
 def test_implausible_weights_are_refused_with_the_field() -> None:
     facts = parse(_config("meta-llama/Llama-3.1-8B-Instruct", None))
     with pytest.raises(SizingError, match=r"quantization_config: weights of -1\.00 GiB"):
-        check_terms(facts, _settings(QuantFormat.NONE), -GIB, 8e9, activation=0.0, non_torch=0.0)
+        check_terms(facts, _settings(WeightFormat.NONE), -GIB, 8e9, activation=0.0, non_torch=0.0)
 
 
 @pytest.mark.parametrize("model", catalog.models())
 def test_every_catalog_model_has_plausible_weights_at_every_stage(model: str) -> None:
     facts = parse(catalog.lookup(model) or {})
-    fmt = facts.quantization.format if facts.quantization else QuantFormat.NONE
+    fmt = facts.quantization.format if facts.quantization else WeightFormat.NONE
     settings = _settings(fmt, tp=1, pp=2)
     total = sum(
         weight_bytes(facts, settings, i, layers) for i, layers in enumerate(pipeline_layers(facts.num_layers, 2))

@@ -18,7 +18,7 @@ from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import LayerKind, QuantFormat, parse
+from rightsizer.model.config import LayerKind, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, replica_memory
 from tests.unit.helpers import facts_of
 
@@ -26,7 +26,7 @@ SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 
 
 def _settings(max_len: int, batched: int = 8192) -> EngineSettings:
-    return EngineSettings(4, 1, 256, batched, max_len, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    return EngineSettings(4, 1, 256, batched, max_len, 0.9, "bfloat16", "auto", WeightFormat.NONE)
 
 
 def test_scout_chunks_three_of_every_four_layers() -> None:

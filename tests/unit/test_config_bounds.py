@@ -17,7 +17,7 @@ from rightsizer.errors import ModelConfigError, SizingError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat, parse
+from rightsizer.model.config import WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, replica_memory
 
 BASE = "meta-llama/Llama-3.1-8B-Instruct"
@@ -138,7 +138,7 @@ def _assert_one_line(err: ModelConfigError | SizingError) -> None:
 
 def _check_memory(config: dict[str, Any]) -> None:
     facts = parse(config)
-    fmt = facts.quantization.format if facts.quantization is not None else QuantFormat.NONE
+    fmt = facts.quantization.format if facts.quantization is not None else WeightFormat.NONE
     s = EngineSettings(1, 1, 16, 2048, 2048, 0.9, "bfloat16", "auto", fmt)
     memory = replica_memory(facts, s, lookup("H100"), profile_for("0.19.0"))
     for rank in memory.ranks:

@@ -20,7 +20,7 @@ from rightsizer.facts.gpus import (
     from_node_labels,
     lookup,
 )
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, kv_layout
 from rightsizer.sizing import SizingRequest, plan
 from rightsizer.sizing.pools import GpuPool, default_pools, from_spec
@@ -106,7 +106,7 @@ def test_an_rtx_pro_6000_plan_names_the_estimated_memory() -> None:
 def test_mla_block_size_follows_the_compute_capability(product: str, block: int) -> None:
     # FlashMLA on SM 9.0 and CUTLASS-MLA on SM 10.x force 64 and 128; SM 12.0 has neither and keeps vLLM's 16.
     facts = facts_of("deepseek-ai/DeepSeek-V2-Lite-Chat")
-    settings = EngineSettings(1, 1, 256, 8192, 8192, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    settings = EngineSettings(1, 1, 256, 8192, 8192, 0.9, "bfloat16", "auto", WeightFormat.NONE)
     assert kv_layout(facts, settings, lookup(product), facts.layer_kinds).block_size == block
 
 

@@ -165,11 +165,11 @@ def test_download_stops_at_the_size_cap(hub_url: str, tmp_path: Path) -> None:
 def test_hf_quant_config_beside_config_json_is_merged(hub_url: str, tmp_path: Path) -> None:
     from rightsizer.adapters.modelsource import resolve
     from rightsizer.api.v1alpha1.llmdeployment import ModelSource
-    from rightsizer.model.config import QuantFormat
+    from rightsizer.model.config import WeightFormat
 
     hub = HubClient(endpoint=hub_url, cache_dir=tmp_path)
     resolved = resolve(ModelSource(name="nvidia/qwen3-nvfp4"), hub=hub)
-    assert resolved.facts.quantization is not None and resolved.facts.quantization.format == QuantFormat.NVFP4
+    assert resolved.facts.quantization is not None and resolved.facts.quantization.format == WeightFormat.NVFP4
     assert resolved.config["quantization_config"] == HF_QUANT_CONFIG
     # A repository without the file has none (a 404 for it is not an error), and the answer is cached.
     HubHandler.requests.clear()

@@ -9,7 +9,7 @@ import pytest
 from bench.calibration_set import CalibrationPoint, points
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import GIB, profile_for
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
 from tests.unit.helpers import facts_of
 
@@ -57,7 +57,7 @@ def _settings(tp: int, max_len: int, u: float, **kw: object) -> EngineSettings:
         gpu_memory_utilization=u,
         dtype="bfloat16",
         kv_cache_dtype="auto",
-        weight_format=QuantFormat.NONE,
+        weight_format=WeightFormat.NONE,
     )
     values.update(kw)
     return EngineSettings(**values)  # type: ignore[arg-type]
@@ -107,7 +107,7 @@ def test_gpt_oss_sliding_window_charges_the_window_plus_the_chunk() -> None:
     """gpt-oss-120b at 8192 tokens: 512 full-attention blocks + ceil(min(127 + 8192, 8192)/16) + 1 = 1,025."""
     memory = replica_memory(
         facts_of("openai/gpt-oss-120b"),
-        _settings(2, 8192, 0.90, weight_format=QuantFormat.MXFP4, quantize_attention=False),
+        _settings(2, 8192, 0.90, weight_format=WeightFormat.MXFP4, quantize_attention=False),
         lookup("H100"),
         profile_for("0.19.0"),
     )
@@ -119,7 +119,7 @@ def test_gpt_oss_sliding_window_charges_the_window_plus_the_chunk() -> None:
 def test_gpt_oss_120b_weights_on_one_h100() -> None:
     memory = replica_memory(
         facts_of("openai/gpt-oss-120b"),
-        _settings(1, 16000, 0.95, weight_format=QuantFormat.MXFP4, quantize_attention=False),
+        _settings(1, 16000, 0.95, weight_format=WeightFormat.MXFP4, quantize_attention=False),
         lookup("H100"),
         profile_for("0.11.0"),
     )

@@ -4,7 +4,7 @@ import pytest
 
 from rightsizer.errors import ModelConfigError
 from rightsizer.facts import catalog
-from rightsizer.model.config import LayerKind, QuantFormat, parse
+from rightsizer.model.config import LayerKind, WeightFormat, parse
 from tests.unit.helpers import facts_of
 
 
@@ -51,9 +51,9 @@ def test_mla_head_size_is_the_latent_width() -> None:
 
 
 def test_checkpoint_quantization_is_detected() -> None:
-    assert facts_of("deepseek-ai/DeepSeek-V3").quantization.format == QuantFormat.FP8  # type: ignore[union-attr]
+    assert facts_of("deepseek-ai/DeepSeek-V3").quantization.format == WeightFormat.FP8  # type: ignore[union-attr]
     gpt_oss = facts_of("openai/gpt-oss-120b").quantization
-    assert gpt_oss is not None and gpt_oss.format == QuantFormat.MXFP4
+    assert gpt_oss is not None and gpt_oss.format == WeightFormat.MXFP4
     compressed = parse(
         {
             **catalog.lookup("meta-llama/Llama-3.1-8B-Instruct"),  # type: ignore[dict-item]
@@ -63,7 +63,7 @@ def test_checkpoint_quantization_is_detected() -> None:
             },
         }
     )
-    assert compressed.quantization is not None and compressed.quantization.format == QuantFormat.W4A16_GPTQ
+    assert compressed.quantization is not None and compressed.quantization.format == WeightFormat.W4A16_GPTQ
 
 
 def test_missing_key_is_named() -> None:

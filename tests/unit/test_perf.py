@@ -16,7 +16,7 @@ from rightsizer.errors import SloUnreachableError
 from rightsizer.facts.gpus import from_node_labels, lookup
 from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import (
     UTILIZATION_CEILING,
@@ -37,7 +37,7 @@ from tests.unit.helpers import facts_of
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-FORMATS = {"bf16": QuantFormat.NONE, "fp8": QuantFormat.FP8}
+FORMATS = {"bf16": WeightFormat.NONE, "fp8": WeightFormat.FP8}
 
 
 def replica(

@@ -994,7 +994,11 @@ def test_sizingpolicy_crd_is_cluster_scoped_with_useful_columns() -> None:
 
 
 def test_weight_formats_match_what_plans_report() -> None:
+    # One enum for the resolved format (the model layer sizes with the API's WeightFormat); the spec's Quantization
+    # is the same list plus auto, which reads the checkpoint.
+    from rightsizer.api.v1alpha1.llmdeployment import Quantization
     from rightsizer.api.v1alpha1.sizingpolicy import WeightFormat
-    from rightsizer.model.config import QuantFormat
+    from rightsizer.model.config import WeightFormat as SizedFormat
 
-    assert [f.value for f in WeightFormat] == [f.value for f in QuantFormat]
+    assert SizedFormat is WeightFormat
+    assert [q.value for q in Quantization] == ["auto", *(f.value for f in WeightFormat)]

@@ -6,7 +6,7 @@ import pytest
 
 from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import QuantFormat
+from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import Replica, Slo, build_replica, max_request_rate
 from tests.unit.helpers import facts_of
@@ -14,7 +14,7 @@ from tests.unit.helpers import facts_of
 
 def replica(tp: int = 1, pp: int = 1) -> Replica:
     facts = facts_of("meta-llama/Llama-3.1-8B-Instruct")
-    settings = EngineSettings(tp, pp, 256, 8192, 16384, 0.9, "bfloat16", "auto", QuantFormat.NONE)
+    settings = EngineSettings(tp, pp, 256, 8192, 16384, 0.9, "bfloat16", "auto", WeightFormat.NONE)
     gpu = gpus.lookup("H100")
     return build_replica(facts, settings, gpu, replica_memory(facts, settings, gpu, profile_for("0.19.0")))
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from rightsizer.api.v1alpha1.sizingpolicy import WeightFormat
 from rightsizer.errors import ModelConfigError
 from rightsizer.model.limits import FIELD
 from rightsizer.model.readers import bool_of, int_of, short
@@ -20,24 +20,12 @@ from rightsizer.model.readers import bool_of, int_of, short
 QFIELD = f"{FIELD}.quantization_config"
 
 
-class QuantFormat(StrEnum):
-    """Weight storage formats with distinct bytes per parameter."""
-
-    NONE = "none"
-    FP8 = "fp8"
-    W8A8 = "w8a8"
-    W4A16_GPTQ = "w4a16-gptq"
-    W4A16_AWQ = "w4a16-awq"
-    MXFP4 = "mxfp4"
-    NVFP4 = "nvfp4"
-
-
 @dataclass(frozen=True)
 class CheckpointQuantization:
     """What the checkpoint's quantization_config says, down to the tensors vLLM allocates for each linear layer."""
 
     method: str  # vLLM's name: fp8, compressed-tensors, gptq, awq, mxfp4, modelopt, ...
-    format: QuantFormat
+    format: WeightFormat
     group_size: int | None  # inputs sharing one scale; None: one scale per output channel, tensor or block
     ignored_modules: tuple[str, ...]  # modules left unquantized, e.g. lm_head
     weight_bits: int = 8
@@ -106,7 +94,7 @@ def _gptq(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> Check
     group, per_channel = _group(qc)
     return CheckpointQuantization(
         method=method,
-        format=QuantFormat.W4A16_GPTQ if bits == 4 else QuantFormat.W8A8,
+        format=WeightFormat.W4A16_GPTQ if bits == 4 else WeightFormat.W8A8,
         group_size=group,
         ignored_modules=ignored,
         weight_bits=bits,
@@ -124,7 +112,7 @@ def _awq(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> Checkp
     group, per_channel = _group(qc, "group_size" if "group_size" in qc else "q_group_size")
     return CheckpointQuantization(
         method=method,
-        format=QuantFormat.W4A16_AWQ,
+        format=WeightFormat.W4A16_AWQ,
         group_size=group,
         ignored_modules=ignored,
         weight_bits=4,
@@ -150,7 +138,7 @@ def _fp8(qc: Mapping[str, Any], method: str, ignored: tuple[str, ...]) -> Checkp
     block = _block(qc, "weight_block_size")
     return CheckpointQuantization(
         method=method,
-        format=QuantFormat.FP8,
+        format=WeightFormat.FP8,
         group_size=None,
         ignored_modules=ignored,
         weight_bits=8,
@@ -172,7 +160,7 @@ def _modelopt(qc: Mapping[str, Any], method: str) -> CheckpointQuantization:
         group, _ = _group(source, default=16)
         return CheckpointQuantization(
             method=method,
-            format=QuantFormat.NVFP4,
+            format=WeightFormat.NVFP4,
             group_size=group or 16,
             ignored_modules=ignored,
             weight_bits=4,
@@ -182,7 +170,7 @@ def _modelopt(qc: Mapping[str, Any], method: str) -> CheckpointQuantization:
         block = (128, 128) if algo == "FP8_PB_WO" else None
         return CheckpointQuantization(
             method=method,
-            format=QuantFormat.FP8,
+            format=WeightFormat.FP8,
             group_size=None,
             ignored_modules=ignored,
             block=block,
@@ -226,15 +214,15 @@ def _compressed_tensors(qc: Mapping[str, Any], method: str) -> CheckpointQuantiz
         group, per_channel = _group(weights, default=16 if kind == "float" and bits == 4 else 128)
     common: dict[str, Any] = {"method": method, "ignored_modules": ignored, "per_channel": per_channel}
     if bits == 8:
-        fmt = QuantFormat.FP8 if kind == "float" else QuantFormat.W8A8
+        fmt = WeightFormat.FP8 if kind == "float" else WeightFormat.W8A8
         return CheckpointQuantization(format=fmt, group_size=group, weight_bits=8, block=block, scale_bytes=4, **common)
     if bits == 4 and kind == "float":
         return CheckpointQuantization(
-            format=QuantFormat.NVFP4, group_size=group or 16, weight_bits=4, scale_bytes=1, **common
+            format=WeightFormat.NVFP4, group_size=group or 16, weight_bits=4, scale_bytes=1, **common
         )
     if bits == 4:
         return CheckpointQuantization(
-            format=QuantFormat.W4A16_GPTQ,
+            format=WeightFormat.W4A16_GPTQ,
             group_size=group,
             weight_bits=4,
             zero_points=not bool_of(weights, "symmetric", True),
@@ -266,7 +254,7 @@ def checkpoint_quantization(cfg: Mapping[str, Any]) -> CheckpointQuantization | 
     if method == "mxfp4":
         return CheckpointQuantization(
             method=method,
-            format=QuantFormat.MXFP4,
+            format=WeightFormat.MXFP4,
             group_size=32,
             ignored_modules=_ignored(qc, "modules_to_not_convert", "ignore"),
             weight_bits=4,

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from rightsizer.api.v1alpha1.sizingpolicy import WeightFormat
 from rightsizer.errors import ModelConfigError
 from rightsizer.model import limits
-from rightsizer.model.checkpoint_quant import CheckpointQuantization, QuantFormat, checkpoint_quantization
+from rightsizer.model.checkpoint_quant import CheckpointQuantization, checkpoint_quantization
 from rightsizer.model.limits import FIELD
 from rightsizer.model.readers import bool_of, first_of, float_of, int_list_of, int_of, short, value_of
 from rightsizer.model.vision import VisionFacts, vision_facts
 
-__all__ = ["CheckpointQuantization", "LayerKind", "ModelFacts", "QuantFormat", "VisionFacts", "parse", "text_config"]
+__all__ = ["CheckpointQuantization", "LayerKind", "ModelFacts", "VisionFacts", "WeightFormat", "parse", "text_config"]
 
 
 class LayerKind(StrEnum):

@@ -23,7 +23,7 @@ from functools import lru_cache
 from rightsizer.errors import SizingError
 from rightsizer.facts.gpus import GpuProduct
 from rightsizer.facts.vllm_profiles import GIB, VllmProfile
-from rightsizer.model.config import CheckpointQuantization, LayerKind, ModelFacts, QuantFormat
+from rightsizer.model.config import CheckpointQuantization, LayerKind, ModelFacts, WeightFormat
 from rightsizer.model.params import (
     ParamGroup,
     groups_on_stage,
@@ -55,7 +55,7 @@ class EngineSettings:
     gpu_memory_utilization: float
     dtype: str  # resolved compute dtype
     kv_cache_dtype: str  # "auto" or an fp8 variant
-    weight_format: QuantFormat
+    weight_format: WeightFormat
     group_size: int | None = None  # for grouped int4 formats
     quantize_attention: bool = True  # False when the checkpoint leaves attention unquantized (gpt-oss)
     expert_parallel: bool = False  # --enable-expert-parallel: whole experts per rank instead of a TP slice of each
@@ -144,7 +144,7 @@ def bytes_per_param(g: ParamGroup, s: EngineSettings, f: ModelFacts) -> float:
     """Bytes per parameter of group `g` as vLLM stores it: the activation dtype unless the weight format quantizes
     this linear layer, then packed values plus scales, zero points and act-order indices (checkpoint_quant.py)."""
     fmt = s.weight_format
-    if not g.quantizable or fmt == QuantFormat.NONE:
+    if not g.quantizable or fmt == WeightFormat.NONE:
         return s.act_bytes
     if not s.quantize_attention and not g.is_expert and g.module.startswith(("self_attn", "linear_attn")):
         return s.act_bytes
@@ -153,12 +153,12 @@ def bytes_per_param(g: ParamGroup, s: EngineSettings, f: ModelFacts) -> float:
         if stored.experts_only and not g.is_expert:
             return s.act_bytes
         return stored.bytes_per_param(g.count, g.outputs, g.inputs)
-    if fmt == QuantFormat.MXFP4:
+    if fmt == WeightFormat.MXFP4:
         # MXFP4 checkpoints quantize the MoE experts only: 4-bit values plus one 8-bit scale per 32.
         return 0.5 + 1 / 32 if g.is_expert else s.act_bytes
-    if fmt in (QuantFormat.FP8, QuantFormat.W8A8):
+    if fmt in (WeightFormat.FP8, WeightFormat.W8A8):
         return 1.0  # online fp8: one scale per tensor
-    if fmt == QuantFormat.NVFP4:
+    if fmt == WeightFormat.NVFP4:
         return 0.5 + 1 / 16
     group = s.group_size if s.group_size and s.group_size > 0 else 128
     return 0.5 + 2 / group + 0.5 / group  # int4 values, fp16 scale and packed zero point per group
@@ -173,7 +173,7 @@ def weight_width_bounds(f: ModelFacts, s: EngineSettings) -> tuple[float, float]
 
 
 def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
-    if s.weight_format != QuantFormat.MXFP4 or f.moe is None:
+    if s.weight_format != WeightFormat.MXFP4 or f.moe is None:
         return 1.0
     width = f.moe.expert_intermediate_size // s.moe_tensor_parallel
     padded = math.ceil(width / MXFP4_INTERMEDIATE_ALIGNMENT) * MXFP4_INTERMEDIATE_ALIGNMENT

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from rightsizer.api.v1alpha1.llmdeployment import ModelDType, ModelSource, Quantization
 from rightsizer.errors import SizingError
-from rightsizer.model.config import ModelFacts, QuantFormat
+from rightsizer.model.config import ModelFacts, WeightFormat
 
 
 @dataclass(frozen=True)
 class WeightChoice:
-    format: QuantFormat
+    format: WeightFormat
     dtype: str  # compute dtype vLLM resolves
     quantization_flag: str | None  # vLLM --quantization value, only for online quantization
     dtype_flag: str | None  # vLLM --dtype value when the spec overrides the checkpoint's
@@ -51,10 +51,10 @@ def resolve_weights(model: ModelSource, facts: ModelFacts) -> WeightChoice:
             description=f"{checkpoint.format.value} checkpoint ({checkpoint.method}), detected by vLLM",
         )
     if wanted in (Quantization.AUTO, Quantization.NONE):
-        return WeightChoice(QuantFormat.NONE, dtype, None, dtype_flag, None, True, f"{dtype} (unquantized)")
+        return WeightChoice(WeightFormat.NONE, dtype, None, dtype_flag, None, True, f"{dtype} (unquantized)")
     if wanted == Quantization.FP8:
         return WeightChoice(
-            QuantFormat.FP8, dtype, "fp8", dtype_flag, None, True, "fp8, quantized online at load (--quantization fp8)"
+            WeightFormat.FP8, dtype, "fp8", dtype_flag, None, True, "fp8, quantized online at load (--quantization fp8)"
         )
     raise SizingError(
         "spec.model.quantization",

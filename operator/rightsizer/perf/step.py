@@ -33,7 +33,7 @@ from rightsizer.facts.perf_calibration import (
     VLLM,
     Efficiency,
 )
-from rightsizer.model.config import LayerKind, ModelFacts, QuantFormat
+from rightsizer.model.config import LayerKind, ModelFacts, WeightFormat
 from rightsizer.model.memory import (
     EngineSettings,
     KVLayout,
@@ -135,11 +135,11 @@ def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings) -> float:
     """Dense tensor-core peak the linear layers run at: the weight format's if the GPU has it, else bf16."""
     fmt = s.weight_format
     base = gpu.bf16_tflops / (2.0 if s.dtype == "float32" else 1.0)  # float32 runs as TF32
-    if fmt in (QuantFormat.FP8, QuantFormat.W8A8) and gpu.fp8_tflops is not None:
+    if fmt in (WeightFormat.FP8, WeightFormat.W8A8) and gpu.fp8_tflops is not None:
         return gpu.fp8_tflops
-    if fmt == QuantFormat.W8A8:
+    if fmt == WeightFormat.W8A8:
         return 2.0 * gpu.bf16_tflops  # INT8 tensor cores on GPUs without FP8
-    if fmt in (QuantFormat.NVFP4, QuantFormat.MXFP4) and gpu.fp4_tflops is not None:
+    if fmt in (WeightFormat.NVFP4, WeightFormat.MXFP4) and gpu.fp4_tflops is not None:
         return gpu.fp4_tflops
     return base  # weight-only int4/fp8 kernels (Marlin) dequantise into bf16 GEMMs
 

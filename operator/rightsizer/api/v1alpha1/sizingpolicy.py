@@ -65,7 +65,7 @@ class LabelSelector(WireModel):
 
 
 class WeightFormat(StrEnum):
-    """A resolved weight format, as status.plan.quantization reports it (the values of modelcfg.QuantFormat)."""
+    """A resolved weight format, as status.plan.quantization reports it (spec.model.quantization's, without auto)."""
 
     NONE = "none"
     FP8 = "fp8"
