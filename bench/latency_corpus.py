@@ -200,7 +200,8 @@ def settings_of(row: Row, facts: ModelFacts) -> EngineSettings:
     tier = profile.tier(gpu.torch_total_gib, gpu.product)
     quant = facts.quantization
     return EngineSettings(
-        tensor_parallel_size=row.tp * max(1, row.ep // row.tp if row.ep > row.tp else 1),
+        # With expert parallelism EP = TP x DP ranks serve one replica: model them as that many TP ranks.
+        tensor_parallel_size=max(row.tp, row.ep),
         pipeline_parallel_size=row.pp,
         max_num_seqs=tier.max_num_seqs,
         max_num_batched_tokens=row.max_num_batched_tokens or tier.max_num_batched_tokens,
