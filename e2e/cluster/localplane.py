@@ -156,7 +156,7 @@ class Paths:
     state: Path = STATE
 
     def bin(self, component: str, name: str) -> Path:
-        key = {"k8s": "K8S", "etcd": "ETCD", "kwok": "KWOK", "lws": "LWS", "helm": "HELM"}[component]
+        key = component.upper()  # k8s -> K8S_VERSION, argocd -> ARGOCD_VERSION (hack/versions.env)
         return CACHE / "bin" / f"{component}-v{self.versions[key + '_VERSION']}" / name
 
     def module(self, module: str, version_key: str) -> Path:
