@@ -15,7 +15,7 @@ from rightsizer.errors import SizingError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import ModelFacts, QuantFormat, parse
+from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, activation_bytes, expert_parallel_workspace_growth, weight_bytes
 from rightsizer.model.parallelism import tensor_parallel_problems
 from rightsizer.model.params import experts_per_rank, inventory, per_rank_count
@@ -43,7 +43,7 @@ def size(name: str, facts: ModelFacts, pools: list[GpuPool], **spec: Any) -> Pla
     return plan(SizingRequest(validated, facts, pools), name)
 
 
-def settings(tp: int, ep: bool, fmt: QuantFormat = QuantFormat.NONE) -> EngineSettings:
+def settings(tp: int, ep: bool, fmt: WeightFormat = WeightFormat.NONE) -> EngineSettings:
     return EngineSettings(tp, 1, 256, 8192, 8192, 0.9, "bfloat16", "auto", fmt, expert_parallel=ep)
 
 
@@ -150,7 +150,7 @@ def test_the_moe_workspace_grows_only_where_a_full_expert_is_wider_than_the_hidd
         qwen, settings(8, False), profile, layers, True
     )
     oss = facts_of("openai/gpt-oss-120b")  # I = hidden = 2880: 2I exceeds the hidden size once unsplit
-    growth = expert_parallel_workspace_growth(oss, settings(4, True, QuantFormat.MXFP4), range(oss.num_layers))
+    growth = expert_parallel_workspace_growth(oss, settings(4, True, WeightFormat.MXFP4), range(oss.num_layers))
     assert growth == 4 * (2 * 2880 - 2880) * 2  # top-4, (2I − hidden) on the second workspace, bf16
 
 
