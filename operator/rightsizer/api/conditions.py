@@ -36,6 +36,11 @@ class ConditionType:
     """True when the deployment serves as specified (sized, policy-compliant, applied, every desired replica ready);
     False with the first cause that blocks it, so `kubectl wait --for=condition=Ready` waits for serving."""
 
+    PREDICTION_ACCURATE: Final = "PredictionAccurate"
+    """True when the observed mean TTFT and inter-token latency stay within the performance model's held-out interval
+    at the load the deployment carries; False when one has been outside it for a sustained window; Unknown before a
+    window with enough requests (written by the autoscaler)."""
+
 
 class PolicyConditionType:
     """The condition of a SizingPolicy."""
@@ -52,6 +57,7 @@ CONDITION_ORDER: Final = (
     ConditionType.AVAILABLE,
     ConditionType.DEGRADED,
     ConditionType.READY,
+    ConditionType.PREDICTION_ACCURATE,
 )
 
 
@@ -159,6 +165,20 @@ class Reason:
 
     SCALED_DOWN: Final = "ScaledDown"
     """Normal event: the autoscaler lowered the replicas; the message gives the counts and the decision's reason."""
+
+    SCALE_RECOMMENDED: Final = "ScaleRecommended"
+    """Normal event in Recommend mode (spec.autoscaling.mode): the recommended replicas changed; nothing is scaled."""
+
+    WITHIN_INTERVAL: Final = "WithinInterval"
+    """PredictionAccurate=True: observed latencies are within the performance model's interval at the observed
+    load."""
+
+    OUTSIDE_INTERVAL: Final = "OutsideInterval"
+    """PredictionAccurate=False: a latency has been outside the interval for a sustained window; the message says
+    which and by how much."""
+
+    NO_EVIDENCE: Final = "NoEvidence"
+    """PredictionAccurate=Unknown: no metrics window has carried enough requests yet."""
 
     METRICS_UNAVAILABLE: Final = "MetricsUnavailable"
     """Warning event, once until metrics return: the autoscaler could not read vLLM's latency metrics and made no

@@ -80,7 +80,6 @@ from rightsizer.scaling.window import WindowStats
 
 log = logging.getLogger(__name__)
 JSON = Mapping[str, Any]
-RECOMMENDED = "ScaleRecommended"  # the Event of a changed recommendation in Recommend mode
 
 
 # --- the pass -----------------------------------------------------------------------------------------------------
@@ -311,7 +310,7 @@ class Autoscaler:
                     f"recommend {replicas} replicas ({counts.current} in force, not changed: spec.autoscaling.mode "
                     f"is Recommend): {decision.reason}"
                 )
-                events.append(Event("Normal", RECOMMENDED, message))
+                events.append(Event("Normal", Reason.SCALE_RECOMMENDED, message))
             return events, replace(decision, reason=f"recommendation only: {decision.reason}"), last
         if replicas == counts.current:
             return [], decision, counts.current

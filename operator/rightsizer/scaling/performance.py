@@ -8,22 +8,15 @@ restart, `calibration_from` continues from what status.performance recorded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from rightsizer.api.conditions import ConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import PerformanceStatus
 from rightsizer.scaling.calibration import SUSTAIN_S, Accuracy, Calibration, restored
 
-PREDICTION_ACCURATE: Final = "PredictionAccurate"
-"""True when the deployment's observed mean TTFT and inter-token latency stay within the performance model's held-out
-interval at the load it carries; False when one has been outside it for a sustained window (the reason says which,
-by how much); Unknown before a window with enough requests."""
-
-WITHIN_INTERVAL: Final = "WithinInterval"
-OUTSIDE_INTERVAL: Final = "OutsideInterval"
-NO_EVIDENCE: Final = "NoEvidence"
 RATIO_FIELDS = ("ttft", "itl")
 
 JSON = Mapping[str, Any]
@@ -87,9 +80,9 @@ def accuracy_condition(
     ok, why = calibration.accurate(now, sustain_s)
     status: Literal["True", "False", "Unknown"] = "Unknown" if ok is None else "True" if ok else "False"
     return Condition(
-        type=PREDICTION_ACCURATE,
+        type=ConditionType.PREDICTION_ACCURATE,
         status=status,
-        reason=NO_EVIDENCE if ok is None else WITHIN_INTERVAL if ok else OUTSIDE_INTERVAL,
+        reason=Reason.NO_EVIDENCE if ok is None else Reason.WITHIN_INTERVAL if ok else Reason.OUTSIDE_INTERVAL,
         message=why,
         last_transition_time=wall,
         observed_generation=generation,
