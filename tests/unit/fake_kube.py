@@ -22,7 +22,7 @@ ObjectKey = tuple[str, str, str | None, str]  # (apiVersion, kind, namespace, na
 
 @dataclass(frozen=True)
 class Write:
-    """One write as the API module would send it: apply, delete, status, scale, cas (annotation) or event."""
+    """One write as the API module would send it: apply, delete, status, scale or event."""
 
     verb: str
     kind: str
@@ -49,7 +49,8 @@ class FakeKube:
         self.secrets = {key: dict(data) for key, data in (secrets or {}).items()}  # decoded values
         self.fail_apply: dict[str, Exception] = {}  # kind -> what apply raises
         self.writes: list[Write] = []
-        self.reads: list[tuple[str, str | None, str]] = []  # (kind, namespace, name) of read_status/read_annotation
+        # (kind, namespace, name) of every read: read_object, read_status, read_config_map_key, read_secret_key
+        self.reads: list[tuple[str, str | None, str]] = []
 
     # --- test set-up and inspection ------------------------------------------------------------------------------
 
@@ -118,47 +119,13 @@ class FakeKube:
         status = stored.body.get("status") if stored else None
         return copy.deepcopy(status) if isinstance(status, dict) else None
 
-    def read_annotation(
-        self, api_version: str, kind: str, namespace: str, name: str, key: str
-    ) -> tuple[str | None, str | None]:
-        self.reads.append((kind, namespace, name))
-        stored = self.objects.get((api_version, kind, namespace, name))
-        if stored is None:
-            return None, None
-        annotations = stored.body["metadata"].get("annotations") or {}
-        return annotations.get(key), str(stored.version)
-
-    def compare_and_swap_annotation(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        key: str,
-        value: str,
-        resource_version: str | None,
-    ) -> bool:
-        self._record("cas", kind, namespace, name, {"metadata": {"annotations": {key: value}}})
-        stored = self.objects.get((api_version, kind, namespace, name))
-        if (stored is None) != (resource_version is None) or (stored and str(stored.version) != resource_version):
-            return False  # AlreadyExists or Conflict, as the API server answers
-        if stored is None:
-            meta = {"name": name, "namespace": namespace, "annotations": {key: value}}
-            self.objects[(api_version, kind, namespace, name)] = Stored(
-                {"apiVersion": api_version, "kind": kind, "metadata": meta}
-            )
-        else:
-            stored.body["metadata"].setdefault("annotations", {})[key] = value
-            stored.version += 1
-        return True
-
     def post_event(self, involved: JSON, *, type_: str, reason: str, message: str, now: str) -> None:
         meta = involved.get("metadata", {})
         event = {"type": type_, "reason": reason, "message": message, "lastTimestamp": now}
         self._record("event", "Event", meta.get("namespace"), str(meta.get("name")), event)
 
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str:
+        self.reads.append(("ConfigMap", namespace, name))
         data = self.config_maps.get((namespace, name))
         if data is None:  # as adapters.k8s answers a 404
             raise ModelConfigError(
@@ -173,6 +140,7 @@ class FakeKube:
         return data[key]
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        self.reads.append(("Secret", namespace, name))
         return self.secrets.get((namespace, name), {}).get(key)
 
     def events(self) -> list[tuple[str, str]]:

@@ -176,3 +176,48 @@ def test_hf_quant_config_beside_config_json_is_merged(hub_url: str, tmp_path: Pa
     assert hub.hf_quant_config("acme/tiny") is None
     assert hub.hf_quant_config("acme/tiny") is None
     assert HubHandler.requests == ["/acme/tiny/resolve/main/hf_quant_config.json"]
+
+
+def test_the_operator_never_lends_its_own_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_TOKEN in the operator's environment is not used for tenants (before, a tenant without a token read gated
+    models with it); the command line, where the token is the user's own, keeps it."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert HubClient.from_env(platform_token=False).token is None
+    assert HubClient.from_env().token == TOKEN
+
+
+def test_what_a_token_fetched_is_cached_for_that_namespace_and_token_only(hub_url: str, tmp_path: Path) -> None:
+    """team-a's token reads a gated config; team-b, and team-a without the token, do not get it from the cache
+    (before, the cache key was endpoint, repository and revision only)."""
+    client = HubClient(endpoint=hub_url, cache_dir=tmp_path)
+    assert client.config("acme/gated", token=TOKEN, scope="team-a")["hidden_size"] == 4096
+    HubHandler.requests.clear()
+    assert client.config("acme/gated", token=TOKEN, scope="team-a")["hidden_size"] == 4096
+    assert HubHandler.requests == []  # cached for team-a with that token
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        client.config("acme/gated", scope="team-b")
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        client.config("acme/gated", scope="team-a")
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        client.config("acme/gated", token="hf_other", scope="team-b")
+
+
+def test_the_reconciler_asks_the_hub_with_the_namespaces_own_token(hub_url: str, tmp_path: Path) -> None:
+    from rightsizer.adapters.settings import OperatorSettings
+    from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+    from rightsizer.controller.reconcile import Reconciler
+    from tests.unit.fake_kube import FakeKube
+
+    kube = FakeKube(secrets={("team-a", "hf-token"): {"token": TOKEN}})
+    reconciler = Reconciler(kube, OperatorSettings(), HubClient(endpoint=hub_url, cache_dir=tmp_path))
+    with_token = LLMDeploymentSpec.model_validate(
+        {"model": {"name": "acme/gated"}, "serving": {"hfTokenSecretRef": {"name": "hf-token", "key": "token"}}}
+    )
+    assert reconciler.resolve_model("team-a", with_token).config["hidden_size"] == 4096
+    assert kube.reads == [("Secret", "team-a", "hf-token")]
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        reconciler.resolve_model("team-b", with_token)  # team-b has no such Secret: no token, no cached copy
+    kube.reads.clear()
+    with pytest.raises(ModelConfigError, match="gated or private"):
+        reconciler.resolve_model("team-a", with_token, reads=False)  # admission: no Secret read, no token
+    assert kube.reads == []

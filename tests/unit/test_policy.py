@@ -29,8 +29,6 @@ from rightsizer.policy import (
     charge_of,
     check_quota,
     combine,
-    decode_ledger,
-    encode_ledger,
     evaluate,
     explain_dict,
     explain_lines,
@@ -710,24 +708,25 @@ def llmd(name: str, gpus: int | None, running: int, generation: int = 1, **spec:
     status: dict[str, Any] = {"observedGeneration": generation, "replicas": running}
     if gpus is not None:
         status["plan"] = plan_with(gpus_per_replica=gpus, replicas=running).to_wire()
+    meta = {"name": name, "uid": f"uid-{name}", "generation": generation}
     return LLMDeployment.model_validate(
-        {"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": {"model": {"name": SMALL}, **spec}, "status": status}
+        {"metadata": meta, "spec": {"model": {"name": SMALL}, **spec}, "status": status}
     )
 
 
 def test_charge_counts_gpus_per_replica_times_the_larger_of_running_and_wanted_replicas() -> None:
-    assert charge_of(llmd("a", 2, 3, replicas={"min": 1, "max": 4})) == GpuCharge("a", "uid-a", 1, H100, 6)
+    assert charge_of(llmd("a", 2, 3, replicas={"min": 1, "max": 4})) == GpuCharge("a", "uid-a", 1, H100, 6, 1)
     scaling_down = llmd("b", 2, 3, replicas={"min": 1, "max": 4, "desired": 1})
     assert charge_of(scaling_down).gpus == 6
-    assert charge_of(llmd("c", None, 0)) == GpuCharge("c", "uid-c", 1, None, 0)
+    assert charge_of(llmd("c", None, 0)) == GpuCharge("c", "uid-c", 1, None, 0, 1)
 
 
 def test_usage_excludes_the_object_being_admitted_and_merges_reservations() -> None:
     charges = [GpuCharge("a", "u", 1, H100, 4), GpuCharge("b", "u", 1, H200, 8), GpuCharge("c", "u", 1, None, 0)]
     reservations = [
-        Reservation("a", "u", 2, H100, 6, NOW.isoformat()),  # same object, same product: the larger counts
-        Reservation("c", "u", 1, "H100", 2, NOW.isoformat()),  # not sized yet: the reservation counts
-        Reservation("d", "u", 1, H200, 8, NOW.isoformat()),
+        Reservation("a", "u", 2, H100, 6, NOW),  # same object, same product: the larger counts
+        Reservation("c", "u", 1, "H100", 2, NOW),  # not sized yet: the reservation counts
+        Reservation("d", "u", 1, H200, 8, NOW),
     ]
     assert namespace_usage(charges, reservations) == {H100: 8, H200: 16}
     assert namespace_usage(charges, reservations, excluding="b") == {H100: 8, H200: 8}
@@ -772,108 +771,60 @@ def test_quota_on_another_product_does_not_count_and_all_products_quota_does() -
     assert not check.decision.allowed and "GPUs of any product" in check.decision.message()
 
 
-RESERVED = NOW - timedelta(minutes=1)
+RESERVED = NOW - timedelta(seconds=10)
+EXPIRED = NOW - timedelta(seconds=31)  # past RESERVATION_TTL
+
+
+def charge(uid: str, generation: int, observed: int) -> GpuCharge:
+    """An object named a in the cache: its uid, metadata.generation and status.observedGeneration."""
+    return GpuCharge("a", uid, observed, H100 if observed else None, 2 if observed else 0, generation)
 
 
 @pytest.mark.parametrize(
     ("case", "cached", "reserved_at", "kept"),
     [
-        ("not in the cache yet, recent", None, RESERVED, True),
-        ("not in the cache, beyond grace", None, NOW - timedelta(minutes=6), False),
-        ("cached but not reconciled since", GpuCharge("a", "uid-a", 1, H100, 2), RESERVED, True),
-        ("reconciled from the reserved generation", GpuCharge("a", "uid-a", 2, H100, 2), RESERVED, False),
-        ("a different object of that name, recent", GpuCharge("a", "uid-old", 5, H100, 2), RESERVED, True),
-        ("a different object of that name, old", GpuCharge("a", "uid-old", 5, H100, 2), NOW - timedelta(hours=1),
-         False),
+        ("no object yet, recent", None, RESERVED, True),
+        ("no object ever came (a forged review)", None, EXPIRED, False),
+        ("backed, not sized yet", charge("uid-a", 2, 1), EXPIRED, True),
+        ("backed, sized from the reserved generation", charge("uid-a", 2, 2), RESERVED, False),
+        ("another object of that name, recent", charge("uid-old", 5, 5), RESERVED, True),
+        ("another object of that name, past the TTL", charge("uid-old", 5, 5), EXPIRED, False),
+        # A forged review naming a real object with a generation it does not have is not backed by it: before,
+        # a generation above the object's own kept the reservation for as long as the object lived.
+        ("forged generation of a real object, past the TTL", charge("uid-a", 1, 1), EXPIRED, False),
     ],
-)  # fmt: skip
-def test_reservations_live_until_superseded_or_dangling(
+)
+def test_reservations_live_until_superseded_or_unbacked_past_the_ttl(
     case: str, cached: GpuCharge | None, reserved_at: datetime, kept: bool
 ) -> None:
-    reservation = Reservation("a", "uid-a", 2, H100, 4, reserved_at.isoformat())
+    reservation = Reservation("a", "uid-a", 2, H100, 4, reserved_at)
     charges = [cached] if cached else []
     assert live_reservations([reservation], charges, NOW) == ((reservation,) if kept else ())
 
 
-def test_ledger_round_trips_and_refuses_to_guess() -> None:
-    ledger = (Reservation("b", "u2", 1, H200, 8, NOW.isoformat()), Reservation("a", "u1", 3, H100, 2, NOW.isoformat()))
-    assert decode_ledger(encode_ledger(ledger)) == tuple(sorted(ledger, key=lambda r: r.name))
-    assert decode_ledger(None) == () and decode_ledger("") == ()
-    with pytest.raises(ValueError, match="ledger is malformed"):
-        decode_ledger('[{"name": "a"}]')
+def _request(name: str, gpus: int, uid: str | None = None) -> AdmissionRequest:
+    return AdmissionRequest("team-a", name, uid or f"uid-{name}", 1, spec_of(SMALL), plan_with(gpus_per_replica=gpus))
 
 
-class LedgerStore:
-    """A stand-in for the per-namespace ledger object: reads return a version, writes compare-and-swap it, as the
-    API server does with resourceVersion."""
-
-    def __init__(self) -> None:
-        self.text, self.version = "", 0
-
-    def read(self) -> tuple[str, int]:
-        return self.text, self.version
-
-    def write(self, text: str, version: int) -> bool:
-        if version != self.version:
-            return False  # 409 Conflict
-        self.text, self.version = text, self.version + 1
-        return True
+def test_admission_counts_real_objects_and_live_reservations() -> None:
+    real = GpuCharge("sized", "uid-sized", 1, H100, 4, 1)
+    live = Reservation("pending", "uid-pending", 1, H100, 2, RESERVED)
+    stale = Reservation("forged", "uid-forged", 1, H100, 8, EXPIRED)
+    outcome = admit(_request("new", 2), QUOTA, [real], [live, stale], NOW)
+    assert outcome.check.decision.allowed  # 4 real + 2 reserved + 2 asked = 8; the stale 8 no longer count
+    assert outcome.reservation == Reservation("new", "uid-new", 1, H100, 2, NOW)
+    assert not admit(_request("new", 4), QUOTA, [real], [live], NOW).check.decision.allowed
 
 
-def _request(name: str, gpus: int) -> AdmissionRequest:
-    return AdmissionRequest("team-a", name, f"uid-{name}", 1, spec_of(SMALL), plan_with(gpus_per_replica=gpus))
+def test_a_reservation_under_a_real_name_but_another_uid_cannot_lower_the_real_one() -> None:
+    real = Reservation("a", "uid-a", 1, H100, 6, RESERVED)
+    forged = Reservation("a", "uid-forged", 1, H100, 1, RESERVED)
+    assert namespace_usage([], [real, forged]) == {H100: 6}
 
 
-def _attempt(store: LedgerStore, request: AdmissionRequest, read: tuple[str, int]) -> bool | None:
-    """One admission attempt from a given read: True/False decided, None when the write lost the race."""
-    outcome = admit(request, QUOTA, [], decode_ledger(read[0]), NOW)
-    if not outcome.check.decision.allowed:
-        return False
-    if outcome.ledger is None:
-        return True
-    return True if store.write(encode_ledger(outcome.ledger), read[1]) else None
-
-
-def _admit_with_retries(store: LedgerStore, request: AdmissionRequest) -> bool:
-    for _ in range(5):
-        decided = _attempt(store, request, store.read())
-        if decided is not None:
-            return decided
-    raise AssertionError("the ledger kept conflicting")
-
-
-@pytest.mark.parametrize("first", ["a", "b"])
-def test_two_concurrent_admissions_cannot_both_pass_a_quota_only_one_fits(first: str) -> None:
-    store = LedgerStore()
-    requests = {"a": _request("a", 6), "b": _request("b", 6)}  # 6 + 6 > 8
-    second = "b" if first == "a" else "a"
-    # Both read the empty ledger before either writes: the interleaving that breaks a check-then-act quota.
-    read_first, read_second = store.read(), store.read()
-    assert _attempt(store, requests[first], read_first) is True
-    assert _attempt(store, requests[second], read_second) is None  # its write conflicts...
-    assert _admit_with_retries(store, requests[second]) is False  # ...and on re-reading it is denied
-    assert [r.name for r in decode_ledger(store.text)] == [first]
-
-
-def test_concurrent_admissions_that_both_fit_both_pass() -> None:
-    store = LedgerStore()
-    read_a, read_b = store.read(), store.read()
-    assert _attempt(store, _request("a", 4), read_a) is True
-    assert _attempt(store, _request("b", 4), read_b) is None
-    assert _admit_with_retries(store, _request("b", 4)) is True
-    assert sorted(r.name for r in decode_ledger(store.text)) == ["a", "b"]
-
-
-def test_readmitting_an_object_replaces_its_own_reservation() -> None:
-    store = LedgerStore()
-    assert _admit_with_retries(store, _request("a", 6))
-    assert _admit_with_retries(store, _request("a", 8))  # its own 6 GPUs do not count against its new 8
-    assert [(r.name, r.gpus) for r in decode_ledger(store.text)] == [("a", 8)]
-
-
-def test_no_quota_on_the_product_needs_no_ledger_write() -> None:
+def test_no_quota_on_the_product_reserves_nothing() -> None:
     outcome = admit(_request("a", 2), effective(policy("p")), [], (), NOW)
-    assert outcome.check.decision.allowed and outcome.ledger is None
+    assert outcome.check.decision.allowed and outcome.reservation is None
 
 
 # --- replica bounds -------------------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ revision is URL-quoted, so a spec cannot steer the request to another path. Down
 config size limit (model/limits.py). Responses are cached on disk keyed by endpoint, repository, revision and file,
 so a restarted operator does not depend on the Hub being up. Errors say what to do: offline, gated, missing, too
 large, or not JSON.
+
+Tokens. The operator asks the Hub with the token of the LLMDeployment's own namespace (its hfTokenSecretRef) or
+with none: it never lends a token of its own (`from_env(platform_token=False)`), so a tenant without a token
+cannot read a gated model through the platform's account. What a token fetched is cached under that namespace and
+a digest of that token, so another namespace (or the same one without the token) never reads it from the cache;
+anonymous fetches share one entry (they hold only what anyone may download).
 """
 
 from __future__ import annotations
@@ -66,46 +72,56 @@ class HubClient:
     max_bytes: int = MAX_CONFIG_BYTES
 
     @classmethod
-    def from_env(cls) -> HubClient:
-        """HF_ENDPOINT, HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) and RIGHTSIZER_CONFIG_CACHE, as the Hub tools read them."""
+    def from_env(cls, *, platform_token: bool = True) -> HubClient:
+        """HF_ENDPOINT, HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) and RIGHTSIZER_CONFIG_CACHE, as the Hub tools read them.
+
+        `platform_token=False` (the operator) ignores HF_TOKEN: tenants bring their own (spec.serving.hfTokenSecretRef).
+        The command line keeps it: there the token is the user's own."""
         cache = os.environ.get("RIGHTSIZER_CONFIG_CACHE")
         default_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rightsizer" / "configs"
+        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
         return cls(
             endpoint=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"),
-            token=os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"),
+            token=token if platform_token else None,
             cache_dir=Path(cache) if cache else default_cache,
         )
 
-    def _cache_path(self, repo: str, revision: str, file: str) -> Path | None:
+    def _cache_path(self, repo: str, revision: str, file: str, token: str | None, scope: str) -> Path | None:
         if self.cache_dir is None:
             return None
         name = "" if file == CONFIG_FILE else f"|{file}"  # config.json keeps the key it always had
-        key = hashlib.sha256(f"{self.endpoint}|{repo}|{revision}{name}".encode()).hexdigest()[:32]
+        # Fetched with a token: only that scope (namespace) with that very token reads it back.
+        owner = "" if token is None else f"|{scope}|{hashlib.sha256(token.encode()).hexdigest()}"
+        key = hashlib.sha256(f"{self.endpoint}|{repo}|{revision}{name}{owner}".encode()).hexdigest()[:32]
         return self.cache_dir / f"{key}.json"
 
-    def config(self, repo: str, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
-        """config.json of `repo` at `revision` (default main)."""
-        data = self._file(repo, revision, token, CONFIG_FILE, required=True)
+    def config(
+        self, repo: str, revision: str | None = None, token: str | None = None, *, scope: str = ""
+    ) -> dict[str, Any]:
+        """config.json of `repo` at `revision` (default main), asked with `token` (else the client's own, if any);
+        `scope` (the namespace the token came from) keys what a token fetched in the cache."""
+        data = self._file(repo, revision, token, CONFIG_FILE, required=True, scope=scope)
         assert data is not None
         return data
 
     def hf_quant_config(
-        self, repo: str, revision: str | None = None, token: str | None = None
+        self, repo: str, revision: str | None = None, token: str | None = None, *, scope: str = ""
     ) -> dict[str, Any] | None:
         """hf_quant_config.json beside config.json, or None when the repository has none."""
-        return self._file(repo, revision, token, HF_QUANT_CONFIG_FILE, required=False)
+        return self._file(repo, revision, token, HF_QUANT_CONFIG_FILE, required=False, scope=scope)
 
     def _file(
-        self, repo: str, revision: str | None, token: str | None, file: str, *, required: bool
+        self, repo: str, revision: str | None, token: str | None, file: str, *, required: bool, scope: str
     ) -> dict[str, Any] | None:
         revision = revision or "main"
         validate_repo_id(repo)
         validate_revision(revision)
-        cached = self._cache_path(repo, revision, file)
+        token = token or self.token
+        cached = self._cache_path(repo, revision, file, token, scope)
         if cached is not None and cached.exists():
             stored = json.loads(cached.read_text())
             return stored if isinstance(stored, dict) else None
-        data = self._download(repo, revision, token or self.token, file, required=required)
+        data = self._download(repo, revision, token, file, required=required)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_suffix(".tmp")

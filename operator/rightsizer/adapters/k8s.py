@@ -170,60 +170,6 @@ class Kube:
             namespace=namespace,
         )
 
-    def read_annotation(
-        self, api_version: str, kind: str, namespace: str, name: str, key: str
-    ) -> tuple[str | None, str | None]:
-        """(annotation value, resourceVersion) of an object; (None, None) when the object does not exist."""
-        resource = self._resource(api_version, kind)
-        try:
-            obj = resource.get(name=name, namespace=namespace)
-        except NotFoundError:
-            return None, None
-        except ApiException as err:
-            raise TemporaryApiError(f"read {kind}/{name}: {err.status} {err.reason}") from None
-        annotations = obj.metadata.annotations or {}
-        return annotations.get(key), str(obj.metadata.resourceVersion)
-
-    def compare_and_swap_annotation(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        key: str,
-        value: str,
-        resource_version: str | None,
-    ) -> bool:
-        """Set one annotation only if the object is still at `resource_version` (None: create it). False when
-        another writer got there first, so the caller re-reads and decides again."""
-        resource = self._resource(api_version, kind)
-        metadata: dict[str, Any] = {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {key: value},
-            "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
-        }
-        _count_write("cas", kind, namespace, name)
-        try:
-            if resource_version is None:
-                resource.create(
-                    body={"apiVersion": api_version, "kind": kind, "metadata": metadata}, namespace=namespace
-                )
-            else:
-                metadata["resourceVersion"] = resource_version
-                resource.patch(
-                    body={"metadata": metadata},
-                    name=name,
-                    namespace=namespace,
-                    content_type="application/merge-patch+json",
-                )
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise TemporaryApiError(f"write {kind}/{name}: {err.status} {err.reason}") from None
-        return True
-
     def read_status(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ JSON = Mapping[str, Any]
 
 
 class KubeApi(Protocol):
-    """The reads and writes of the kopf flow: children, status, scale, events, the quota ledger, model sources."""
+    """The reads and writes of the kopf flow: children, status, scale, events, model sources."""
 
     def apply(self, obj: JSON) -> dict[str, Any]:
         """Server-side apply with rightsizer's field manager; returns the object as the server stored it. Forced
@@ -45,27 +45,6 @@ class KubeApi(Protocol):
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
         """The status of an object, or None when it does not exist."""
-        ...
-
-    def read_annotation(
-        self, api_version: str, kind: str, namespace: str, name: str, key: str
-    ) -> tuple[str | None, str | None]:
-        """(annotation value, resourceVersion); (None, None) when the object does not exist."""
-        ...
-
-    def compare_and_swap_annotation(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        key: str,
-        value: str,
-        resource_version: str | None,
-    ) -> bool:
-        """Write one annotation only if the object is still at `resource_version` (None: create it); False when
-        another writer got there first."""
         ...
 
     def post_event(self, involved: JSON, *, type_: str, reason: str, message: str, now: str) -> None:

@@ -51,7 +51,10 @@ def resolve(
     read_config_map: ConfigMapReader | None = None,
     hub: HubClient | None = None,
     read_hub_token: Callable[[], str | None] | None = None,
+    hub_scope: str = "",
 ) -> ResolvedModel:
+    """The model's config from the first source that has it. `read_hub_token` is called only when the Hub is asked;
+    `hub_scope` (the namespace the token belongs to) keeps what that token fetched apart in the Hub's cache."""
     if model.config:
         return ResolvedModel(parse(model.config), model.config, "inline spec.model.config")
     if model.config_map_ref is not None:
@@ -82,9 +85,10 @@ def resolve(
         )
     # The token is read only now, when the Hub is really asked: catalog and inline models never need the Secret.
     token = read_hub_token() if read_hub_token else None
-    config = hub.config(model.name, model.revision, token)
+    config = hub.config(model.name, model.revision, token, scope=hub_scope)
     if config.get("quantization_config") is None:
-        config = merge_hf_quant_config(config, hub.hf_quant_config(model.name, model.revision, token))
+        quant = hub.hf_quant_config(model.name, model.revision, token, scope=hub_scope)
+        config = merge_hf_quant_config(config, quant)
     return ResolvedModel(parse(config), config, f"{hub.endpoint}")
 
 

@@ -45,8 +45,3 @@ LABEL_NAMESPACE_NAME: Final = "kubernetes.io/metadata.name"
 
 # Upstream vLLM image repository; images are tagged v<release> (vllm/vllm-openai:v0.19.0).
 VLLM_IMAGE_REPOSITORY: Final = "vllm/vllm-openai"
-
-# The per-namespace GPU-quota ledger admissions reserve in (docs/policy.md). Condition types and reasons:
-# api/conditions.py.
-QUOTA_LEDGER_NAME: Final = "rightsizer-gpu-quota"  # a coordination.k8s.io/v1 Lease in each namespace with a quota
-ANNOTATION_GPU_RESERVATIONS: Final = f"{GROUP}/gpu-reservations"  # the ledger's JSON, on that Lease

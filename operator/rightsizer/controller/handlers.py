@@ -140,7 +140,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0
     kube = Kube.from_environment()
-    reconciler = Reconciler(kube, config, HubClient.from_env() if config.allow_hub else None)
+    reconciler = Reconciler(kube, config, HubClient.from_env(platform_token=False) if config.allow_hub else None)
     if config.pools_file is not None:
         reconciler.declared_pools = load_pools(Path(config.pools_file))
     runtime = Runtime(reconciler, peering=memo.get(PEERING_KEY))

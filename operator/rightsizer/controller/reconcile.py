@@ -9,8 +9,10 @@ left exactly as they are (never half-applied).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from rightsizer.kube.discovery import discover
 from rightsizer.kube.status import StatusInputs, observe, status_fields
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
 from rightsizer.policy.assessment import Assessment, assess, effective_policy
+from rightsizer.sizing.budget import time_budget
 from rightsizer.sizing.pools import GpuPool, merge
 
 log = logging.getLogger(__name__)
@@ -82,21 +85,54 @@ def now_rfc3339() -> str:
 
 
 class AssessmentCache:
-    """Assessments are pure functions of (spec, model config, pools, effective policy): keep the last few hundred."""
+    """Assessments are pure functions of (spec, model config, pools, effective policy): keep the recent ones.
 
-    def __init__(self, size: int = 512) -> None:
-        self._entries: OrderedDict[str, Assessment] = OrderedDict()
-        self._size = size
+    Keys are SHA-256 digests of those inputs, so a key costs 32 bytes however large the spec; an entry is charged
+    the size of its inputs (an inline config of 1 MB is held again inside the assessment's spec), and the cache
+    keeps at most `max_entries` entries and `max_bytes` of them, the least recently used dropped first. An entry
+    larger than an eighth of the budget is not kept: a tenant cannot flush everyone's entries with one spec."""
 
-    def get_or_compute(self, key: str, compute: Callable[[], Assessment]) -> Assessment:
+    def __init__(self, max_entries: int = 512, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._entries: OrderedDict[str, tuple[Assessment, int]] = OrderedDict()
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_or_compute(self, material: str, compute: Callable[[], Assessment]) -> Assessment:
+        key = hashlib.sha256(material.encode()).hexdigest()
         if key in self._entries:
             self._entries.move_to_end(key)
-            return self._entries[key]
+            return self._entries[key][0]
         value = compute()
-        self._entries[key] = value
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        cost = len(material)
+        if cost > self.max_bytes // 8:
+            return value
+        self._entries[key] = (value, cost)
+        self.bytes += cost
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.bytes -= dropped
         return value
+
+
+ASSESSMENT_BUDGET_SECONDS = 5.0  # a real assessment takes 0.05-0.3 s (405B on seven pools: 0.2 s)
+
+
+def _deadline(seconds: float) -> Callable[[], None]:
+    end = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > end:
+            raise SizingError(
+                "spec",
+                f"sizing took longer than its {seconds:g} s budget",
+                "narrow the search (spec.gpu.products, a pinned spec.gpu.tensorParallelSize), or report it: "
+                "a real model sizes in well under a second",
+            )
+
+    return check
 
 
 def _pool_key(pools: Sequence[GpuPool]) -> list[Any]:
@@ -157,36 +193,56 @@ class Reconciler:
         """Pools known cluster-wide: discovered from GPU nodes, plus those the operator configuration declares."""
         return merge(discover(nodes, self.settings.pool_label_keys), self.declared_pools)
 
-    def resolve_model(self, namespace: str, spec: LLMDeploymentSpec) -> ResolvedModel:
+    def resolve_model(self, namespace: str, spec: LLMDeploymentSpec, *, reads: bool = True) -> ResolvedModel:
+        """The model's config as `namespace` may read it: its own ConfigMap, the Hub with its own token (never the
+        operator's). `reads=False` (admission) reads nothing of the namespace and asks the Hub without a token:
+        an AdmissionReview can be forged by anyone who reaches the webhook, for any namespace, so it must not make
+        the operator read a ConfigMap or Secret; such models are sized once the object exists."""
+
         def read_config_map(name: str, key: str) -> str:
+            if not reads:
+                raise ModelConfigError(
+                    "spec.model.configMapRef",
+                    f"ConfigMap {name} is read once the LLMDeployment exists, not at admission",
+                    "nothing to do: the Sized and PolicyCompliant conditions will report the plan",
+                )
             return self.kube.read_config_map_key(namespace, name, key)
 
         def read_token() -> str | None:
             ref = spec.serving.hf_token_secret_ref
-            return None if ref is None else self.kube.read_secret_key(namespace, ref.name, ref.key)
+            if ref is None or not reads:
+                return None
+            return self.kube.read_secret_key(namespace, ref.name, ref.key)
 
-        return resolve(spec.model, read_config_map=read_config_map, hub=self.hub, read_hub_token=read_token)
+        return resolve(
+            spec.model, read_config_map=read_config_map, hub=self.hub, read_hub_token=read_token, hub_scope=namespace
+        )
 
-    def assess(self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed) -> Assessment:
-        """The plan the policies allow for this spec; raises RightsizerError naming the field at fault."""
-        resolved = self.resolve_model(namespace, spec)
+    def assess(
+        self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed, *, reads: bool = True
+    ) -> Assessment:
+        """The plan the policies allow for this spec; raises RightsizerError naming the field at fault (a sizing
+        that outruns ASSESSMENT_BUDGET_SECONDS included). `reads`: see resolve_model."""
+        resolved = self.resolve_model(namespace, spec, reads=reads)
         effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
         pools = self.pools(observed.nodes)
-        key = json.dumps(
+        material = json.dumps(
             [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective)], sort_keys=True, default=str
         )
-        return self.assessments.get_or_compute(
-            key,
-            lambda: assess(
-                namespace=namespace,
-                name=name,
-                spec=spec,
-                facts=resolved.facts,
-                known_pools=pools,
-                effective=effective,
-                image_repository=self.settings.image_repository,
-            ),
-        )
+
+        def compute() -> Assessment:
+            with time_budget(_deadline(ASSESSMENT_BUDGET_SECONDS)):
+                return assess(
+                    namespace=namespace,
+                    name=name,
+                    spec=spec,
+                    facts=resolved.facts,
+                    known_pools=pools,
+                    effective=effective,
+                    image_repository=self.settings.image_repository,
+                )
+
+        return self.assessments.get_or_compute(material, compute)
 
     def reconcile(self, body: JSON, observed: Observed) -> list[Event]:
         meta = body.get("metadata", {})

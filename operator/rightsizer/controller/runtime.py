@@ -1,4 +1,5 @@
-"""What one operator process shares between its handlers: the reconciler, its peering, and the last pools seen.
+"""What one operator process shares between its handlers: the reconciler, its peering, the last pools seen, and
+the admission webhook's GPU reservations.
 
 It lives in kopf's memo (`memo.runtime`), created by the startup handler; the command line only passes the peering
 in through `kopf.run(memo=...)`. Nothing here is a global: a test builds its own Runtime.
@@ -7,7 +8,7 @@ in through `kopf.run(memo=...)`. Nothing here is a global: a test builds its own
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from rightsizer.controller.ha import (
     should_pause,
 )
 from rightsizer.controller.reconcile import Reconciler
+from rightsizer.controller.reservations import ReservationBook
 
 MEMO_KEY = "runtime"
 PEERING_KEY = "peering"
@@ -30,6 +32,7 @@ class Runtime:
     reconciler: Reconciler
     peering: Peering | None = None  # None: standalone, always acts
     pools_fingerprint: str = ""
+    reservations: ReservationBook = field(default_factory=ReservationBook)  # the validating webhook's, in memory
 
     def paused(self) -> bool:
         """Whether a peer with a higher or equal priority is alive, so this process must not act (see controller.ha)."""

@@ -7,13 +7,17 @@ Registered only when RIGHTSIZER_WEBHOOK_ENABLED is true (kopf refuses admission 
 handlers call the same assessment the reconciler uses, so `kubectl apply` is refused for exactly the reasons the
 reconciler would refuse to act. Failure policy is Fail (docs/policy.md): while the webhook is down, creates and
 spec changes of LLMDeployments are refused; deletes and status updates are not intercepted.
+
+An AdmissionReview proves nothing about who sent it: any pod that reaches the webhook port can post one, for any
+namespace (docs/security.md). So both handlers are free of side effects in the cluster: they write nothing, read
+no ConfigMap or Secret (a model from a ConfigMap or a gated Hub repository is judged on what the spec states, and
+sized once the object exists), ask the Hub without a token, and keep GPU reservations only in this process's
+memory, where one that no real object backs expires (controller.reservations).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,29 +25,18 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.controller.observed import observed_of
+from rightsizer.controller.reconcile import Observed, Reconciler
+from rightsizer.controller.reservations import ReservationBook
 from rightsizer.controller.runtime import runtime_of
 from rightsizer.errors import RightsizerError, validation_message
-from rightsizer.policy import (
-    AdmissionRequest,
-    admit,
-    apply_defaults,
-    charge_of,
-    decode_ledger,
-    encode_ledger,
-    needs_evaluation,
-)
+from rightsizer.policy import AdmissionRequest, apply_defaults, charge_of, evaluate, needs_evaluation
 from rightsizer.policy.assessment import Assessment, effective_policy
 
 log = logging.getLogger("rightsizer.controller.webhooks")
 LLMD = (c.GROUP, c.VERSION, c.LLMD_PLURAL)
-LEDGER = ("coordination.k8s.io/v1", "Lease", c.QUOTA_LEDGER_NAME)
-LEDGER_ANNOTATION = c.ANNOTATION_GPU_RESERVATIONS
-CAS_ATTEMPTS = 5
-_namespace_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 def _spec(body: Mapping[str, Any]) -> LLMDeploymentSpec:
@@ -81,7 +74,7 @@ def default_llmdeployment(
     if not effective.applies:
         return
     try:
-        facts = runtime.reconciler.resolve_model(namespace, spec).facts
+        facts = runtime.reconciler.resolve_model(namespace, spec, reads=False).facts
     except RightsizerError:
         facts = None  # defaults that depend on the model wait for the reconciler's retry
     defaulting = apply_defaults(spec, effective, facts)
@@ -93,7 +86,7 @@ def default_llmdeployment(
         patch["spec"] = spec_patch
 
 
-@kopf.on.validate(*LLMD, id="validate-llmdeployment", operations=["CREATE", "UPDATE"], side_effects=True)
+@kopf.on.validate(*LLMD, id="validate-llmdeployment", operations=["CREATE", "UPDATE"], side_effects=False)
 def validate_llmdeployment(
     *,
     body: kopf.Body,
@@ -113,10 +106,11 @@ def validate_llmdeployment(
     name = str(body["metadata"].get("name", ""))
     observed = observed_of(namespace, name, indices)
     try:
-        assessment = runtime.reconciler.assess(namespace, name, spec, observed)
+        assessment = runtime.reconciler.assess(namespace, name, spec, observed, reads=False)
     except RightsizerError as err:
-        # Not a policy matter: the object is admitted and its Sized condition says what to fix (pools may appear,
-        # the Hub may come back); refusing here would hide the explanation from status.
+        # Not sized here (a ConfigMap or gated model is read only once the object exists; pools may appear, the Hub
+        # may come back): what the spec states is still judged; the rest is the Sized condition's to explain.
+        _check_stated(runtime.reconciler, namespace, spec, observed, warnings)
         warnings.append(f"rightsizer: cannot be sized yet: {err.one_line()}")
         return
     decision = assessment.decision
@@ -124,7 +118,7 @@ def validate_llmdeployment(
         raise kopf.AdmissionError(decision.message(), code=403)
     warnings.extend(f"rightsizer: {w}" for w in decision.warnings)
     _check_quota(
-        runtime.reconciler.kube, namespace, body, assessment, observed.neighbours, dryrun=dryrun, warnings=warnings
+        runtime.reservations, namespace, body, assessment, observed.neighbours, dryrun=dryrun, warnings=warnings
     )
     if dryrun:
         p = assessment.plan
@@ -135,8 +129,20 @@ def validate_llmdeployment(
         )
 
 
+def _check_stated(
+    reconciler: Reconciler, namespace: str, spec: LLMDeploymentSpec, observed: Observed, warnings: list[str]
+) -> None:
+    """Without a plan, refuse what the spec itself states against the policy (a product, an image, a pin)."""
+    effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
+    decision = evaluate(
+        apply_defaults(spec, effective, None).spec, None, effective, reconciler.settings.image_repository
+    )
+    if not decision.allowed:
+        raise kopf.AdmissionError(decision.message(), code=403)
+
+
 def _check_quota(
-    kube: KubeApi,
+    book: ReservationBook,
     namespace: str,
     body: Mapping[str, Any],
     assessment: Assessment,
@@ -145,8 +151,8 @@ def _check_quota(
     dryrun: bool,
     warnings: list[str],
 ) -> None:
-    """The namespace quota under concurrency: read the reservation ledger, decide, write it back only if nobody
-    wrote in between (compare-and-swap on the Lease's resourceVersion); on a conflict, read and decide again."""
+    """The namespace quota next to its real LLMDeployments (kopf's index) and the live reservations of this
+    process; a real (not dry-run) admission that fits keeps a reservation in memory until its status shows it."""
     plan = assessment.plan
     if plan is None or not assessment.effective.quota_for(plan.gpu_product):
         return
@@ -160,28 +166,7 @@ def _check_quota(
         plan,
     )
     charges = [charge_of(LLMDeployment.model_validate(dict(b))) for b in neighbours]
-    with _namespace_locks[namespace]:
-        for _ in range(CAS_ATTEMPTS):
-            text, version = kube.read_annotation(LEDGER[0], LEDGER[1], namespace, LEDGER[2], LEDGER_ANNOTATION)
-            try:
-                ledger = decode_ledger(text)
-            except ValueError as err:
-                raise kopf.AdmissionError(str(err), code=500) from None
-            outcome = admit(request, assessment.effective, charges, ledger, datetime.now(UTC))
-            if not outcome.check.decision.allowed:
-                raise kopf.AdmissionError(outcome.check.decision.message(), code=403)
-            warnings.extend(f"rightsizer: {w}" for w in outcome.check.decision.warnings)
-            if outcome.ledger is None or dryrun:
-                return
-            if kube.compare_and_swap_annotation(
-                LEDGER[0],
-                LEDGER[1],
-                namespace,
-                LEDGER[2],
-                key=LEDGER_ANNOTATION,
-                value=encode_ledger(outcome.ledger),
-                resource_version=version,
-            ):
-                return
-            log.info("quota ledger of %s changed while admitting %s; deciding again", namespace, request.name)
-    raise kopf.AdmissionError(f"namespace {namespace} quota ledger is too busy; retry the apply", code=409)
+    outcome = book.admit(request, assessment.effective, charges, datetime.now(UTC), record=not dryrun)
+    if not outcome.check.decision.allowed:
+        raise kopf.AdmissionError(outcome.check.decision.message(), code=403)
+    warnings.extend(f"rightsizer: {w}" for w in outcome.check.decision.warnings)

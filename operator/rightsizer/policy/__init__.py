@@ -8,7 +8,7 @@ Typical flow for one LLMDeployment in namespace `ns` with labels `labels` (see d
     defaulted = apply_defaults(spec, effective, facts)            # mutating webhook: json_patch(obj, applied)
     outcome = plan_within_policy(SizingRequest(defaulted.spec, facts, pools), effective, name)
     decision = outcome.decision        # = evaluate(spec, plan, effective); reconcile calls evaluate on status.plan
-    quota = admit(AdmissionRequest(...), effective, charges, ledger, now)   # validating webhook, under CAS
+    quota = admit(AdmissionRequest(...), effective, charges, reservations, now)   # validating webhook
     bounds = replica_bounds(spec, plan, effective, used)           # autoscaler: bound_recommendation(...)
 """
 
@@ -28,17 +28,16 @@ from rightsizer.policy.placement import (
     with_declared,
 )
 from rightsizer.policy.quota import (
-    RESERVATION_GRACE,
+    RESERVATION_TTL,
     AdmissionRequest,
     GpuCharge,
     QuotaAdmission,
     QuotaCheck,
     Reservation,
     admit,
+    backed,
     charge_of,
     check_quota,
-    decode_ledger,
-    encode_ledger,
     live_reservations,
     namespace_usage,
     replicas_fitting,
@@ -48,7 +47,7 @@ from rightsizer.policy.selection import namespace_labels, selecting, selector_ma
 from rightsizer.policy.validity import policy_problems
 
 __all__ = [
-    "RESERVATION_GRACE",
+    "RESERVATION_TTL",
     "AdmissionRequest",
     "Decision",
     "Defaulted",
@@ -66,13 +65,12 @@ __all__ = [
     "ViolationKind",
     "admit",
     "apply_defaults",
+    "backed",
     "bound_recommendation",
     "charge_of",
     "check_quota",
     "combine",
     "declared_pools",
-    "decode_ledger",
-    "encode_ledger",
     "engine_image",
     "evaluate",
     "explain_dict",

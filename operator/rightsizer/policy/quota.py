@@ -1,29 +1,31 @@
 """The per-namespace GPU quota: GPUs per replica × replicas, summed over a namespace's LLMDeployments, per product
 (or over every product), against limits.namespaceQuota.
 
-Usage comes from two places. The operator's cache shows what each LLMDeployment holds once it has been sized
-(status.plan, status.replicas). Between admission and that moment the object holds a *reservation* in a
-per-namespace ledger (docs/policy.md): admissions read the ledger, decide with `admit`, and write the ledger back
-with the version they read (compare-and-swap), so of two concurrent admissions that only one fits, the second
-either reads the first's reservation or fails its write and decides again. Everything here is pure.
+Usage is counted from the real LLMDeployment objects, as the operator's cache (kopf's index) shows them: what each
+holds once it has been sized (status.plan, status.replicas). Between a real admission and that moment the object
+holds a *reservation* that the webhook keeps in memory (never in the cluster: validation writes nothing). An
+AdmissionReview proves nothing about its sender (any pod that reaches the webhook can post one), so a reservation
+outlives `RESERVATION_TTL` only while a real object backs it: the cache holds an object of that name, uid and
+generation that has not been sized from that generation yet. A forged review therefore reserves GPUs for at most
+`RESERVATION_TTL`, and can neither lower nor take over a real object's reservation (reservations are kept per
+name and uid; usage counts the larger of an object's). Everything here is pure.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.policy.decision import Decision, Violation, ViolationKind, allow_phrase, policies_phrase
 from rightsizer.policy.effective import EffectivePolicy, Sourced, product_key
 
-RESERVATION_GRACE = timedelta(minutes=5)
-"""How long a reservation outlives its object's absence from the cache: far longer than watch lag, short enough that
-a create refused later in the admission chain does not hold GPUs for long."""
+RESERVATION_TTL = timedelta(seconds=30)
+"""How long a reservation that no real object backs counts: longer than the API server takes from admission to
+storing the object and the watch takes to bring it to the cache (milliseconds to a few seconds), short enough that
+a forged review, or a create refused later in the admission chain, holds no GPUs for long."""
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,10 @@ class GpuCharge:
 
     name: str
     uid: str
-    observed_generation: int
+    observed_generation: int  # status.observedGeneration: the generation its status.plan was sized from
     product: str | None  # None: not sized yet
     gpus: int
+    generation: int = 0  # metadata.generation: the spec the object has now
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Reservation:
     generation: int
     product: str
     gpus: int
-    reserved_at: str  # RFC 3339
+    reserved_at: datetime
 
 
 def starting_replicas(spec: LLMDeploymentSpec, plan: Plan) -> int:
@@ -64,54 +67,42 @@ def charge_of(deployment: LLMDeployment) -> GpuCharge:
     plan = status.plan if status is not None else None
     generation = status.observed_generation if status is not None and status.observed_generation else 0
     name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
+    current = int(meta.get("generation") or 0)
     if plan is None:
-        return GpuCharge(name, uid, generation, None, 0)
+        return GpuCharge(name, uid, generation, None, 0, current)
     running = status.replicas if status is not None and status.replicas is not None else 0
     replicas = max(running, starting_replicas(deployment.spec, plan))
-    return GpuCharge(name, uid, generation, plan.gpu_product, plan.gpus_per_replica * replicas)
+    return GpuCharge(name, uid, generation, plan.gpu_product, plan.gpus_per_replica * replicas, current)
 
 
-# --- the ledger -------------------------------------------------------------------------------------------------------
+# --- reservations -----------------------------------------------------------------------------------------------
 
 
-def encode_ledger(reservations: Iterable[Reservation]) -> str:
-    """The ledger as the annotation value stored on the namespace's ledger object (compact, sorted by name)."""
-    rows = sorted(reservations, key=lambda r: r.name)
-    return json.dumps([asdict(r) for r in rows], separators=(",", ":"), sort_keys=True)
-
-
-def decode_ledger(text: str | None) -> tuple[Reservation, ...]:
-    """Reservations from the annotation value; raises ValueError naming the problem when it is malformed (deny
-    rather than guess: a lost reservation could let the quota be overrun)."""
-    if not text:
-        return ()
-    try:
-        rows: Any = json.loads(text)
-        return tuple(Reservation(**row) for row in rows)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"the GPU-quota ledger is malformed ({err}); delete it to rebuild it from status") from None
-
-
-def _age(reservation: Reservation, now: datetime) -> timedelta:
-    return now - datetime.fromisoformat(reservation.reserved_at)
+def backed(reservation: Reservation, charges: Iterable[GpuCharge]) -> bool:
+    """Whether a real object backs the reservation: the cache holds an object of its name and uid at the reserved
+    generation (a forged review cannot create one; it can only name one that exists, at the spec it has)."""
+    return any(
+        c.name == reservation.name and c.uid == reservation.uid and c.generation == reservation.generation
+        for c in charges
+    )
 
 
 def live_reservations(
     reservations: Iterable[Reservation],
     charges: Iterable[GpuCharge],
     now: datetime,
-    grace: timedelta = RESERVATION_GRACE,
+    ttl: timedelta = RESERVATION_TTL,
 ) -> tuple[Reservation, ...]:
-    """Reservations still needed: not yet superseded by the cache (the same object, sized from the reserved
-    generation or a later one), and not dangling (the object is absent from the cache beyond `grace`)."""
-    by_name = {c.name: c for c in charges}
+    """Reservations still counted: backed by a real object not yet sized from the reserved generation (its status
+    supersedes the reservation once it is), or, unbacked, younger than `ttl`."""
+    charges = list(charges)
     kept = []
     for r in reservations:
-        seen = by_name.get(r.name)
-        if seen is not None and seen.uid == r.uid:
-            if seen.observed_generation < r.generation:
+        if backed(r, charges):
+            sized = any(c.name == r.name and c.uid == r.uid and c.observed_generation >= r.generation for c in charges)
+            if not sized:
                 kept.append(r)
-        elif _age(r, now) < grace:
+        elif now - r.reserved_at < ttl:
             kept.append(r)
     return tuple(kept)
 
@@ -203,7 +194,7 @@ def check_quota(
 @dataclass(frozen=True)
 class QuotaAdmission:
     check: QuotaCheck
-    ledger: tuple[Reservation, ...] | None  # to write back (compare-and-swap); None: nothing to write
+    reservation: Reservation | None  # to record for this object; None: denied, or no quota on the product
 
 
 @dataclass(frozen=True)
@@ -222,27 +213,20 @@ def admit(
     request: AdmissionRequest,
     effective: EffectivePolicy,
     charges: Sequence[GpuCharge],
-    ledger: Sequence[Reservation],
+    reservations: Sequence[Reservation],
     now: datetime,
     *,
-    grace: timedelta = RESERVATION_GRACE,
+    ttl: timedelta = RESERVATION_TTL,
 ) -> QuotaAdmission:
-    """One attempt of a quota admission against the ledger as read (see the module docstring).
-
-    Allowed with a quota in force: the returned ledger adds this object's reservation (and drops stale ones); the
-    caller must write it with the version it read, and on a conflict read again and call `admit` again. Denied, or
-    no quota on the plan's product: nothing to write."""
-    live = live_reservations(ledger, charges, now, grace)
+    """Whether the request fits the namespace quota next to the real objects (`charges`, the namespace's other
+    LLMDeployments in the cache) and the live reservations of others; allowed with a quota in force, the
+    reservation to record for it (the caller decides and records under one lock per namespace)."""
+    live = live_reservations(reservations, charges, now, ttl)
     used = namespace_usage(charges, live, excluding=request.name)
     check = check_quota(request.namespace, request.spec, request.plan, effective, used)
     if not check.decision.allowed or not effective.quota_for(request.plan.gpu_product):
         return QuotaAdmission(check, None)
     mine = Reservation(
-        request.name,
-        request.uid,
-        request.generation,
-        request.plan.gpu_product,
-        check.gpus,
-        now.astimezone(UTC).isoformat(),
+        request.name, request.uid, request.generation, request.plan.gpu_product, check.gpus, now.astimezone(UTC)
     )
-    return QuotaAdmission(check, (*(r for r in live if r.name != request.name), mine))
+    return QuotaAdmission(check, mine)

@@ -22,6 +22,7 @@ from rightsizer.model.memory import (
 )
 from rightsizer.model.parallelism import pipeline_parallel_problems, tensor_parallel_problems
 from rightsizer.sizing.batch import BatchLimits, BatchRules, lower_to_fit
+from rightsizer.sizing.budget import spend
 from rightsizer.sizing.performance import SloPerformance
 from rightsizer.sizing.pools import allowed
 from rightsizer.sizing.request import (
@@ -253,6 +254,7 @@ def search(request: SizingRequest, performance: PerformanceHook | None = None) -
         for shape in shapes:
             if shape.nodes > 1 and single_node_fits and request.spec.gpu.pipeline_parallel_size is None:
                 continue
+            spend()
             outcome = _evaluate(shape, request, common)
             if isinstance(outcome, Rejection):
                 result.rejections.append(outcome)
