@@ -1,8 +1,15 @@
 """Container image references, normalised the way container runtimes read them, and registry-prefix matching.
 
 `vllm/vllm-openai:v0.19.0` and `docker.io/vllm/vllm-openai:v0.19.0` name the same image, so a policy allowing
-`docker.io/vllm/` must accept both. Prefixes match at a path boundary, so `registry.example.com` never admits
-`registry.example.com.evil.io/...`.
+`docker.io/vllm/` must accept both. A rule is read as the reference it names (distribution/reference: repository,
+`:tag`, `@digest`):
+
+- a registry, organisation or repository (`registry.example.com`, `docker.io/vllm/`, `vllm/vllm-openai`) admits
+  the images whose repository is under it at a path boundary, with any tag or digest: `registry.example.com` never
+  admits `registry.example.com.evil.io/...`, nor `registry.example.com:5000/...` (another registry);
+- a pinned tag (`vllm/vllm-openai:v0.19.0`) admits that tag only, and never an image that also names a digest: the
+  runtime pulls `repo:tag@sha256:...` by its digest and ignores the tag, so the tag vouches for nothing;
+- a pinned digest (`vllm/vllm-openai@sha256:...`) admits that digest only; `repo@` admits any digest of `repo`.
 """
 
 from __future__ import annotations
@@ -49,10 +56,30 @@ def _starts_at_boundary(text: str, prefix: str) -> bool:
     return len(text) == len(prefix) or prefix.endswith(_BOUNDARIES) or text[len(prefix)] in _BOUNDARIES
 
 
+def _reference(full: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of a normalised reference or rule; a colon before the first '/' is a port."""
+    rest, at, digest = full.partition("@")
+    slash, colon = rest.rfind("/"), rest.rfind(":")
+    if slash >= 0 and colon > slash:
+        return rest[:colon], rest[colon + 1 :], digest if at else None
+    return rest, None, digest if at else None
+
+
+def _admits(rule: str, image: str) -> bool:
+    repository, tag, digest = _reference(image)
+    rule_repository, rule_tag, rule_digest = _reference(rule)
+    if rule_digest is not None:  # `repo@digest` that digest; `repo@` any digest of repo
+        return repository == rule_repository and digest is not None and rule_digest in ("", digest)
+    if rule_tag:
+        return repository == rule_repository and digest is None and (tag or "latest") == rule_tag
+    under = rule_repository if rule_repository.endswith("/") else rule_repository + "/"
+    return repository == rule_repository or repository.startswith(under)
+
+
 def image_allowed(image: str, prefixes: Iterable[str]) -> bool:
-    """Whether `image` starts with one of the (normalised) `prefixes` at a path boundary."""
+    """Whether one of the (normalised) rules `prefixes` admits `image` (see the module docstring)."""
     full = normalise_image(image)
-    return any(_starts_at_boundary(full, p) for p in prefixes)
+    return any(_admits(p, full) for p in prefixes)
 
 
 def intersect_prefixes(left: Iterable[str], right: Iterable[str]) -> tuple[str, ...]:
