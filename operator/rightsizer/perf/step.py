@@ -162,6 +162,11 @@ class StepTerms:
         return self.linear + self.attention + self.communication + self.overhead
 
 
+def _chunks(prefill_tokens: float, prompts: float | None) -> float:
+    """Prompts a step's prefill tokens belong to: one by default when there are any."""
+    return (1.0 if prefill_tokens > 0 else 0.0) if prompts is None else prompts
+
+
 def _roofline(memory_s: float, compute_s: float, overlap: float) -> float:
     """Time of an operation bounded by memory and compute: the larger, plus the share of the smaller that real
     kernels do not hide (near the ridge point neither unit runs at its peak)."""
@@ -295,7 +300,7 @@ class Replica:
         goes (bench/step_breakdown.py, docs/performance-model.md)."""
         if self.settings.pipeline_parallel_size != 1:
             raise ValueError("step_terms() splits single-stage steps only (PP = 1)")
-        chunks = (1.0 if prefill_tokens > 0 else 0.0) if prefill_prompts is None else prefill_prompts
+        chunks = _chunks(prefill_tokens, prefill_prompts)
         terms = self._stage_terms(
             self.stages[0],
             decode_seqs,
@@ -304,8 +309,11 @@ class Replica:
             start=prefill_start,
             prompts=chunks,
         )
-        overhead = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode_seqs + chunks)
-        return replace(terms, overhead=overhead)
+        return replace(terms, overhead=self._overhead(decode_seqs, chunks))
+
+    def _overhead(self, decode: float, chunks: float) -> float:
+        """The step's CPU time: fixed, plus a share for every sequence that produces a token or a chunk."""
+        return self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode + chunks)
 
     def step_seconds(
         self,
@@ -353,8 +361,8 @@ class Replica:
         prompts: float | None = None,
     ) -> tuple[float, float]:
         """step_times as the roofline gives it, before any speed factor."""
-        chunks = (1.0 if prefill > 0 else 0.0) if prompts is None else prompts
-        overhead = self.efficiency.step_overhead_s + self.efficiency.seq_overhead_s * (decode + chunks)
+        chunks = _chunks(prefill, prompts)
+        overhead = self._overhead(decode, chunks)
         pp = self.settings.pipeline_parallel_size
         if pp == 1:
             one = self._stage_seconds(self.stages[0], decode, context, prefill=prefill, start=start, prompts=chunks)
