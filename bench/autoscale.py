@@ -63,6 +63,7 @@ from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec  # noqa: E40
 from rightsizer.facts import catalog  # noqa: E402
 from rightsizer.model.config import parse  # noqa: E402
 from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict  # noqa: E402
+from rightsizer.perf.in_force import mixed_capacity_rps  # noqa: E402
 from rightsizer.scaling import decision as autoscale  # noqa: E402
 from rightsizer.sizing import SizingRequest, search  # noqa: E402
 from rightsizer.sizing.pools import default_pools  # noqa: E402
@@ -126,24 +127,10 @@ def plan_setup(args: argparse.Namespace, trace: traces.Trace) -> Setup:
     return Setup(engine, replica, label, inp, out, slo, capacity, at_capacity)
 
 
-LENGTH_GRID = 1.1  # the operator's (rightsizer.perf.in_force): lengths snapped to a 10 % grid, capacities cached
-
-
-def _snap(tokens: float) -> int:
-    return 1 if tokens <= 1 else max(1, round(LENGTH_GRID ** round(math.log(tokens) / math.log(LENGTH_GRID))))
-
-
-_capacities: dict[tuple[int, int], float] = {}
-
-
 def capacity_at(setup: Setup, prompt: float, output: float) -> float:
-    """One replica's SLO capacity (perf.max_request_rate) at these mean lengths, as the operator computes it."""
-    limit = setup.replica.settings.max_model_len
-    p = min(_snap(prompt), limit - 1)
-    o = max(1, min(_snap(output), limit - p))
-    if (p, o) not in _capacities:
-        _capacities[(p, o)] = max_request_rate(setup.replica, p, o, setup.slo) or setup.capacity_rps
-    return _capacities[(p, o)]
+    """One replica's SLO capacity at these mean lengths, as the operator computes it (perf.in_force: the mix of
+    prompt lengths around the mean, interpolated between grid points)."""
+    return mixed_capacity_rps(setup.replica, prompt, output, setup.slo) or setup.capacity_rps
 
 
 def load_trace(args: argparse.Namespace) -> traces.Trace:
@@ -197,7 +184,11 @@ def behavior_for(args: argparse.Namespace) -> autoscale.Behavior:
     return autoscale.Behavior(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
 
 
-def compare(args: argparse.Namespace) -> tuple[Setup, traces.Trace, list[Result], list[int]]:
+def compare(
+    args: argparse.Namespace, needs: list[int] | None = None
+) -> tuple[Setup, traces.Trace, list[Result], list[int]]:
+    """Every chosen policy on the trace. `needs`: the oracle's per-interval replicas from an earlier run of the same
+    case (the trial simulations are most of the time a run takes)."""
     trace = load_trace(args)
     setup = plan_setup(args, trace)
     mean_rate = len(trace) / trace.duration if trace.duration else 0.0
@@ -205,14 +196,15 @@ def compare(args: argparse.Namespace) -> tuple[Setup, traces.Trace, list[Result]
     if args.max_replicas is None:
         args.max_replicas = max(4, 3 * peak)
     bounds = (args.min_replicas, args.max_replicas)
-    search_sim = Simulation(trace, setup.engine, startup_s=args.startup_s, record_metrics=False)
-    needs = oracle_needs(
-        search_sim,
-        interval_s=args.oracle_interval,
-        ttft_target_s=setup.slo.ttft_p95_s or math.inf,
-        attainment=args.attainment,
-        bounds=bounds,
-    )
+    if needs is None:
+        search_sim = Simulation(trace, setup.engine, startup_s=args.startup_s, record_metrics=False)
+        needs = oracle_needs(
+            search_sim,
+            interval_s=args.oracle_interval,
+            ttft_target_s=setup.slo.ttft_p95_s or math.inf,
+            attainment=args.attainment,
+            bounds=bounds,
+        )
     initial = needs[0] if needs else args.min_replicas
     cover = cheapest_cover(needs, args.oracle_interval, args.startup_s)
     policies: dict[str, Policy] = {

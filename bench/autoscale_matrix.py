@@ -7,7 +7,8 @@ long-context conversation trace (×4, a 32k context window and a 3 s TTFT target
 12k-token prompts would pick), each at model errors ×0.7, ×1.0 and ×1.4 (prefill and decode alike: the simulated
 replicas take that many times the model's step time; every policy still plans with the model, the oracle knows the
 truth) and rate-scaling seeds 0, 1, 2. Results go to a JSON file case by case, and a case already there is not run
-again (so an interrupted run resumes, and `--policies rightsizer --rerun` refreshes one policy). Seed 0's replica
+again (so an interrupted run resumes, and `--policies rightsizer --rerun` refreshes one policy, reusing the oracle's
+recorded needs, which its trial simulations took most of the time to find). Seed 0's replica
 timelines go to docs/images/autoscale-error-<trace>-<error>.png.
 """
 
@@ -19,6 +20,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,14 +53,14 @@ def key(trace: str, error: str, seed: int) -> str:
     return f"{trace} ×{error} seed {seed}"
 
 
-def one(trace: str, error: str, seed: int, policies: str) -> tuple[str, dict[str, object]]:
+def one(trace: str, error: str, seed: int, policies: str, needs: list[int] | None) -> tuple[str, dict[str, Any]]:
     argv = [*CASES[trace], "--model-error", f"{error},{error}", "--seed", str(seed)]
     if policies:
         argv += ["--policies", policies]
     args = bench.build_parser().parse_args(argv)
     started = time.perf_counter()
-    setup, tr, results, _ = bench.compare(args)
-    rows: dict[str, object] = {}
+    setup, tr, results, needs = bench.compare(args, needs)
+    rows: dict[str, Any] = {}
     for r in results:
         serving = r.timeline.serving or [0]
         rows[r.name] = {**r.wire(), "meanReplicas": round(float(np.mean(serving)), 2), "maxReplicas": max(serving)}
@@ -70,11 +72,11 @@ def one(trace: str, error: str, seed: int, policies: str) -> tuple[str, dict[str
         )
         png = bench.IMAGES / f"autoscale-error-{trace}-{label}.png"
         bench.plot(png, title, tr, results, setup.engine.gpus, args.warmup)
-    meta = {"plan": setup.plan_label, "capacityRps": round(setup.capacity_rps, 3), "requests": len(tr)}
+    meta = {"plan": setup.plan_label, "capacityRps": round(setup.capacity_rps, 3), "requests": len(tr), "needs": needs}
     return key(trace, error, seed), {"policies": rows, **meta, "seconds": round(time.perf_counter() - started)}
 
 
-def table(results: dict[str, dict[str, object]], traces: list[str]) -> str:
+def table(results: dict[str, dict[str, Any]], traces: list[str]) -> str:
     """Per trace and error: each policy's TTFT attainment (min over seeds) and GPU-hours over the oracle's (max)."""
     lines = []
     for trace in traces:
@@ -85,7 +87,7 @@ def table(results: dict[str, dict[str, object]], traces: list[str]) -> str:
         for e in ERRORS:
             for s in SEEDS:
                 got = results.get(key(trace, e, s))
-                for n in got["policies"] if got else {}:  # type: ignore[union-attr]
+                for n in got["policies"] if got else {}:
                     if n not in names:
                         names.append(n)
         for name in names:
@@ -97,7 +99,6 @@ def table(results: dict[str, dict[str, object]], traces: list[str]) -> str:
                     if not got:
                         continue
                     policies = got["policies"]
-                    assert isinstance(policies, dict)
                     if name in policies and "oracle" in policies:
                         ttft.append(100 * policies[name]["ttftAttainment"])
                         ratio.append(policies[name]["gpuHours"] / policies["oracle"]["gpuHours"])
@@ -121,17 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", action="store_true", help="print the table of what is recorded and stop")
     args = p.parse_args(argv)
     out = Path(args.out)
-    results: dict[str, dict[str, object]] = json.loads(out.read_text()) if out.exists() else {}
+    results: dict[str, dict[str, Any]] = json.loads(out.read_text()) if out.exists() else {}
     traces = args.traces.split(",")
     if not args.table:
         todo = [(t, e, s) for t in traces for e in ERRORS for s in SEEDS if args.rerun or key(t, e, s) not in results]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(one, t, e, s, args.policies) for t, e, s in todo]
+            futures = [
+                pool.submit(one, t, e, s, args.policies, results.get(key(t, e, s), {}).get("needs")) for t, e, s in todo
+            ]
             for future in futures:
                 name, got = future.result()
                 if name in results and args.policies:
-                    merged = dict(results[name]["policies"])  # type: ignore[call-overload]
-                    merged.update(got["policies"])  # type: ignore[call-overload]
+                    merged = dict(results[name]["policies"])
+                    merged.update(got["policies"])
                     got = {**results[name], "policies": merged}
                 results[name] = got
                 out.parent.mkdir(parents=True, exist_ok=True)

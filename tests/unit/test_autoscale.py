@@ -198,8 +198,8 @@ def test_a_rising_trend_is_planned_for_ahead() -> None:
 
 def test_a_few_seconds_of_history_make_no_trend() -> None:
     """Three decisions 2 s apart on a rate that wobbles upwards: extrapolating that slope 60 s ahead would ask for
-    eleven replicas. Until the rates span half the trend window, no trend is planned for (the spread of the three,
-    3 req/s, still adds its margin: 19 req/s, two replicas)."""
+    eleven replicas. Until the rates span half the trend window, no trend is planned for (and around the line through
+    them the three have no spread to add: 16 req/s, two replicas)."""
     behavior = Behavior(1, 100)
     loop = Loop(behavior, replicas=1)
     for i, rate in enumerate((10.0, 13.0, 16.0)):
@@ -212,3 +212,49 @@ def test_a_few_seconds_of_history_make_no_trend() -> None:
         t += TICK
         decision = loop.tick(calm(t, 15.0 + 0.1 * t))
     assert decision.recommendation > math.ceil((15.0 + 0.1 * t) / CAPACITY), decision.reason
+
+
+def test_a_steady_ramp_down_is_no_burst_and_is_followed_down() -> None:
+    """After a peak the rate falls steadily, 60 -> 20 req/s over five minutes. Around their mean those rates spread by
+    12 req/s, which the old margin added (two replicas held for nothing); around their trend line they do not."""
+    behavior = Behavior(1, 100, forecast_s=0.0)
+    rates = tuple((TICK * i, 60.0 - 40.0 * i / 20) for i in range(21))
+    state = ScalerState(rates=rates[:-1])
+    t, rate = rates[-1]
+    d = decide(calm(t, rate), TARGETS, replace(behavior, scale_down_window_s=0), current=6, starting=0, state=state)
+    assert d.recommendation == math.ceil(rate / CAPACITY), d.reason
+    # Bursty traffic around a flat mean still keeps a margin.
+    noisy = tuple((TICK * i, 20.0 + (8.0 if i % 2 else -8.0)) for i in range(21))
+    d = decide(calm(t, 20.0), TARGETS, behavior, current=2, starting=0, state=ScalerState(rates=noisy[:-1]))
+    assert d.recommendation >= math.ceil((20.0 + 8.0) / CAPACITY), d.reason
+
+
+def test_a_growing_queue_scales_up_before_the_rate_shows_it() -> None:
+    """The model says three replicas serve 30 req/s and 28 arrive, yet the queue grows 2 req/s (the replicas are
+    slower than the model believes). The rate and the small backlog ask for three; the queue's growth for one more,
+    on the first tick that sees it grow."""
+    behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)
+    state = ScalerState()
+    decisions = []
+    for i, waiting in enumerate((10.0, 40.0, 70.0)):
+        d = decide(calm(TICK * (i + 1), 28.0, waiting=waiting), TARGETS, behavior, current=3, starting=0, state=state)
+        state = d.state
+        decisions.append(d)
+    assert decisions[0].recommendation == 3, decisions[0].reason  # no growth seen yet
+    assert decisions[1].recommendation == 4 and decisions[1].reason.startswith("queue:"), decisions[1].reason
+    # Replicas already starting are the answer to that growth: one more is not added on top.
+    d = decide(calm(60.0, 28.0, waiting=100.0), TARGETS, behavior, current=4, starting=1, state=state)
+    assert d.recommendation == 4, d.reason
+    # A queue that shrinks asks for nothing more.
+    shrinking = ScalerState(waiting=((15.0, 130.0), (30.0, 100.0)))
+    d = decide(calm(45.0, 28.0, waiting=70.0), TARGETS, behavior, current=3, starting=0, state=shrinking)
+    assert d.recommendation == 3 and not d.reason.startswith("queue:"), d.reason
+
+
+@pytest.mark.parametrize("replicas", [1, 4, 9])
+def test_a_load_over_target_is_never_rounded_down(replicas: int) -> None:
+    behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)
+    over = calm(0.0, replicas * CAPACITY * 1.01)
+    assert recommend(over, TARGETS, behavior, serving=replicas)[0] == replicas + 1
+    at = calm(0.0, replicas * CAPACITY)
+    assert recommend(at, TARGETS, behavior, serving=replicas)[0] == replicas

@@ -19,7 +19,7 @@ from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
-from rightsizer.perf import build_replica
+from rightsizer.perf import build_replica, max_request_rate
 from tests.unit.helpers import facts_of
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -183,7 +183,7 @@ def test_the_simulated_replica_runs_at_the_injected_speed(tmp_path: Path) -> Non
     want = 0.8 * believed.step_seconds(32, 2000) + 1.5 * prompt_cost
     assert setup.engine.step(32, 2000, 1000, 0, None) == pytest.approx(want)
     # the policies' capacity is the model's, not the truth's
-    assert setup.capacity_rps == bench.max_request_rate(believed, setup.input_tokens, setup.output_tokens, setup.slo)
+    assert setup.capacity_rps == max_request_rate(believed, setup.input_tokens, setup.output_tokens, setup.slo)
 
 
 @pytest.mark.parametrize("text", ["0,1", "-1,1", "1,2,3", "fast", "inf,1"])

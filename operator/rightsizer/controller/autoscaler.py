@@ -52,7 +52,7 @@ from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc
 from rightsizer.errors import RightsizerError
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
-from rightsizer.perf.in_force import capacity_rps, expected_length, replica_of, slo_of
+from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, replica_of, slo_of
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
 from rightsizer.scaling.decision import Decision, ScalerState, decide
@@ -382,7 +382,7 @@ class Autoscaler:
         w = spec.workload
         prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
         output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
-        return capacity_rps(replica, round(prompt), round(output), slo_of(spec))
+        return mixed_capacity_rps(replica, prompt, output, slo_of(spec))
 
 
 def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autoscaler:

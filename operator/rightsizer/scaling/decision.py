@@ -2,8 +2,8 @@
 
 Interface: Observation, Targets, Behavior, ScalerState, Decision and `decide(obs, targets, behavior, *, current,
 starting, state)` keep their fields and signature; Behavior and ScalerState gained fields with defaults, and
-`recommend` takes `ready`, `trend`, `spread` and `settled` as optional arguments. `Behavior.window_s` should be set to
-the window the observations cover (the operator's autoscale_window_seconds).
+`recommend` takes `ready`, `trend`, `spread`, `settled` and `queue_growth` as optional arguments. `Behavior.window_s`
+should be set to the window the observations cover (the operator's autoscale_window_seconds).
 
 One call per tick (the operator's autoscale_interval_seconds) turns one window of metrics into a replica count:
 
@@ -12,10 +12,16 @@ One call per tick (the operator's autoscale_interval_seconds) turns one window o
   target), spread over `queue_drain_s`
   + a rising trend (least squares over `trend_window_s`) carried `forecast_s` ahead: a new replica takes a minute
   or more to start, so the count must be right for the load a minute from now
-  + `rate_spread` standard deviations of the observed rates over `spread_window_s`: bursty traffic keeps more in
-  hand than smooth traffic at the same mean, without a fixed headroom that would waste GPUs on smooth traffic;
+  + `rate_spread` standard deviations of the observed rates around their trend line over `spread_window_s`: bursty
+  traffic keeps more in hand than smooth traffic at the same mean, without a fixed headroom that would waste GPUs on
+  smooth traffic (around the trend, not the mean: a steady ramp down after a peak is no burst, and counting it as
+  one held 10-12 replicas while the rate wanted 5-6);
 * capacity (predictive, the main signal): ceil(demand / (one replica's SLO capacity × `headroom`)). The capacity is
   the performance model's `max_request_rate` at the lengths observed, which already keeps 10 % below saturation;
+* queue (reactive to the queue itself, before the rate shows it): when the waiting queue is beyond the normal
+  allowance and has grown over the last `queue_growth_window_s`, its growth (req/s arriving beyond what the
+  replicas serve) asks for that many replicas' capacity more, and at least one more when none is starting. A 60 s
+  rate window reacts to a burst in its first seconds with a fraction of it; the queue's slope shows it at once;
 * latency (reactive, for what the model misses): once the latencies describe the present — nothing starting and no
   backlog for a whole window, since TTFT is observed at first token and over a window — a p95 above
   `latency_margin` × its target asks for one replica more (up to `latency_step` × the ready ones). The margin sits
@@ -86,6 +92,7 @@ class Behavior:
     trend_window_s: float = 240.0  # the recent past whose rates give the trend
     rate_spread: float = 1.0  # plan for the rate plus this many standard deviations of its recent swings
     spread_window_s: float = 300.0  # the recent past whose rates give that deviation
+    queue_growth_window_s: float = 30.0  # the recent past whose waiting gauges give the queue's growth (0: off)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class ScalerState:
     idle_since: float | None = None
     rates: Rates = ()  # for the trend and the spread
     unsettled_at: float | None = None  # last time a backlog or starting replicas made the latencies stale
+    waiting: Rates = ()  # (time, waiting requests): the queue's growth
 
 
 @dataclass(frozen=True)
@@ -142,11 +150,26 @@ def _trend_history(rates: Rates, now: float, window_s: float) -> Rates:
 
 
 def _spread(rates: Rates) -> float:
-    """Standard deviation of the observed rates."""
+    """Standard deviation of the observed rates around their least-squares line (with two, around their mean)."""
     if len(rates) < 2:
         return 0.0
-    mean = sum(r for _, r in rates) / len(rates)
-    return math.sqrt(sum((r - mean) ** 2 for _, r in rates) / (len(rates) - 1))
+    mean_t = sum(t for t, _ in rates) / len(rates)
+    mean_r = sum(r for _, r in rates) / len(rates)
+    slope = _trend(rates) if len(rates) >= 3 else 0.0
+    residuals = [r - mean_r - slope * (t - mean_t) for t, r in rates]
+    free = len(rates) - (2 if len(rates) >= 3 else 1)
+    return math.sqrt(sum(x * x for x in residuals) / free)
+
+
+def _queue_growth(waiting: Rates) -> float:
+    """The waiting queue's least-squares slope (requests per second) over the samples given; 0 with fewer than two
+    or when the last sample is no higher than the first (a queue already draining is no new demand)."""
+    if len(waiting) < 2 or waiting[-1][1] <= waiting[0][1]:
+        return 0.0
+    if len(waiting) == 2:
+        (t0, w0), (t1, w1) = waiting
+        return (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
+    return max(0.0, _trend(waiting))
 
 
 def demand(
@@ -184,13 +207,18 @@ def recommend(
     trend: float = 0.0,
     spread: float = 0.0,
     settled: bool = True,
+    queue_growth: float = 0.0,
 ) -> tuple[int, str]:
     """The replicas needed now, before stabilization, and why. `serving` counts ready and starting replicas,
     `ready` those already serving (default: all), `trend` the arrival rate's slope (req/s per second), `settled`
-    whether the latencies describe the present (see decide)."""
+    whether the latencies describe the present (see decide), `queue_growth` the waiting queue's slope (req/s)."""
     ready = serving if ready is None else ready
     wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
     capacity = _capacity_estimate(wanted, targets, behavior)
+    queue = 0
+    if queue_growth > 0 and _backlog(obs, targets, behavior, ready) > 0:
+        more = _capacity_estimate(queue_growth, targets, behavior) if targets.capacity_rps else 1
+        queue = max(ready + more, serving + (0 if serving > ready else 1))
     ratio = _latency_ratio(obs, targets)
     reactive = 0
     if ratio is not None and ratio > behavior.latency_margin and settled:
@@ -199,13 +227,14 @@ def recommend(
         reactive = serving if serving > ready else max(ready + 1, math.ceil(max(ready, 1) * step))
     elif ratio is not None and ratio >= 1 - behavior.tolerance:
         reactive = serving  # near the target: no reason to move either way
-    candidates = {"capacity": capacity, "latency": reactive}
+    candidates = {"capacity": capacity, "queue": queue, "latency": reactive}
     if not any(candidates.values()):
         candidates["hold"] = serving if obs.request_rate > 0 or obs.running > 0 or obs.waiting > 0 else 0
     winner = max(candidates, key=lambda k: candidates[k])
     per_replica = targets.capacity_rps or 0
     detail = {
         "capacity": f"{wanted:.2f} req/s over {per_replica:.2f} req/s per replica within SLO",
+        "queue": f"{obs.waiting:.0f} waiting, growing {queue_growth:.2f} req/s",
         "latency": f"observed p95 at {ratio or 0:.2f}× the target",
         "hold": "no signal to change",
     }[winner]
@@ -229,8 +258,13 @@ def decide(
     # Latencies are observed at first token and over a window: after a backlog or while replicas start they
     # describe a past the capacity estimate already answers. React to them only once a whole window is settled.
     settled = unsettled_at is None or obs.time - unsettled_at >= behavior.window_s
+    waiting = (
+        *((t, w) for t, w in state.waiting if obs.time - t <= behavior.queue_growth_window_s),
+        (obs.time, obs.waiting),
+    )
+    growth = _queue_growth(waiting) if behavior.queue_growth_window_s > 0 else 0.0
     recommendation, reason = recommend(
-        obs, targets, behavior, current, ready, trend=trend, spread=spread, settled=settled
+        obs, targets, behavior, current, ready, trend=trend, spread=spread, settled=settled, queue_growth=growth
     )
     idle = obs.request_rate <= 0 and obs.running <= 0 and obs.waiting <= 0
     idle_since = (state.idle_since if state.idle_since is not None else obs.time) if idle else None
@@ -263,5 +297,5 @@ def decide(
     bounded = max(floor, min(desired, behavior.max_replicas))
     if bounded != desired:
         reason += f"; bounded to {floor}..{behavior.max_replicas}"
-    next_state = ScalerState(history, idle_since, rates, unsettled_at)
+    next_state = ScalerState(history, idle_since, rates, unsettled_at, waiting)
     return Decision(bounded, recommendation, reason, next_state)
