@@ -48,7 +48,7 @@ def test_llmdeployment_crd_shape() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas.desired"
     assert "status" in version["subresources"]
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Model", "GPU", "GPUs", "TP", "PP", "Max-Seqs", "Replicas", "Ready", "Age"]
+    assert columns == ["Model", "GPU", "GPUs", "TP", "PP", "Max-Seqs", "Replicas", "Ready", "Placement", "Age"]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["conditions"]["x-kubernetes-list-type"] == "map"
     model = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"]["properties"]

@@ -32,6 +32,11 @@ class ConditionType:
     """True when something needs a person: sizing or policy failed while earlier replicas keep serving, the API
     server refused a child or its pods, a child's name is taken, or pods cannot be scheduled."""
 
+    OVERFLOWING: Final = "Overflowing"
+    """True while replicas the primary pool has no room for run on the next pool in status.pools (a second
+    workload, sized for that pool's GPU); False when every replica has room, or with the reason overflow waits or is
+    not allowed."""
+
     READY: Final = "Ready"
     """True when the deployment serves as specified (sized, policy-compliant, applied, every desired replica ready);
     False with the first cause that blocks it, so `kubectl wait --for=condition=Ready` waits for serving."""
@@ -56,6 +61,7 @@ CONDITION_ORDER: Final = (
     ConditionType.PROGRESSING,
     ConditionType.AVAILABLE,
     ConditionType.DEGRADED,
+    ConditionType.OVERFLOWING,
     ConditionType.READY,
     ConditionType.PREDICTION_ACCURATE,
 )
@@ -147,6 +153,30 @@ class Reason:
     INVALID_POLICY: Final = "InvalidPolicy"
     """Accepted=False: parts of the SizingPolicy are unusable (e.g. an unknown GPU product); the message lists every
     problem."""
+
+    PRIMARY_POOL_FULL: Final = "PrimaryPoolFull"
+    """Overflowing=True: replicas of the primary pool found no room (the scheduler's Insufficient reason, cordoned
+    nodes, or a declared pool at its node limit) for longer than spec.placement.overflowAfterSeconds, and that many
+    run on the overflow pool until the primary's replicas have been Ready for spec.placement.returnAfterSeconds."""
+
+    OVERFLOW_NOT_NEEDED: Final = "NotNeeded"
+    """Overflowing=False: every replica has room on the primary pool; the message names the overflow pool, or why
+    there would be none."""
+
+    WITHIN_GRACE_PERIOD: Final = "WithinGracePeriod"
+    """Overflowing=False: replicas wait for room on the primary pool, for less than
+    spec.placement.overflowAfterSeconds so far."""
+
+    OVERFLOW_NOT_ALLOWED: Final = "OverflowNotAllowed"
+    """Overflowing=False: replicas have no room on the primary pool and stay Pending, because spec.placement.overflow
+    is Never (the default with one allowed product), a SizingPolicy forbids it (allowed.overflow: false), or no
+    other allowed pool can hold a replica of the same kind; the message says which."""
+
+    OVERFLOWED: Final = "Overflowed"
+    """Normal event: replicas moved to the overflow pool; the message gives the pools and the counts."""
+
+    RETURNED: Final = "Returned"
+    """Normal event: replicas are back on the primary pool and the overflow pool's shrank or went."""
 
     CREATED: Final = "Created"
     """Normal event: a child (Deployment, LeaderWorkerSet, Service, PodDisruptionBudget) was created."""

@@ -27,6 +27,7 @@ the highest group index being spec.replicas.max - 1 (or min - 1): 50 characters 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Final
 
@@ -54,6 +55,22 @@ def name_problem(name: str, replicas: int) -> str | None:
     if len(name) > limit:
         return length_message(len(str(highest_group_index(replicas))))
     return None
+
+
+def overflow_workload_name(name: str, pool: str, replicas: int) -> str:
+    """The overflow workload's name, `<name>-<pool>`, within the same limit as the name itself (the workload may be
+    a LeaderWorkerSet, whose derived names are the tightest): too long, the end gives way to a hash of the whole,
+    so two pools never share a name. A pool name that is not a lowercase label is folded into one, and one of
+    digits only is prefixed with "pool-" (`<name>-<digits>` is a LeaderWorkerSet group's StatefulSet and Service)."""
+    suffix = re.sub("[^a-z0-9-]+", "-", pool.lower()).strip("-") or "pool"
+    if suffix.isdigit():
+        suffix = f"pool-{suffix}"
+    full = f"{name}-{suffix}"
+    limit = max_name_length(replicas)
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 FORMAT_MESSAGE: Final = (

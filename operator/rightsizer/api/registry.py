@@ -27,6 +27,7 @@ LLMDEPLOYMENT = KindSpec(
         PrinterColumn("Max-Seqs", ".status.plan.maxNumSeqs", "integer"),
         PrinterColumn("Replicas", ".status.replicas", "integer"),
         PrinterColumn("Ready", ".status.readyReplicas", "integer"),
+        PrinterColumn("Placement", ".status.placement.summary", description="Ready/asked replicas per pool"),
         PrinterColumn("Status", f'.status.conditions[?(@.type=="{ConditionType.READY}")].reason', priority=1),
         PrinterColumn("Pool", ".status.plan.pool", priority=1),
         PrinterColumn("KV-Tokens", ".status.plan.kvCacheTokens", "integer", priority=1),

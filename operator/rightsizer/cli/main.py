@@ -22,10 +22,11 @@ from rightsizer.api.registry import KINDS
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment
 from rightsizer.cli.common import EXIT_USAGE, UsageError
 from rightsizer.cli.policy import add_policy_arguments, add_policy_commands, plan_under_policy
-from rightsizer.cli.render import plan_table
+from rightsizer.cli.render import plan_table, pools_table
 from rightsizer.errors import RightsizerError, validation_message
 from rightsizer.facts import catalog, gpus
-from rightsizer.sizing import SizingRequest, plan
+from rightsizer.sizing import SizingRequest
+from rightsizer.sizing.planner import plan_with_pools
 from rightsizer.sizing.pools import default_pools
 
 
@@ -55,14 +56,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     resolved = resolve(spec.model, config_file=Path(args.model_config) if args.model_config else None, hub=hub)
     if args.policy:
         return plan_under_policy(args, deployment, spec, resolved, pools if args.pools else None)
-    result = plan(SizingRequest(spec, resolved.facts, pools), spec.model.name)
+    result, ranked = plan_with_pools(SizingRequest(spec, resolved.facts, pools), spec.model.name)
     name = deployment.metadata.get("name", Path(args.file).stem)
+    entries = [r.entry for r in ranked]
+    document = {"plan": result.to_wire(), "pools": [e.to_wire() for e in entries]}
     if args.output == "json":
-        print(json.dumps({"plan": result.to_wire()}, indent=2))
+        print(json.dumps(document, indent=2))
     elif args.output == "yaml":
-        print(yaml.safe_dump({"plan": result.to_wire()}, sort_keys=False, width=120), end="")
+        print(yaml.safe_dump(document, sort_keys=False, width=120), end="")
     else:
         print(plan_table(name, spec, result, resolved.source))
+        print()
+        print(pools_table(entries))
     return 0
 
 

@@ -6,7 +6,7 @@ import shlex
 import textwrap
 
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
-from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 
 WIDTH = 100
 
@@ -103,4 +103,24 @@ def plan_table(name: str, spec: LLMDeploymentSpec, plan: Plan, source: str) -> s
     if plan.warnings:
         lines += ["", "  Warnings", *_bullets(plan.warnings, "!")]
     lines += ["", "  vLLM command", *_args_block(plan.vllm_args)]
+    return "\n".join(lines)
+
+
+def pools_table(pools: list[PoolPlan]) -> str:
+    """Every allowed pool's own plan, ranked: where replicas go first, and where they overflow when it is full."""
+    lines = ["  Pools, ranked (replicas overflow onto the next pool that fits when the first is full)"]
+    for p in pools:
+        head = f"    {p.rank}. {p.pool} ({p.gpu_product})"
+        if p.fits:
+            slo = "" if p.meets_slo is None else ("  meets SLO" if p.meets_slo else "  misses SLO")
+            rate = "" if p.max_request_rate is None else f" · {p.max_request_rate:.2f} req/s per replica"
+            price = "" if p.price_per_replica_hour is None else f" · {p.price_per_replica_hour:g}/replica-hour"
+            head += (
+                f": TP {p.tensor_parallel_size} · PP {p.pipeline_parallel_size} · {p.gpus_per_replica} GPU"
+                f"{'s' if (p.gpus_per_replica or 0) > 1 else ''} · max-num-seqs {p.max_num_seqs} · batched "
+                f"{p.max_num_batched_tokens:,} · {p.replicas} replica{'s' if p.replicas != 1 else ''}{rate}"
+                f"{price}{slo}"
+            )
+        lines.extend(textwrap.wrap(head, WIDTH, subsequent_indent="       "))
+        lines.extend(textwrap.wrap(p.why, WIDTH, initial_indent="       ", subsequent_indent="       "))
     return "\n".join(lines)

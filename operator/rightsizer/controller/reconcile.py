@@ -15,7 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -29,8 +29,8 @@ from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
 from rightsizer.api.conditions import ConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
-from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
-from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec, PlacementStatus, PoolReplicas
+from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
 from rightsizer.controller import metrics
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError, SloUnreachableError
@@ -38,8 +38,18 @@ from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, m
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext, BuildOptions
 from rightsizer.kube.discovery import discover
+from rightsizer.kube.placement import (
+    OverflowTarget,
+    PlacementInputs,
+    at_node_limit,
+    decide,
+    moved_message,
+    overflow_target,
+    placement_status,
+    workload_replicas,
+)
 from rightsizer.kube.status import StatusInputs, observe, status_fields
-from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
+from rightsizer.policy import bound_recommendation, charge_of, declared_pools, namespace_usage, replica_bounds
 from rightsizer.policy.assessment import Assessment, assess, effective_policy
 from rightsizer.sizing.budget import time_budget
 from rightsizer.sizing.pools import GpuPool, merge
@@ -78,6 +88,18 @@ class Outcome:
     policy_note: str | None = None
     apply_error: str | None = None
     child_conflict: str | None = None
+    pools: tuple[PoolPlan, ...] | None = None  # None: keep what status has
+    placed: Placed | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where this reconcile put the replicas (kube/placement.py): for status."""
+
+    overflow_workload: str | None
+    covered_pods: frozenset[str]
+    overflowing: tuple[bool, str, str]
+    placement: PlacementStatus
 
 
 def now_rfc3339() -> str:
@@ -286,23 +308,92 @@ class Reconciler:
         replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
         pool = next(p for p in assessment.pools if p.name == planned.pool)
         ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
+        overflow, placed, moved = self._place(ctx, assessment, observed)
+        if moved is not None:
+            events.append(moved)
+        pools = tuple(r.entry for r in assessment.ranked)
         warnings = "; ".join((*decision.warnings, *([note] if note else [])))
         try:
-            applied, conflict = self._apply(desired_children(ctx), observed, ctx.uid)
+            applied, conflict = self._apply(desired_children(ctx, overflow), observed, ctx.uid)
             events += applied
         except MissingApiError as err:
             error = (Reason.MISSING_API, f"{err}; install it to serve plans that span nodes")
-            return self._write_status(body, observed, Outcome(planned, error, replicas), events)
+            return self._write_status(body, observed, Outcome(planned, error, replicas, pools=pools), events)
         except RejectedError as err:
             events.append(Event("Warning", Reason.APPLY_FAILED, str(err)))
-            return self._write_status(body, observed, Outcome(planned, None, replicas, apply_error=str(err)), events)
+            return self._write_status(
+                body, observed, Outcome(planned, None, replicas, apply_error=str(err), pools=pools), events
+            )
         if conflict is not None:
             if _condition_message(previous, ConditionType.PROGRESSING) != conflict:
                 events.append(Event("Warning", Reason.CHILD_CONFLICT, conflict))
-            return self._write_status(body, observed, Outcome(planned, None, replicas, child_conflict=conflict), events)
+            return self._write_status(
+                body, observed, Outcome(planned, None, replicas, child_conflict=conflict, pools=pools), events
+            )
         return self._write_status(
-            body, observed, Outcome(planned, None, replicas, policy_note=warnings or None), events
+            body,
+            observed,
+            Outcome(planned, None, replicas, policy_note=warnings or None, pools=pools, placed=placed),
+            events,
         )
+
+    def _place(
+        self, ctx: BuildContext, assessment: Assessment, observed: Observed
+    ) -> tuple[BuildContext | None, Placed, Event | None]:
+        """How many replicas the overflow pool runs (kube/placement.py), from the pods' conditions and the live
+        overflow workload: the overflow's build context (None: no overflow workload), what status shows, and the
+        Event when replicas moved."""
+        spec, planned = assessment.spec, ctx.plan
+        target = overflow_target(ctx.name, spec, assessment.ranked, assessment.effective.overflow_forbidden)
+        live_overflow = _live_workload(observed, ctx.uid, target)
+        current, overflow_ready = workload_replicas(live_overflow)
+        declared = {p.name: p for p in (*self.declared_pools, *declared_pools(assessment.effective))}
+        limit = declared[planned.pool].max_nodes if planned.pool in declared else None
+        placement = decide(
+            PlacementInputs(
+                desired=ctx.replicas,
+                primary=planned.pool,
+                target=target,
+                pods=observed.pods,
+                current_overflow=current,
+                now=datetime.fromisoformat(self.clock().replace("Z", "+00:00")),
+                overflow_after_seconds=spec.placement.overflow_after_seconds,
+                return_after_seconds=spec.placement.return_after_seconds,
+                primary_at_node_limit=at_node_limit(ctx.pool.discovered_nodes, limit),
+            )
+        )
+        overflow, extra = None, None
+        if target.ranked is not None and target.ranked.plan is not None and placement.overflow_replicas:
+            overflow = replace(
+                ctx,
+                plan=target.ranked.plan,
+                pool=target.ranked.pool,
+                replicas=placement.overflow_replicas,
+                workload_name=target.workload,
+                selects_pool=True,
+            )
+            extra = PoolReplicas(
+                pool=target.ranked.pool.name,
+                role="overflow",
+                workload=str(target.workload),
+                replicas=placement.overflow_replicas,
+                ready_replicas=overflow_ready,
+            )
+        _, primary_ready = workload_replicas(observed.children.get((_kind(planned), ctx.name)))
+        primary = PoolReplicas(
+            pool=planned.pool, role="primary", workload=ctx.name, replicas=ctx.replicas, ready_replicas=primary_ready
+        )
+        placed = Placed(
+            target.workload if overflow is not None else None,
+            placement.covered_pods,
+            placement.condition,
+            placement_status(primary, extra),
+        )
+        message = moved_message(placement, current, planned.pool, target.pool)
+        if message is None:
+            return overflow, placed, None
+        reason = Reason.OVERFLOWED if placement.overflow_replicas > current else Reason.RETURNED
+        return overflow, placed, Event("Normal", reason, message)
 
     def _replicas(
         self, name: str, assessment: Assessment, planned: Plan, observed: Observed, current: int
@@ -352,15 +443,27 @@ class Reconciler:
     def _write_status(self, body: JSON, observed: Observed, outcome: Outcome, events: list[Event]) -> list[Event]:
         meta = body["metadata"]
         uid = str(meta.get("uid"))
-        workload = next(
-            (
-                obj
-                for (kind, _), obj in observed.children.items()
-                if kind in ("Deployment", "LeaderWorkerSet") and owned_by(obj, uid)
-            ),
-            None,
-        )
+        placed = outcome.placed
+        workloads = {
+            name: obj
+            for (kind, name), obj in observed.children.items()
+            if kind in ("Deployment", "LeaderWorkerSet") and owned_by(obj, uid)
+        }
+        # The primary carries the instance's name; without a placement this pass, any workload it owns reports.
+        workload = workloads.get(str(meta["name"])) or next(iter(workloads.values()), None)
+        overflow = workloads.get(placed.overflow_workload) if placed and placed.overflow_workload else None
+        pods = [p for p in observed.pods if not placed or p["metadata"].get("name") not in placed.covered_pods]
         previous = body.get("status") or {}
+        pools = (
+            list(outcome.pools)
+            if outcome.pools is not None
+            else [PoolPlan.model_validate(x) for x in previous.get("pools") or []]
+        )
+        placement = (
+            placed.placement
+            if placed is not None
+            else (PlacementStatus.model_validate(previous["placement"]) if previous.get("placement") else None)
+        )
         selector = ",".join(
             f"{k}={v}"
             for k, v in sorted(
@@ -377,13 +480,16 @@ class Reconciler:
             plan=outcome.plan,
             sizing_error=outcome.sizing_error,
             policy_violation=outcome.policy_violation,
-            observation=observe(workload, observed.pods, outcome.replicas),
+            observation=observe(workload, pods, outcome.replicas, overflow),
             replicas=outcome.replicas,
             selector=selector,
             previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
             policy_note=outcome.policy_note,
             apply_error=outcome.apply_error,
             child_conflict=outcome.child_conflict,
+            pools=pools,
+            placement=placement,
+            overflowing=placed.overflowing if placed is not None else None,
         )
         status = status_fields(inputs)
         # Other writers own other status fields (status.autoscaling): compare and patch only ours.
@@ -403,6 +509,18 @@ def _condition_message(status: Mapping[str, Any], kind: str) -> str | None:
         if condition.get("type") == kind:
             return str(condition.get("message"))
     return None
+
+
+def _kind(p: Plan) -> str:
+    return "LeaderWorkerSet" if p.nodes_per_replica > 1 else "Deployment"
+
+
+def _live_workload(observed: Observed, owner_uid: str, target: OverflowTarget) -> JSON | None:
+    """The live overflow workload this LLMDeployment controls, if any."""
+    if target.workload is None or target.ranked is None or target.ranked.plan is None:
+        return None
+    live = observed.children.get((_kind(target.ranked.plan), target.workload))
+    return live if live is not None and owned_by(live, owner_uid) else None
 
 
 def _plan_summary(p: Plan) -> str:

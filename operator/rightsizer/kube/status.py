@@ -9,8 +9,8 @@ from typing import Any
 
 from rightsizer.api.conditions import CONDITION_ORDER, ConditionType, PolicyConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
-from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus
-from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, PlacementStatus
+from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 
 JSON = Mapping[str, Any]
 
@@ -28,19 +28,27 @@ class WorkloadObservation:
     failed_create: str | None = None  # why the workload's controller cannot create pods (admission refused them)
 
 
-def observe(workload: JSON | None, pods: Sequence[JSON], desired: int) -> WorkloadObservation:
+def observe(
+    workload: JSON | None, pods: Sequence[JSON], desired: int, overflow: JSON | None = None
+) -> WorkloadObservation:
+    """The primary workload, and the overflow workload when there is one (its replicas count towards the desired
+    total); `pods` leaves out the primary's Pending pods the overflow stands in for."""
     if workload is None:
         return WorkloadObservation(False, desired, 0, 0, False, _unschedulable(pods))
-    status = workload.get("status", {}) or {}
-    generation = workload.get("metadata", {}).get("generation")
+    workloads = [workload] if overflow is None else [workload, overflow]
+    statuses = [w.get("status", {}) or {} for w in workloads]
     return WorkloadObservation(
         exists=True,
         desired=desired,
-        updated=int(status.get("updatedReplicas", 0) or 0),
-        ready=int(status.get("readyReplicas", 0) or 0),
-        observed_current=status.get("observedGeneration", generation) == generation,
+        updated=sum(int(s.get("updatedReplicas", 0) or 0) for s in statuses),
+        ready=sum(int(s.get("readyReplicas", 0) or 0) for s in statuses),
+        observed_current=all(
+            s.get("observedGeneration", w.get("metadata", {}).get("generation"))
+            == w.get("metadata", {}).get("generation")
+            for w, s in zip(workloads, statuses, strict=True)
+        ),
         unschedulable=_unschedulable(pods),
-        failed_create=_failed_create(status),
+        failed_create=next((f for s in statuses if (f := _failed_create(s))), None),
     )
 
 
@@ -96,6 +104,9 @@ class StatusInputs:
     policy_note: str | None = None  # warnings from policy that do not stop the plan (e.g. quota holds replicas)
     apply_error: str | None = None  # the API server refused a child (e.g. an immutable field, a name clash)
     child_conflict: str | None = None  # a child's name is taken by an object this LLMDeployment does not control
+    pools: Sequence[PoolPlan] = ()  # every allowed pool's own plan, ranked (sizing/ranking.py)
+    placement: PlacementStatus | None = None  # replicas per pool
+    overflowing: tuple[bool, str, str] | None = None  # the Overflowing condition (kube/placement.py), when placed
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, inputs: StatusInputs) -> Condition:
@@ -177,6 +188,9 @@ def conditions(inputs: StatusInputs) -> list[Condition]:
             inputs,
         ),
     )
+    if inputs.overflowing is not None:
+        ok, reason, message = inputs.overflowing
+        out = set_condition(out, _condition(ConditionType.OVERFLOWING, ok, reason, message, inputs))
     blocked, why = _not_ready(inputs, available)
     return set_condition(out, _condition(ConditionType.READY, blocked is None, blocked or Reason.READY, why, inputs))
 
@@ -228,6 +242,8 @@ def status_fields(inputs: StatusInputs) -> dict[str, Any]:
         observed_generation=inputs.generation,
         conditions=conditions(inputs),
         plan=inputs.plan,
+        pools=list(inputs.pools),
+        placement=inputs.placement,
         replicas=inputs.replicas,
         ready_replicas=inputs.observation.ready,
         selector=inputs.selector,

@@ -25,6 +25,7 @@ from rightsizer.policy import (
 )
 from rightsizer.sizing import PerformanceHook, SizingRequest
 from rightsizer.sizing.pools import GpuPool, merge
+from rightsizer.sizing.ranking import RankedPool
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Assessment:
     plan: Plan | None  # the cheapest plan the policies allow (the closest one when none complies)
     decision: Decision
     pools: tuple[GpuPool, ...]  # every pool known for this namespace (discovered, operator-declared, policy-declared)
+    ranked: tuple[RankedPool, ...] = ()  # every allowed pool's own plan, the primary first (empty: no plan)
 
 
 def effective_policy(
@@ -68,4 +70,6 @@ def assess(
         if stated.allowed:
             raise
         return Assessment(effective, defaulting.spec, defaulting.applied, None, stated, pools)
-    return Assessment(effective, defaulting.spec, defaulting.applied, outcome.plan, outcome.decision, pools)
+    return Assessment(
+        effective, defaulting.spec, defaulting.applied, outcome.plan, outcome.decision, pools, outcome.ranked
+    )

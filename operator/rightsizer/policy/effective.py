@@ -65,6 +65,7 @@ class EffectivePolicy:
     max_model_len: Sourced[int] | None = None
     quotas: tuple[Sourced[tuple[str | None, int]], ...] = ()  # (product or None for all products, max GPUs)
     required_slo: tuple[Sourced[SLOField], ...] = ()
+    overflow_forbidden: tuple[str, ...] = ()  # the policies that set allowed.overflow: false
     defaults: EffectiveDefaults = field(default_factory=EffectiveDefaults)
     conflicts: tuple[str, ...] = ()
 
@@ -220,6 +221,7 @@ def combine(namespace: str, policies: Iterable[SizingPolicy]) -> EffectivePolicy
         max_model_len=_smallest(((p.name, p.spec.limits.max_model_len) for p in ordered), key=float),
         quotas=_quotas(ordered),
         required_slo=_required(ordered),
+        overflow_forbidden=tuple(p.name for p in ordered if p.spec.allowed.overflow is False),
         defaults=_defaults(ordered, conflicts),
     )
     conflicts += _inconsistencies(effective)

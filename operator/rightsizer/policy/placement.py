@@ -19,6 +19,7 @@ from rightsizer.policy.effective import EffectivePolicy
 from rightsizer.policy.evaluate import evaluate, listing
 from rightsizer.sizing import Candidate, PerformanceHook, SearchResult, SizingRequest, plan, search, to_plan
 from rightsizer.sizing.pools import GpuPool, from_spec, unknown_products
+from rightsizer.sizing.ranking import RankedPool, rank_pools
 
 
 def declared_pools(effective: EffectivePolicy) -> list[GpuPool]:
@@ -80,6 +81,7 @@ class PolicyPlan:
 
     plan: Plan | None
     decision: Decision
+    ranked: tuple[RankedPool, ...] = ()  # every allowed pool's own plan, the primary first (sizing.ranking)
 
 
 def plan_within_policy(
@@ -107,9 +109,20 @@ def plan_within_policy(
         chosen = compliant[0]
         planned = to_plan(restricted, chosen, SearchResult(compliant, result.rejections), model_name)
         planned = _explained(planned, result.candidates.index(chosen), pools, request.pools, effective)
-    else:
-        chosen = min(result.candidates, key=lambda cand: cand.shape.gpus)
-        planned = to_plan(restricted, chosen, result, model_name)
+        limit = effective.max_gpus_per_replica
+        ruled_out = (
+            ""
+            if limit is None
+            else f"every plan needs more than {limit.value} GPUs per replica, which "
+            f"{policies_phrase(limit.policies)} forbids (limits.maxGpusPerReplica)"
+        )
+        ranked = rank_pools(
+            restricted, result, model_name, lambda cand: _within_shape_limits(cand, effective), ruled_out
+        )
+        primary = replace(ranked[0], plan=planned)  # the same pool and candidate, with the policy's notes
+        return PolicyPlan(planned, evaluate(spec, planned, effective, image_repository), (primary, *ranked[1:]))
+    chosen = min(result.candidates, key=lambda cand: cand.shape.gpus)
+    planned = to_plan(restricted, chosen, result, model_name)
     return PolicyPlan(planned, evaluate(spec, planned, effective, image_repository))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.errors import SizingError, SloUnreachableError
@@ -13,6 +14,7 @@ from rightsizer.model.parallelism import tensor_parallel_problems
 from rightsizer.model.params import total_parameters
 from rightsizer.sizing.explain import to_plan
 from rightsizer.sizing.pools import allowed, unknown_products
+from rightsizer.sizing.ranking import RankedPool, rank_pools
 from rightsizer.sizing.request import (
     Floor,
     PerformanceHook,
@@ -26,6 +28,13 @@ from rightsizer.sizing.search import DEFAULT_PERFORMANCE, search
 def plan(request: SizingRequest, model_name: str, performance: PerformanceHook | None = None) -> Plan:
     """The cheapest feasible plan that meets spec.slo (the closest one when none does), or SizingError naming
     the field to change. `performance`: as for search()."""
+    return plan_with_pools(request, model_name, performance)[0]
+
+
+def plan_with_pools(
+    request: SizingRequest, model_name: str, performance: PerformanceHook | None = None
+) -> tuple[Plan, list[RankedPool]]:
+    """plan(), and every allowed pool's own plan, ranked (sizing.ranking): the first is the plan's pool."""
     unknown = unknown_products(request.spec.gpu.products)
     if unknown:
         raise SizingError(
@@ -39,7 +48,9 @@ def plan(request: SizingRequest, model_name: str, performance: PerformanceHook |
     unreachable = slo_unreachable(request, result, DEFAULT_PERFORMANCE if performance is None else performance)
     if unreachable is not None:
         raise unreachable
-    return to_plan(request, result.candidates[0], result, model_name)
+    chosen = to_plan(request, result.candidates[0], result, model_name)
+    ranked = rank_pools(request, result, model_name)
+    return chosen, [replace(ranked[0], plan=chosen), *ranked[1:]]
 
 
 def slo_unreachable(request: SizingRequest, result: SearchResult, performance: PerformanceHook) -> SizingError | None:

@@ -213,6 +213,17 @@ def slo_miss(performance: PredictedPerformance, spec: LLMDeploymentSpec) -> floa
 
 
 def _rank(candidates: list[Candidate], spec: LLMDeploymentSpec) -> list[Candidate]:
+    return sorted(candidates, key=rank_key(candidates, spec))
+
+
+# The parts of rank_key's tuple, in order, for explanations (sizing.ranking says which one set two plans apart).
+RANK_KEY_PARTS = ("replicas short", "SLO", "SLO miss", "cost", "GPUs per replica", "preference", "PP", "KV blocks")
+
+
+def rank_key(candidates: list[Candidate], spec: LLMDeploymentSpec) -> Callable[[Candidate], tuple[float, ...]]:
+    """The search's order: fewest replicas short of the workload, then meeting spec.slo (the closest miss first),
+    then cost (price when every pool has one, else GPU-hours), fewer GPUs, spec.gpu.products order, less PP, more
+    KV cache."""
     priced = all(c.cost() is not None for c in candidates)
     has_slo = spec.slo.ttft_p95_ms is not None or spec.slo.itl_p95_ms is not None
 
@@ -235,7 +246,7 @@ def _rank(candidates: list[Candidate], spec: LLMDeploymentSpec) -> list[Candidat
             -c.memory.blocks,
         )
 
-    return sorted(candidates, key=key)
+    return key
 
 
 def search(request: SizingRequest, performance: PerformanceHook | None = None) -> SearchResult:

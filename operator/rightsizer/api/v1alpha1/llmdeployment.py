@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from rightsizer.api.v1alpha1.common import Condition, StatusModel, WireModel
-from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 
 INT32_MAX = 2**31 - 1  # bounds the batch pins, so an absurd value is refused by the API server before any sizing
@@ -214,6 +214,46 @@ class Autoscaling(WireModel):
     )
 
 
+class OverflowMode(StrEnum):
+    """Whether replicas the primary pool cannot schedule may run on the next allowed pool."""
+
+    ALLOWED = "Allowed"
+    NEVER = "Never"
+
+
+MAX_PLACEMENT_SECONDS = 86400  # a day: bounds the grace periods, which are tenant input
+
+
+class Placement(WireModel):
+    """Where replicas run when the primary pool (status.plan.pool) is full: docs/operator.md, Placement."""
+
+    overflow: OverflowMode | None = Field(
+        default=None,
+        description="Allowed: replicas the primary pool cannot schedule run on the next pool in status.pools, "
+        "sized for its GPU. Never: they stay Pending. Default: Allowed when spec.gpu.products allows more than one "
+        "product (or is empty), Never otherwise. A SizingPolicy (allowed.overflow: false) can forbid it.",
+    )
+    overflow_after_seconds: int = Field(
+        default=120,
+        description="How long a replica of the primary pool stays Pending for lack of room (the scheduler's "
+        "Insufficient reason, cordoned nodes, or a declared pool at its node limit) before it overflows.",
+        ge=0,
+        le=MAX_PLACEMENT_SECONDS,
+    )
+    return_after_seconds: int = Field(
+        default=300,
+        description="How long replicas back on the primary pool must have been Ready before the overflow pool's "
+        "replicas are removed (hysteresis: a flapping node does not shuffle pods).",
+        ge=0,
+        le=MAX_PLACEMENT_SECONDS,
+    )
+
+    def overflow_allowed(self, products: list[str]) -> bool:
+        if self.overflow is not None:
+            return self.overflow is OverflowMode.ALLOWED
+        return len(products) != 1
+
+
 class LLMDeploymentSpec(WireModel):
     """What to serve and the constraints it must meet; rightsizer computes the rest."""
 
@@ -224,6 +264,7 @@ class LLMDeploymentSpec(WireModel):
     gpu: GpuRequirements = Field(default_factory=GpuRequirements)
     replicas: Replicas = Field(default_factory=Replicas)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    placement: Placement = Field(default_factory=Placement)
 
 
 class ScalingDecision(StatusModel):
@@ -248,6 +289,23 @@ class AutoscalingStatus(StatusModel):
     reason: str | None = Field(default=None, description="Why it recommends that.")
     last_scale_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
     history: list[ScalingDecision] = Field(default_factory=list, description="The last decisions, newest last.")
+
+
+class PoolReplicas(StatusModel):
+    """The replicas one child workload runs on one pool."""
+
+    pool: str = Field(description="The GPU pool.")
+    role: str = Field(description="primary (status.plan) or overflow (the next pool in status.pools).")
+    workload: str = Field(description="Name of the Deployment or LeaderWorkerSet.")
+    replicas: int = Field(description="Replicas this workload is asked for.")
+    ready_replicas: int = Field(default=0, description="Of them, replicas whose pods are all Ready.")
+
+
+class PlacementStatus(StatusModel):
+    """Where the replicas run: one entry per child workload, and a one-line summary for kubectl get."""
+
+    summary: str = Field(description="Replicas per pool, e.g. 'h200 1/3, h100 2/2 (overflow)': ready/asked.")
+    pools: list[PoolReplicas] = Field(default_factory=list, description="One entry per child workload.")
 
 
 class PerformanceStatus(StatusModel):
@@ -286,6 +344,10 @@ class LLMDeploymentStatus(StatusModel):
         default_factory=list, description="Sized, PolicyCompliant, Progressing, Available, Degraded, Ready."
     )
     plan: Plan | None = Field(default=None, description="The serving plan, as `rightsizer plan -o json` prints it.")
+    pools: list[PoolPlan] = Field(
+        default_factory=list, description="Every allowed pool's own plan, ranked; the first is status.plan's pool."
+    )
+    placement: PlacementStatus | None = Field(default=None, description="Replicas per pool.")
     replicas: int | None = Field(default=None, description="Replicas wanted (the scale subresource's status).")
     ready_replicas: int | None = Field(default=None, description="Replicas whose pods are all Ready.")
     selector: str | None = Field(default=None, description="Label selector of the serving pods (for HPA).")

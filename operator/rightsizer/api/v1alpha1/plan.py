@@ -103,3 +103,33 @@ class Plan(StatusModel):
     vllm_args: list[str] = Field(description="The exact vLLM server arguments.")
     reasons: list[str] = Field(description="Why each choice was made, for a person.")
     warnings: list[str] = Field(default_factory=list, description="Things that work but deserve attention.")
+
+
+class PoolPlan(StatusModel):
+    """One allowed GPU pool's own plan, in the order sizing ranks the pools: the first is the primary (status.plan),
+    the next one that can hold the model is where replicas overflow when the primary pool is full."""
+
+    rank: int = Field(description="1 for the primary pool; pools that cannot hold the model rank last.")
+    pool: str = Field(description="The GPU pool.")
+    gpu_product: str = Field(description="GPU product (GPU Feature Discovery name) of the pool.")
+    fits: bool = Field(description="Whether one replica of the model fits this pool at all.")
+    gpus_per_replica: int | None = Field(default=None, description="tensorParallelSize × pipelineParallelSize.")
+    nodes_per_replica: int | None = Field(default=None, description="Nodes one replica spans on this pool.")
+    tensor_parallel_size: int | None = Field(default=None, description="vLLM --tensor-parallel-size on this pool.")
+    pipeline_parallel_size: int | None = Field(default=None, description="vLLM --pipeline-parallel-size.")
+    max_num_seqs: int | None = Field(default=None, description="vLLM --max-num-seqs on this pool.")
+    max_num_batched_tokens: int | None = Field(default=None, description="vLLM --max-num-batched-tokens.")
+    replicas: int | None = Field(default=None, description="Replicas the declared workload needs on this pool.")
+    max_request_rate: float | None = Field(
+        default=None, description="Requests per second one replica of this pool sustains within the SLO."
+    )
+    max_concurrency_within_slo: int | None = Field(
+        default=None, alias="maxConcurrencyWithinSLO", description="Concurrent requests one replica serves within it."
+    )
+    meets_slo: bool | None = Field(
+        default=None, alias="meetsSLO", description="Whether the prediction meets spec.slo (unset: no prediction)."
+    )
+    price_per_replica_hour: float | None = Field(
+        default=None, description="Price of one replica-hour (GPUs × the pool's price), when the pool has a price."
+    )
+    why: str = Field(description="Why the pool ranks where it does, or why it cannot hold the model.")

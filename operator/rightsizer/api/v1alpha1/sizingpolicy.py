@@ -116,6 +116,11 @@ class PolicyAllowed(WireModel):
         description="Registry prefixes the vLLM image must start with, matched at a path boundary after Docker "
         "normalisation (vllm/ means docker.io/vllm/), e.g. registry.example.com/vllm/. Empty: any image.",
     )
+    overflow: bool | None = Field(
+        default=None,
+        description="false: replicas the primary pool cannot schedule stay Pending instead of overflowing onto the "
+        "next allowed pool (spec.placement.overflow). Unset or true: each LLMDeployment decides.",
+    )
 
 
 class NamespaceQuota(WireModel):

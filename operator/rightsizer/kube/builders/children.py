@@ -35,6 +35,14 @@ def stamped(obj: JSON) -> JSON:
     return {**obj, "metadata": metadata}
 
 
-def desired_children(ctx: BuildContext) -> list[JSON]:
-    workload = leader_worker_set(ctx) if ctx.multi_node else deployment(ctx)
-    return [stamped(obj) for obj in (workload, service(ctx), disruption_budget(ctx))]
+def workload(ctx: BuildContext) -> JSON:
+    return leader_worker_set(ctx) if ctx.multi_node else deployment(ctx)
+
+
+def desired_children(ctx: BuildContext, overflow: BuildContext | None = None) -> list[JSON]:
+    """The primary workload, the overflow workload when it runs replicas (kube/placement.py), and one Service and
+    one PodDisruptionBudget over both: they select the instance's labels, which every pod of either carries."""
+    workloads = [workload(ctx)]
+    if overflow is not None and overflow.replicas > 0:
+        workloads.append(workload(overflow))
+    return [stamped(obj) for obj in (*workloads, service(ctx), disruption_budget(ctx))]

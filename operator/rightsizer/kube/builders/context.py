@@ -35,6 +35,10 @@ class BuildContext:
     pool: GpuPool
     replicas: int
     options: BuildOptions = BuildOptions()
+    # The overflow workload (kube/placement.py): its own name, and a selector narrowed to its pool so that it never
+    # counts the primary's pods. The primary keeps the instance's name and selector (a selector is immutable).
+    workload_name: str | None = None
+    selects_pool: bool = False
 
     @property
     def multi_node(self) -> bool:
@@ -59,6 +63,12 @@ class BuildContext:
 
     def selector(self) -> dict[str, str]:
         return {c.LABEL_NAME: c.APP_NAME, c.LABEL_INSTANCE: self.name, c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+    def workload_selector(self) -> dict[str, str]:
+        return {**self.selector(), c.LABEL_POOL: self.pool.name} if self.selects_pool else self.selector()
+
+    def workload_metadata(self) -> dict[str, object]:
+        return self.metadata(self.workload_name)
 
     def owner_reference(self) -> dict[str, object]:
         return {

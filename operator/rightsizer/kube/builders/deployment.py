@@ -10,10 +10,10 @@ def deployment(ctx: BuildContext) -> JSON:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": ctx.metadata(),
+        "metadata": ctx.workload_metadata(),
         "spec": {
             "replicas": ctx.replicas,
-            "selector": {"matchLabels": ctx.selector()},
+            "selector": {"matchLabels": ctx.workload_selector()},
             # GPU pools rarely have a spare node: replace pods one at a time instead of surging.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {

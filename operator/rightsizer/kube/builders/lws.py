@@ -51,7 +51,7 @@ def leader_worker_set(ctx: BuildContext) -> JSON:
     return {
         "apiVersion": LWS_API_VERSION,
         "kind": "LeaderWorkerSet",
-        "metadata": ctx.metadata(),
+        "metadata": ctx.workload_metadata(),
         "spec": {
             "replicas": ctx.replicas,
             "startupPolicy": "LeaderCreated",
