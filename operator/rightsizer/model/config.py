@@ -13,7 +13,7 @@ from typing import Any
 
 from rightsizer.api.v1alpha1.sizingpolicy import WeightFormat
 from rightsizer.errors import ModelConfigError
-from rightsizer.model import limits
+from rightsizer.model import architectures, limits
 from rightsizer.model.checkpoint_quant import CheckpointQuantization, checkpoint_quantization
 from rightsizer.model.limits import FIELD
 from rightsizer.model.readers import bool_of, first_of, float_of, int_list_of, int_of, short, value_of
@@ -415,6 +415,14 @@ def _intermediate_size(cfg: Mapping[str, Any], model_type: str, hidden: int) -> 
     if model_type == "llama4_text":
         # Llama 4's dense layers use intermediate_size_mlp; intermediate_size is the expert width.
         return int_of(cfg, "intermediate_size_mlp", high=limits.MAX_INTERMEDIATE_SIZE)
+    if not architectures.is_known(model_type) and first_of(cfg, ("intermediate_size", "ffn_dim"))[1] is None:
+        # 4 x hidden_size is GPT-2's convention: a guess for an architecture nobody has checked.
+        raise ModelConfigError(
+            f"{FIELD}.intermediate_size",
+            f"is missing, and model_type {short(model_type or '(unset)')} is not an architecture rightsizer knows, "
+            "so its MLP width cannot be assumed",
+            "supply the model's full config.json",
+        )
     return int_of(cfg, "intermediate_size", "ffn_dim", default=4 * hidden, high=limits.MAX_INTERMEDIATE_SIZE)
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import MemoryBreakdown, Plan
 from rightsizer.facts.vllm_profiles import GIB
+from rightsizer.model.architectures import unknown_architecture_warning
 from rightsizer.model.memory import (
     attention_bytes_per_token,
 )
@@ -354,6 +355,9 @@ def _warnings(request: SizingRequest, chosen: Candidate, common: Basics) -> list
             f"spec.serving.maxModelLen {requested:,} exceeds the model's limit "
             f"{facts.max_model_len_limit:,}; using {facts.max_model_len_limit:,}"
         )
+    unknown = unknown_architecture_warning(facts.architecture, facts.model_type)
+    if unknown is not None:
+        warnings.append(unknown)
     if chosen.replicas_short:
         warnings.append(
             f"the declared workload needs {chosen.replicas + chosen.replicas_short} replicas; "
