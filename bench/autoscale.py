@@ -127,10 +127,10 @@ def plan_setup(args: argparse.Namespace, trace: traces.Trace) -> Setup:
     return Setup(engine, replica, label, inp, out, slo, capacity, at_capacity)
 
 
-def capacity_at(setup: Setup, prompt: float, output: float) -> float:
+def capacity_at(setup: Setup, replica: Replica, prompt: float, output: float) -> float:
     """One replica's SLO capacity at these mean lengths, as the operator computes it (perf.in_force: the mix of
-    prompt lengths around the mean, interpolated between grid points)."""
-    return mixed_capacity_rps(setup.replica, prompt, output, setup.slo) or setup.capacity_rps
+    prompt lengths around the mean, interpolated between grid points), for the model or its calibrated version."""
+    return mixed_capacity_rps(replica, prompt, output, setup.slo) or setup.capacity_rps
 
 
 def load_trace(args: argparse.Namespace) -> traces.Trace:
@@ -184,6 +184,25 @@ def behavior_for(args: argparse.Namespace) -> autoscale.Behavior:
     return autoscale.Behavior(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
 
 
+def rightsizer_policy(args: argparse.Namespace, setup: Setup, *, calibrate: bool) -> Rightsizer:
+    """rightsizer as the operator runs it: with self-calibration (the default), or on the model alone."""
+    return Rightsizer(
+        autoscale.Targets(
+            ttft_p95_s=setup.slo.ttft_p95_s,
+            itl_p95_s=setup.slo.itl_p95_s,
+            capacity_rps=setup.capacity_rps,
+            max_running=setup.engine.max_num_seqs,
+        ),
+        behavior_for(args),
+        capacity_at=(lambda r, p, o: capacity_at(setup, r, p, o)) if args.capacity == "observed" else None,
+        model=setup.replica,
+        period_s=args.sync_period,
+        window_s=args.window,
+        name="rightsizer" if calibrate else "rightsizer-model",
+        calibrate=calibrate,
+    )
+
+
 def compare(
     args: argparse.Namespace, needs: list[int] | None = None
 ) -> tuple[Setup, traces.Trace, list[Result], list[int]]:
@@ -212,18 +231,8 @@ def compare(
         "static-mean": Static("static-mean", max(args.min_replicas, math.ceil(mean_rate / setup.capacity_rps))),
         "concurrency": ConcurrencyTarget(max(1.0, round(setup.concurrency_at_capacity)), *bounds),
         "queue": QueueLength(5.0, *bounds),
-        "rightsizer": Rightsizer(
-            autoscale.Targets(
-                ttft_p95_s=setup.slo.ttft_p95_s,
-                itl_p95_s=setup.slo.itl_p95_s,
-                capacity_rps=setup.capacity_rps,
-                max_running=setup.engine.max_num_seqs,
-            ),
-            behavior_for(args),
-            capacity_at=(lambda p, o: capacity_at(setup, p, o)) if args.capacity == "observed" else None,
-            period_s=args.sync_period,
-            window_s=args.window,
-        ),
+        "rightsizer": rightsizer_policy(args, setup, calibrate=True),
+        "rightsizer-model": rightsizer_policy(args, setup, calibrate=False),
         "oracle": Schedule(cover, args.oracle_interval, lead_s=args.startup_s),
     }
     chosen = [p for p in args.policies.split(",")] if args.policies else list(policies)
@@ -256,6 +265,7 @@ def plot(path: Path, title: str, trace: traces.Trace, results: list[Result], gpu
         "concurrency": ("tab:green", 1.1, "-"),
         "queue": ("tab:orange", 1.1, "-"),
         "rightsizer": ("tab:red", 2.0, "-"),
+        "rightsizer-model": ("tab:pink", 1.2, "--"),
         "oracle": ("black", 1.6, ":"),
     }
     for r in results:
@@ -359,12 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{setup.capacity_rps:.2f} req/s within it at {setup.input_tokens}+{setup.output_tokens} tokens; "
             f"pod start-up {args.startup_s:.0f} s"
         )
-        print(f"{'policy':<13}{'TTFT ok':>9}{'ITL ok':>9}{'GPU-h':>9}{'× oracle':>10}{'mean rep.':>11}{'max':>5}")
+        print(f"{'policy':<17}{'TTFT ok':>9}{'ITL ok':>9}{'GPU-h':>9}{'× oracle':>10}{'mean rep.':>11}{'max':>5}")
         for r in results:
             ratio = f"{r.gpu_hours / oracle:.2f}" if oracle else "-"
             serving = r.timeline.serving or [0]
             print(
-                f"{r.name:<13}{100 * r.ttft_attainment:>8.2f}%{100 * r.itl_attainment:>8.2f}%{r.gpu_hours:>9.2f}"
+                f"{r.name:<17}{100 * r.ttft_attainment:>8.2f}%{100 * r.itl_attainment:>8.2f}%{r.gpu_hours:>9.2f}"
                 f"{ratio:>10}{float(np.mean(serving)):>11.2f}{max(serving):>5}"
             )
         print(f"oracle needs per interval: {needs}")

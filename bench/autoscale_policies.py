@@ -15,7 +15,8 @@ Every policy sees the simulation the way its real counterpart sees a cluster, on
 * rightsizer: rightsizer.scaling.decision.decide every sync period, fed the observations the operator builds from
   Prometheus: p95 TTFT and ITL over the window from histogram bucket deltas, the arrival rate over the window, the
   waiting and running gauges, with Targets from perf.max_request_rate at the declared workload and the plan's
-  max_num_seqs;
+  max_num_seqs; and, as the operator does, each window also feeds self-calibration (scaling.calibration), whose
+  corrected model gives the per-replica capacity (`rightsizer-model` is the same without calibration);
 * oracle: see oracle_schedule.
 
 The loop advances the simulation in ticks of 5 s; a policy acts on the ticks that fall on its period.
@@ -31,8 +32,11 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.autoscale_sim import READY, STARTING, Simulation
+from bench.autoscale_sim import READY, STARTING, Simulation, WindowMetrics
+from rightsizer.perf import Replica
 from rightsizer.scaling import decision as autoscale
+from rightsizer.scaling.calibration import Calibration, observe
+from rightsizer.scaling.window import WindowStats
 
 TICK_S = 5.0
 
@@ -169,16 +173,24 @@ class Rightsizer:
 
     targets: autoscale.Targets
     behavior: autoscale.Behavior
-    capacity_at: Callable[[float, float], float] | None = None  # (mean prompt, mean output) -> req/s per replica
+    # (replica, mean prompt, mean output) -> req/s per replica; the replica is the model, corrected by calibration
+    capacity_at: Callable[[Replica, float, float], float] | None = None
+    model: Replica | None = None  # the plan's replica as the model sees it: with it, windows feed calibration
     period_s: float = 15.0  # the operator's autoscale_interval_seconds
     window_s: float = 60.0  # the operator's autoscale_window_seconds
     name: str = "rightsizer"
     lead_s: float | None = None
     state: autoscale.ScalerState = field(default_factory=autoscale.ScalerState)
     decisions: list[autoscale.Decision] = field(default_factory=list)
+    calibration: Calibration = field(default_factory=Calibration)
+    calibrate: bool = True
 
     def decide(self, sim: Simulation, now: float, current: int) -> int:
         m = sim.window(now, self.window_s)
+        replica = self.model
+        if self.model is not None and self.calibrate:
+            self.calibration = observe(self.calibration, stats_of(m), self.model, now)
+            replica = self.calibration.corrected(self.model)
         obs = autoscale.Observation(
             time=now,
             request_rate=m.request_rate,
@@ -189,13 +201,37 @@ class Rightsizer:
             kv_usage=m.kv_usage,
         )
         targets = self.targets
-        if self.capacity_at is not None and m.mean_prompt_tokens is not None and m.mean_output_tokens is not None:
-            targets = replace(targets, capacity_rps=self.capacity_at(m.mean_prompt_tokens, m.mean_output_tokens))
+        if (
+            self.capacity_at is not None
+            and replica is not None
+            and m.mean_prompt_tokens is not None
+            and m.mean_output_tokens is not None
+        ):
+            capacity = self.capacity_at(replica, m.mean_prompt_tokens, m.mean_output_tokens)
+            targets = replace(targets, capacity_rps=capacity)
         starting = sum(1 for s in sim.servers if s.state == STARTING)
         d = autoscale.decide(obs, targets, self.behavior, current=current, starting=starting, state=self.state)
         self.state = d.state
         self.decisions.append(d)
         return d.replicas
+
+
+def stats_of(m: WindowMetrics) -> WindowStats:
+    """The window as the operator's metrics source reports it (scaling.window.WindowStats)."""
+    return WindowStats(
+        pods=m.pods,
+        request_rate=m.request_rate,
+        ttft_p95_s=m.ttft_p95_s,
+        itl_p95_s=m.itl_p95_s,
+        waiting=float(m.waiting),
+        running=float(m.running),
+        kv_usage=m.kv_usage,
+        mean_prompt_tokens=m.mean_prompt_tokens,
+        mean_generation_tokens=m.mean_output_tokens,
+        finished=float(m.finished),
+        ttft_mean_s=m.ttft_mean_s,
+        itl_mean_s=m.itl_mean_s,
+    )
 
 
 @dataclass

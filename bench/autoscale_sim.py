@@ -266,6 +266,8 @@ class Simulation:
         self._bins = bins
         self.ttft_counts = [0] * (bins * (len(TTFT_BUCKETS) + 1))
         self.itl_counts = [0] * (bins * (len(ITL_BUCKETS) + 1))
+        self.ttft_sums = [0.0] * bins  # the histograms' _sum per second (their means feed self-calibration)
+        self.itl_sums = [0.0] * bins
         self.finished = [0] * bins  # requests that finished, per second
         self.finished_prompt = [0] * bins  # their prompt tokens
         self.finished_output = [0] * bins  # their generated tokens
@@ -365,10 +367,12 @@ class Simulation:
     def observe_ttft(self, t: float, value: float) -> None:
         b = min(int(t), self._bins - 1) * (len(TTFT_BUCKETS) + 1) + bisect_left(TTFT_BUCKETS, value)
         self.ttft_counts[b] += 1
+        self.ttft_sums[min(int(t), self._bins - 1)] += value
 
     def observe_itl(self, t: float, value: float, count: int) -> None:
         b = min(int(t), self._bins - 1) * (len(ITL_BUCKETS) + 1) + bisect_left(ITL_BUCKETS, value)
         self.itl_counts[b] += count
+        self.itl_sums[min(int(t), self._bins - 1)] += value * count
 
     def observe_finish(self, t: float, prompt: int, output: int) -> None:
         b = min(int(t), self._bins - 1)
@@ -396,6 +400,7 @@ class Simulation:
         waiting = sum(len(s.waiting) for s in live) + len(self.pending)
         before = self.waiting_at.get(now - seconds, 0) if seconds > 0 else waiting
         finished = sum(self.finished[start:end])
+        ttft_count, itl_count = int(ttft.sum()), int(itl.sum())
         return WindowMetrics(
             arrivals=int(hi - lo),
             seconds=seconds,
@@ -409,6 +414,10 @@ class Simulation:
             running=sum(s.running for s in live),
             in_flight=sum(s.in_flight for s in live) + len(self.pending),
             kv_usage=(sum(1 - s.kv_free / self.engine.kv_tokens for s in live) / len(live) if live else None),
+            pods=len(live),
+            finished=finished,
+            ttft_mean_s=sum(self.ttft_sums[start:end]) / ttft_count if ttft_count else None,
+            itl_mean_s=sum(self.itl_sums[start:end]) / itl_count if itl_count else None,
         )
 
     # -- snapshots (the oracle's trials) -------------------------------------------------------------------------
@@ -489,6 +498,10 @@ class WindowMetrics:
     running: int
     in_flight: int
     kv_usage: float | None
+    pods: int = 0  # replicas reporting (ready or draining)
+    finished: int = 0  # requests that finished in the window
+    ttft_mean_s: float | None = None  # the histograms' sum over count
+    itl_mean_s: float | None = None
 
     @property
     def request_rate(self) -> float:

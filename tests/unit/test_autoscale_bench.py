@@ -190,3 +190,12 @@ def test_the_simulated_replica_runs_at_the_injected_speed(tmp_path: Path) -> Non
 def test_model_error_refuses_what_is_not_two_positive_factors(text: str) -> None:
     with pytest.raises(Exception, match="PREFILL,DECODE"):
         bench.model_error(text)
+
+
+def test_calibration_recovers_the_slo_the_model_alone_loses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Replicas 60 % slower than the model: rightsizer planning with the model alone under-provisions; fed by
+    self-calibration (as the operator is), it learns the speed from the windows and holds the SLO."""
+    path = step_trace(tmp_path)
+    got = run_json(capsys, path, "--policies", "rightsizer,rightsizer-model", "--model-error", "1.6,1.6")
+    assert got["rightsizer"]["ttftAttainment"] > got["rightsizer-model"]["ttftAttainment"]
+    assert got["rightsizer"]["gpuHours"] > got["rightsizer-model"]["gpuHours"]
