@@ -47,7 +47,35 @@ def test_sizing_failure_keeps_running_replicas_and_degrades() -> None:
 def test_unschedulable_pods_are_reported() -> None:
     message = "0/7 nodes are available: 4 Insufficient nvidia.com/gpu."
     conds = by_type(conditions(inputs(ready=1, unschedulable=message)))
-    assert conds["Progressing"].reason == "Unschedulable" and conds["Degraded"].message == message
+    assert conds["Progressing"].reason == "Unschedulable" and message in conds["Degraded"].message
+
+
+def waiting(now: str, deadline: float = 600) -> dict[str, Condition]:
+    """One of two replicas pending since midnight."""
+    obs = WorkloadObservation(True, 2, 1, 1, True, "Insufficient nvidia.com/gpu", "2026-01-01T00:00:00Z")
+    base = inputs(now=now)
+    return by_type(
+        conditions(StatusInputs(**{**base.__dict__, "observation": obs, "progress_deadline_seconds": deadline}))
+    )
+
+
+def test_waiting_for_a_node_is_progress_until_the_deadline() -> None:
+    """A scale-up waiting for a node is routine: Degraded only once the pod has waited past the progress deadline
+    (kube/progress.py), so Argo CD says Progressing, not Degraded, while a node is added."""
+    early = waiting("2026-01-01T00:09:59Z")
+    assert (early["Degraded"].status, early["Degraded"].reason) == ("False", "AsExpected")
+    assert "Insufficient nvidia.com/gpu" in early["Degraded"].message and "600 s" in early["Degraded"].message
+    assert (early["Progressing"].status, early["Progressing"].reason) == ("True", "Unschedulable")
+    late = waiting("2026-01-01T00:10:00Z")
+    assert (late["Degraded"].status, late["Degraded"].reason) == ("True", "Unschedulable")
+    assert late["Degraded"].message.endswith(": Insufficient nvidia.com/gpu")
+    assert waiting("2026-01-01T00:00:30Z", deadline=30)["Degraded"].status == "True"
+
+
+def test_the_message_does_not_tick() -> None:
+    """The message is the same on every resync, so a waiting replica causes no status write per pass."""
+    assert waiting("2026-01-01T00:01:00Z")["Degraded"].message == waiting("2026-01-01T00:02:00Z")["Degraded"].message
+    assert waiting("2026-01-01T00:11:00Z")["Degraded"].message == waiting("2026-01-01T00:12:00Z")["Degraded"].message
 
 
 def test_transition_time_only_moves_on_flip() -> None:

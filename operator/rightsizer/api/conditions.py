@@ -30,7 +30,8 @@ class ConditionType:
 
     DEGRADED: Final = "Degraded"
     """True when something needs a person: sizing or policy failed while earlier replicas keep serving, the API
-    server refused a child or its pods, a child's name is taken, or pods cannot be scheduled."""
+    server refused a child or its pods, a child's name is taken, or a pod has been unschedulable for longer than
+    RIGHTSIZER_PROGRESS_DEADLINE_SECONDS (a shorter wait for a node is routine, as in any scale-up)."""
 
     OVERFLOWING: Final = "Overflowing"
     """True while replicas the primary pool has no room for run on the next pool in status.pools (a second
@@ -106,8 +107,8 @@ class Reason:
     """Progressing=False: every desired replica runs the current spec and is ready."""
 
     UNSCHEDULABLE: Final = "Unschedulable"
-    """Progressing=True, Degraded=True while replicas are missing, Ready=False while not available: a pod cannot be
-    scheduled; the message quotes the scheduler."""
+    """Progressing=True, Ready=False while not available, and Degraded=True once a pod has waited past the progress
+    deadline: a pod cannot be scheduled; the message quotes the scheduler."""
 
     CHILD_CONFLICT: Final = "ChildConflict"
     """Progressing=False, Degraded=True, Ready=False and a Warning event: a child's name is taken by an object this
@@ -127,7 +128,8 @@ class Reason:
     """Available=False: zero replicas are desired and there is no workload."""
 
     AS_EXPECTED: Final = "AsExpected"
-    """Degraded=False: nothing needs a person."""
+    """Degraded=False: nothing needs a person (also while a pod waits for a node, within the progress deadline: the
+    message then quotes the scheduler)."""
 
     SIZING_FAILED: Final = "SizingFailed"
     """Degraded=True: the spec can no longer be sized and the replicas of the earlier plan keep serving unchanged

@@ -32,11 +32,12 @@ from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec, PlacementStatus, PoolReplicas
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.controller import metrics
+from rightsizer.controller import costs, metrics
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError, SloUnreachableError
 from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, missing, owned_by, plan_actions
 from rightsizer.kube.builders.children import desired_children
 from rightsizer.kube.builders.context import BuildContext, BuildOptions
+from rightsizer.kube.cost import cost_status
 from rightsizer.kube.discovery import discover
 from rightsizer.kube.placement import (
     OverflowTarget,
@@ -474,19 +475,33 @@ class Reconciler:
                 }.items()
             )
         )
+        now = self.clock()
+        observation = observe(workload, pods, outcome.replicas, overflow)
+        cost = cost_status(
+            observed.pods,
+            self.pools(observed.nodes),
+            default_price=self.settings.default_price_per_gpu_hour,
+            previous=previous.get("cost"),
+            performance=previous.get("performance"),
+            ready_replicas=observation.ready,
+            now=now,
+        )
+        costs.publish(str(meta["namespace"]), str(meta["name"]), cost)
         inputs = StatusInputs(
             generation=int(meta.get("generation", 0)),
-            now=self.clock(),
+            now=now,
             plan=outcome.plan,
             sizing_error=outcome.sizing_error,
             policy_violation=outcome.policy_violation,
-            observation=observe(workload, pods, outcome.replicas, overflow),
+            observation=observation,
             replicas=outcome.replicas,
             selector=selector,
             previous_conditions=[Condition.model_validate(x) for x in previous.get("conditions") or []],
             policy_note=outcome.policy_note,
             apply_error=outcome.apply_error,
             child_conflict=outcome.child_conflict,
+            progress_deadline_seconds=self.settings.progress_deadline_seconds,
+            cost=cost,
             pools=pools,
             placement=placement,
             overflowing=placed.overflowing if placed is not None else None,

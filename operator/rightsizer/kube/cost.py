@@ -8,8 +8,9 @@ builders): the pool's declared pricePerGpuHour (RIGHTSIZER_POOLS_FILE / the char
 RIGHTSIZER_DEFAULT_PRICE_PER_GPU_HOUR (status.cost.priceSource says which).
 
 GPU-hours over the last day integrate a step history of the GPU count (status.cost.usage: one entry per change, so a
-steady deployment writes nothing), kept by `record`, as of the last full hour (so they move once an hour). The static-at-peak counterfactual holds the day's peak GPU count
-for the whole covered span; what the deployment saved is that minus what it used.
+steady deployment writes nothing), kept by `record`, up to the last full hour (so they move once an hour). The
+static-at-peak counterfactual holds the day's peak GPU count for the whole covered span; what the deployment saved is
+that minus what it used.
 """
 
 from __future__ import annotations

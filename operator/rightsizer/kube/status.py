@@ -9,8 +9,10 @@ from typing import Any
 
 from rightsizer.api.conditions import CONDITION_ORDER, ConditionType, PolicyConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
+from rightsizer.api.v1alpha1.cost import CostStatus
 from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, PlacementStatus
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
+from rightsizer.kube.progress import DEFAULT_PROGRESS_DEADLINE_SECONDS, past_deadline, unschedulable_since
 
 JSON = Mapping[str, Any]
 
@@ -25,6 +27,7 @@ class WorkloadObservation:
     ready: int
     observed_current: bool  # the child's status reflects its latest spec (observedGeneration == generation)
     unschedulable: str | None = None  # the scheduler's message for a pending pod, if any
+    unschedulable_since: str | None = None  # when the longest-waiting pending pod became unschedulable (RFC 3339)
     failed_create: str | None = None  # why the workload's controller cannot create pods (admission refused them)
 
 
@@ -34,7 +37,9 @@ def observe(
     """The primary workload, and the overflow workload when there is one (its replicas count towards the desired
     total); `pods` leaves out the primary's Pending pods the overflow stands in for."""
     if workload is None:
-        return WorkloadObservation(False, desired, 0, 0, False, _unschedulable(pods))
+        return WorkloadObservation(
+            False, desired, 0, 0, False, _unschedulable(pods), unschedulable_since=unschedulable_since(pods)
+        )
     workloads = [workload] if overflow is None else [workload, overflow]
     statuses = [w.get("status", {}) or {} for w in workloads]
     return WorkloadObservation(
@@ -48,6 +53,7 @@ def observe(
             for w, s in zip(workloads, statuses, strict=True)
         ),
         unschedulable=_unschedulable(pods),
+        unschedulable_since=unschedulable_since(pods),
         failed_create=next((f for s in statuses if (f := _failed_create(s))), None),
     )
 
@@ -104,6 +110,8 @@ class StatusInputs:
     policy_note: str | None = None  # warnings from policy that do not stop the plan (e.g. quota holds replicas)
     apply_error: str | None = None  # the API server refused a child (e.g. an immutable field, a name clash)
     child_conflict: str | None = None  # a child's name is taken by an object this LLMDeployment does not control
+    progress_deadline_seconds: float = DEFAULT_PROGRESS_DEADLINE_SECONDS  # unschedulable this long: Degraded
+    cost: CostStatus | None = None  # status.cost (kube/cost.py)
     pools: Sequence[PoolPlan] = ()  # every allowed pool's own plan, ranked (sizing/ranking.py)
     placement: PlacementStatus | None = None  # replicas per pool
     overflowing: tuple[bool, str, str] | None = None  # the Overflowing condition (kube/placement.py), when placed
@@ -230,7 +238,11 @@ def _degradation(inputs: StatusInputs) -> tuple[str | None, str]:
     if obs.failed_create:
         return Reason.FAILED_CREATE, obs.failed_create
     if obs.unschedulable and obs.ready < obs.desired:
-        return Reason.UNSCHEDULABLE, obs.unschedulable
+        deadline = inputs.progress_deadline_seconds
+        if past_deadline(obs.unschedulable_since, inputs.now, deadline):
+            return Reason.UNSCHEDULABLE, f"a replica has waited for a node for over {deadline:g} s: {obs.unschedulable}"
+        # Routine (a scale-up, a node being added): progress until the deadline (kube/progress.py).
+        return None, f"waiting for a node, Degraded after {deadline:g} s: {obs.unschedulable}"
     return None, "all is as planned"
 
 
@@ -248,6 +260,7 @@ def status_fields(inputs: StatusInputs) -> dict[str, Any]:
         ready_replicas=inputs.observation.ready,
         selector=inputs.selector,
         autoscaling=inputs.autoscaling,
+        cost=inputs.cost,
     )
     return status.to_wire()
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from rightsizer.api.v1alpha1.common import Condition, StatusModel, WireModel
+from rightsizer.api.v1alpha1.cost import CostStatus
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.facts.gpus import EXAMPLE_ALIASES, EXAMPLE_GFD_NAME
 
@@ -354,6 +355,9 @@ class LLMDeploymentStatus(StatusModel):
     autoscaling: AutoscalingStatus | None = Field(default=None, description="The SLO autoscaler's view.")
     performance: PerformanceStatus | None = Field(
         default=None, description="The performance model against the replicas' own metrics (self-calibration)."
+    )
+    cost: CostStatus | None = Field(
+        default=None, description="GPUs held, their price per hour, GPU-hours over the last day, $ per million tokens."
     )
 
 
