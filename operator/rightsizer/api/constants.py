@@ -30,6 +30,9 @@ MANAGED_BY: Final = "rightsizer"
 
 # Our own labels and annotations.
 LABEL_POOL: Final = f"{GROUP}/pool"
+# On every child and vLLM pod, for cost allocation (OpenCost/Kubecost aggregate by any label: `label:<key>`).
+LABEL_LLMDEPLOYMENT: Final = f"{GROUP}/llmdeployment"  # the LLMDeployment's name
+LABEL_MODEL: Final = f"{GROUP}/model"  # spec.model.name as a label value ('/' -> '.'; long names hashed to fit)
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 
 # Labels NVIDIA GPU Feature Discovery puts on GPU nodes.

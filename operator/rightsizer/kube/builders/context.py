@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.sizing.pools import GpuPool
+
+LABEL_VALUE_MAX = 63  # Kubernetes: a label value is at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value: characters outside [A-Za-z0-9._-] become '.', e.g. meta-llama/Llama-3.1-8B-Instruct ->
+    meta-llama.Llama-3.1-8B-Instruct; longer than 63 characters, it keeps its start and gets a hash of the whole, so
+    two long names stay apart."""
+    value = re.sub(r"[^A-Za-z0-9._-]", ".", text).strip("._-")
+    if len(value) > LABEL_VALUE_MAX:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        value = f"{value[: LABEL_VALUE_MAX - 11].rstrip('._-')}-{digest}"
+    return value
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,8 @@ class BuildContext:
             **self.selector(),
             c.LABEL_COMPONENT: "server",
             c.LABEL_POOL: self.pool.name,
+            c.LABEL_LLMDEPLOYMENT: self.name,
+            c.LABEL_MODEL: label_value(self.spec.model.name),
         }
 
     def selector(self) -> dict[str, str]:
