@@ -1,0 +1,219 @@
+"""Overflow on the local plane: with the h200 pool full of other pods, an LLMDeployment that prefers H200 and allows
+H100 serves from h100 (with h100's own TP) behind its one Service; once the h200 nodes are free its replicas return
+and the overflow workload goes; a SizingPolicy that forbids overflow keeps them Pending and says so. Neither state
+writes anything once it is reached. Prints the time from a full pool to Ready replicas on the next one
+(docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, wait_for
+from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
+from tests.integration.test_operator import apply, condition, example, get, node_label, pod_list, secret
+
+pytestmark = pytest.mark.integration
+
+NAME = "llama-3-1-70b-overflow"
+OVERFLOW = f"{NAME}-h100"
+GRACE_SECONDS = 5
+
+
+def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) -> None:
+    """Every GPU of every h200 node taken by another tenant's pods (8 GPUs each, one per node)."""
+    nodes = len(core.list_node(label_selector=f"{POOL_LABEL}=h200").items)
+    labels = {"app": "filler"}
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "filler"},
+            "spec": {
+                "replicas": nodes,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "nodeSelector": {POOL_LABEL: "h200"},
+                        "tolerations": [GPU_TOLERATION],
+                        "containers": [
+                            {
+                                "name": "work",
+                                "image": "registry.k8s.io/pause:3.10",
+                                "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    )
+    wait_for(
+        lambda: (apps.read_namespaced_deployment("filler", namespace).status.ready_replicas or 0) == nodes,
+        90,
+        "the h200 pool to be full",
+    )
+
+
+def overflowing_body(**placement: Any) -> dict[str, Any]:
+    body = example("llama-3.1-70b-h200-overflow-h100.yaml")
+    body["spec"]["placement"].update(overflowAfterSeconds=GRACE_SECONDS, returnAfterSeconds=GRACE_SECONDS, **placement)
+    return body
+
+
+def workload(apps: client.AppsV1Api, namespace: str, name: str) -> client.V1Deployment | None:
+    try:
+        return apps.read_namespaced_deployment(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def served_addresses(discovery: client.DiscoveryV1Api, namespace: str) -> set[str]:
+    slices = discovery.list_namespaced_endpoint_slice(namespace, label_selector=f"kubernetes.io/service-name={NAME}")
+    return {
+        address
+        for s in slices.items
+        for endpoint in s.endpoints or []
+        if endpoint.conditions and endpoint.conditions.ready
+        for address in endpoint.addresses
+    }
+
+
+def assert_steady(operator: OperatorProcess) -> None:
+    """Once the state is reached, passes keep looking and write nothing."""
+    time.sleep(RESYNC_SECONDS + 1)
+    writes = operator.metric("rightsizer_api_writes_total")
+    passes = operator.metric("rightsizer_reconciles_total")
+    time.sleep(3 * RESYNC_SECONDS + 1)
+    assert operator.metric("rightsizer_reconciles_total") > passes
+    assert operator.metric("rightsizer_api_writes_total") == writes
+
+
+@pytest.fixture
+def discovery(core: client.CoreV1Api) -> client.DiscoveryV1Api:
+    return client.DiscoveryV1Api(core.api_client)
+
+
+@pytest.fixture
+def no_overflow_policy(custom: client.CustomObjectsApi, namespace: str) -> Iterator[str]:
+    name = f"{namespace}-no-overflow"
+    custom.create_cluster_custom_object(
+        "rightsizer.dev",
+        "v1alpha1",
+        "sizingpolicies",
+        {
+            "apiVersion": "rightsizer.dev/v1alpha1",
+            "kind": "SizingPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "allowed": {"overflow": False},
+            },
+        },
+    )
+    yield name
+    custom.delete_cluster_custom_object("rightsizer.dev", "v1alpha1", "sizingpolicies", name)
+
+
+def test_a_full_pool_overflows_onto_the_next_and_comes_back(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    discovery: client.DiscoveryV1Api,
+    namespace: str,
+) -> None:
+    secret(core, namespace)
+    fill_h200(core, apps, namespace)
+    full_at = time.monotonic()
+    apply(custom, namespace, overflowing_body())
+
+    overflow = wait_for(
+        lambda: (d := workload(apps, namespace, OVERFLOW)) is not None and (d.status.ready_replicas or 0) == 2 and d,
+        120,
+        f"two Ready replicas on h100 ({OVERFLOW})",
+    )
+    serving_after = time.monotonic() - full_at
+    print(f"\noverflow: h200 full -> 2 Ready replicas on h100 in {serving_after:.1f} s (grace {GRACE_SECONDS} s)")
+    obj = get(custom, namespace, NAME)
+    plan, pools = obj["status"]["plan"], obj["status"]["pools"]
+    assert (plan["pool"], plan["tensorParallelSize"]) == ("h200", 1)
+    h100 = next(p for p in pools if p["pool"] == "h100")
+    args = overflow.spec.template.spec.containers[0].args
+    assert args[args.index("--tensor-parallel-size") + 1] == str(h100["tensorParallelSize"]) == "2"
+    assert overflow.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
+    on_h100 = [p for p in pod_list(core, namespace, NAME) if p.metadata.labels.get(POOL_LABEL) == "h100"]
+    assert len(on_h100) == 2
+    for pod in on_h100:
+        assert node_label(core, pod.spec.node_name, POOL_LABEL) == "h100"
+    # The one Service reaches the overflow's pods (the primary's are Pending: no address yet).
+    wait_for(
+        lambda: served_addresses(discovery, namespace) == {p.status.pod_ip for p in on_h100},
+        30,
+        "the Service's endpoints to be the h100 pods",
+    )
+    wait_for(
+        lambda: (c := condition(get(custom, namespace, NAME), "Ready")) and c["status"] == "True",
+        30,
+        "Ready while overflowing",
+    )
+    obj = get(custom, namespace, NAME)
+    assert condition(obj, "Overflowing")["status"] == "True"  # type: ignore[index]
+    assert obj["status"]["placement"]["summary"] == "h200 0/2, h100 2/2 overflow"
+    assert_steady(operator)
+
+    # Free the h200 nodes: the primary's Pending pods land there, and after the return period the overflow goes.
+    freed_at = time.monotonic()
+    apps.delete_namespaced_deployment("filler", namespace)
+    wait_for(lambda: workload(apps, namespace, OVERFLOW) is None, 120, "the overflow workload to go")
+    back_after = time.monotonic() - freed_at
+    print(f"overflow: h200 freed -> overflow removed in {back_after:.1f} s (return period {GRACE_SECONDS} s)")
+    primary = apps.read_namespaced_deployment(NAME, namespace)
+    assert primary.status.ready_replicas == 2
+    for pod in pod_list(core, namespace, NAME):
+        if pod.metadata.deletion_timestamp is None:
+            assert node_label(core, pod.spec.node_name, POOL_LABEL) == "h200"
+    obj = wait_for(
+        lambda: (o := get(custom, namespace, NAME)) and condition(o, "Overflowing")["status"] == "False" and o,  # type: ignore[index]
+        30,
+        "Overflowing=False",
+    )
+    assert obj["status"]["placement"]["summary"] == "h200 2/2"
+    assert_steady(operator)
+
+
+def test_a_policy_forbidding_overflow_keeps_them_pending_and_says_so(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    namespace: str,
+    no_overflow_policy: str,
+) -> None:
+    secret(core, namespace)
+    fill_h200(core, apps, namespace)
+    apply(custom, namespace, overflowing_body())
+    obj = wait_for(
+        lambda: (
+            (o := get(custom, namespace, NAME))
+            and (c := condition(o, "Overflowing"))
+            and c["reason"] == "OverflowNotAllowed"
+            and o
+        ),
+        60,
+        "Overflowing=False OverflowNotAllowed",
+    )
+    assert f"SizingPolicy {no_overflow_policy} forbids it" in condition(obj, "Overflowing")["message"]  # type: ignore[index]
+    time.sleep(GRACE_SECONDS + RESYNC_SECONDS)
+    assert workload(apps, namespace, OVERFLOW) is None
+    pending = [p for p in pod_list(core, namespace, NAME) if p.status.phase == "Pending"]
+    assert len(pending) == 2
+    assert condition(get(custom, namespace, NAME), "Ready")["status"] == "False"  # type: ignore[index]
+    assert_steady(operator)
