@@ -8,6 +8,7 @@ at least once (test_the_cases_cover_every_flag_we_emit keeps it so).
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 from typing import Any
 
@@ -173,6 +174,28 @@ def test_every_cached_supported_release_accepts_the_plans(version: str) -> None:
     contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
     refused = {case: contract.problems(make_plan(case, version).vllm_args) for case in CASES}
     assert {case: p for case, p in refused.items() if p} == {}
+
+
+@pytest.mark.parametrize("version", ["0.10.2", "0.11.0", "0.19.0"])
+def test_the_limit_mm_per_prompt_form_parses_in_each_release(version: str) -> None:
+    """`--limit-mm-per-prompt` as the plan emits it: a JSON object of counts, json.loads-typed by each release's
+    parser and the legacy count-only form its MultiModalConfig takes (0.10.2/0.11.0 `dict[str, int]`; 0.19.0 maps
+    an int to {"count": n})."""
+    contract = load_or_skip(version, download=version == DEFAULT_ENGINE_VERSION)
+    spec = LLMDeploymentSpec.model_validate(
+        {
+            "model": {"name": "google/gemma-3-27b-it"},
+            "serving": {"engine": {"version": version}, "limitMmPerPrompt": {"image": 0, "video": 2}},
+        }
+    )
+    pools = [GpuPool("h100", lookup("H100"), 8, None, None)]
+    args = plan(SizingRequest(spec, facts_of("google/gemma-3-27b-it"), pools), "gemma").vllm_args
+    assert contract.problems(args) == [], f"vLLM {version} refuses {args}"
+    option = contract.parser_model.option("--limit-mm-per-prompt")
+    assert option.value_type == "json" and option.nargs is None
+    value = json.loads(args[args.index("--limit-mm-per-prompt") + 1])
+    assert value == {"image": 0, "video": 2} and all(type(n) is int for n in value.values())
+    assert contract.problems([*BASE, "--limit-mm-per-prompt", "image=0"])  # the checker can fail
 
 
 def test_every_flag_we_emit_is_refused_in_extra_args(pinned: ReleaseContract) -> None:

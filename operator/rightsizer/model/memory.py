@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from rightsizer.errors import SizingError
 from rightsizer.facts.gpus import GpuProduct
+from rightsizer.facts.vllm_multimodal import DEFAULT_ITEMS_PER_PROMPT
 from rightsizer.facts.vllm_profiles import GIB, VllmProfile
 from rightsizer.model.config import CheckpointQuantization, LayerKind, ModelFacts, WeightFormat
 from rightsizer.model.params import (
@@ -59,6 +60,11 @@ class EngineSettings:
     group_size: int | None = None  # for grouped int4 formats
     quantize_attention: bool = True  # False when the checkpoint leaves attention unquantized (gpt-oss)
     expert_parallel: bool = False  # --enable-expert-parallel: whole experts per rank instead of a TP slice of each
+    # Multimodal checkpoints (model.vision): whether the release builds the encoder, the --limit-mm-per-prompt pins
+    # (modality -> items; a modality left out allows DEFAULT_ITEMS_PER_PROMPT), and v0.11's widened encoder outputs.
+    encoder_loaded: bool = True
+    mm_limits: tuple[tuple[str, int], ...] = ()
+    widen_encoder_outputs: bool = False
 
     @property
     def moe_tensor_parallel(self) -> int:
@@ -183,16 +189,20 @@ def expert_padding(f: ModelFacts, s: EngineSettings) -> float:
 def weight_bytes(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> float:
     """Bytes of weights one GPU of pipeline stage `stage` loads ("Model loading took X GiB")."""
     # Only the settings that change weights form the cache key, so the max_num_seqs search reuses the result.
-    weights_only = replace(
-        s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
-    )
-    return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)[0]
+    return weight_bytes_and_count(f, s, stage, layers)[0]
 
 
 def weight_bytes_and_count(f: ModelFacts, s: EngineSettings, stage: int, layers: range) -> tuple[float, float]:
     """(bytes, parameters) of the weights one GPU of stage `stage` holds (the rotary cache counted in bytes only)."""
     weights_only = replace(
-        s, max_num_seqs=1, max_num_batched_tokens=1, max_model_len=1, gpu_memory_utilization=1.0, kv_cache_dtype="auto"
+        s,
+        max_num_seqs=1,
+        max_num_batched_tokens=1,
+        max_model_len=1,
+        gpu_memory_utilization=1.0,
+        kv_cache_dtype="auto",
+        mm_limits=(),
+        widen_encoder_outputs=False,
     )
     return _weight_bytes(f, weights_only, stage, layers.start, layers.stop)
 
@@ -214,6 +224,8 @@ def _weight_bytes(
     total = params = 0.0
     expert_scale = expert_padding(f, s)
     for g in groups_on_stage(f, stage, pp, layers):
+        if g.module == "vision_tower" and not s.encoder_loaded:
+            continue  # a text-only start the release builds without the encoder (facts.vllm_multimodal)
         count = per_rank_count(g, f, tp, s.expert_parallel) * (expert_scale if g.is_expert else 1.0)
         total += count * bytes_per_param(g, s, f)
         params += count
@@ -253,8 +265,53 @@ def expert_parallel_workspace_growth(f: ModelFacts, s: EngineSettings, layers: r
     return moe.experts_per_token * growth * s.act_bytes
 
 
+@dataclass(frozen=True)
+class EncoderProfiling:
+    """vLLM's encoder profiling run (gpu_model_runner.profile_run): `items` dummy items of `modality` go through the
+    encoder and their outputs stay in the encoder cache, `rows` embeddings of `width` elements each, through the
+    language model's dummy run."""
+
+    modality: str
+    tokens_per_item: int
+    encoder_budget: int
+    items: int
+    rows: int
+    width: int
+
+    def cached_bytes(self, act_bytes: int) -> float:
+        return float(self.items * self.rows * self.width * act_bytes)
+
+
+def encoder_profiling(f: ModelFacts, s: EngineSettings) -> EncoderProfiling | None:
+    """The encoder run vLLM profiles, or None when it profiles none (a text model, or every modality limited to 0).
+
+    The modality with the most tokens per item is profiled (MultiModalBudget.get_modality_with_max_tokens); the
+    encoder budget is max(max_num_batched_tokens, those tokens) (compute_mm_encoder_budget); the items are
+    max(1, min(budget // tokens, max_num_seqs × items per prompt)), items per prompt being
+    max(1, min(limit, max_model_len // tokens)) (MultiModalBudget.get_max_items; chunked prefill on, vLLM's default,
+    else vLLM profiles fewer). v0.11 widens each item's output to the budget's rows when it is shorter.
+    Read at v0.10.2 (v1/worker/utils.py), v0.11.0 and v0.19.0 (multimodal/encoder_budget.py)."""
+    if f.vision is None or not s.encoder_loaded:
+        return None
+    limits = dict(s.mm_limits)
+    active = [m for m in f.vision.outputs.modalities if limits.get(m, DEFAULT_ITEMS_PER_PROMPT) > 0]
+    if not active:
+        return None
+    per_item = {m: f.vision.outputs.per_item(m, s.max_model_len) for m in active}
+    modality = max(active, key=lambda m: (per_item[m][0], m))
+    tokens, rows = per_item[modality]
+    budget = max(s.max_num_batched_tokens, tokens)
+    per_prompt = max(1, min(limits.get(modality, DEFAULT_ITEMS_PER_PROMPT), s.max_model_len // tokens))
+    items = max(1, min(budget // tokens, s.max_num_seqs * per_prompt))
+    if s.widen_encoder_outputs:
+        rows = max(rows, budget)
+    width = f.hidden_size * f.vision.outputs.width_factor
+    return EncoderProfiling(modality, tokens, budget, items, rows, width)
+
+
 def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range, last: bool) -> float:
-    """Peak of vLLM's profiling run on one rank: persistent + max(forward pass, sampler on the last stage)."""
+    """Peak of vLLM's profiling run on one rank: persistent + max(forward pass, sampler on the last stage), plus the
+    encoder outputs a multimodal model's profiling run keeps cached through them (every rank runs profile_run)."""
     m, t_b, act = profile.activation, s.max_num_batched_tokens, s.act_bytes
     persistent = m.persistent_bytes + t_b * f.hidden_size * act * m.k_persistent
     top_k = f.moe.experts_per_token if f.moe is not None and len(layers) > len(f.moe.dense_layers) else 0
@@ -262,7 +319,9 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
     forward = t_b * act * (m.k_mlp * width + (m.k_hidden + top_k) * f.hidden_size)
     forward += t_b * expert_parallel_workspace_growth(f, s, layers)
     sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
-    return persistent + max(forward, sampler)
+    encoder = encoder_profiling(f, s)
+    cached = encoder.cached_bytes(act) if encoder is not None else 0.0
+    return persistent + max(forward, sampler) + cached
 
 
 # --- KV cache layout ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the published totals (which include the encoder)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,39 @@ from rightsizer.model.limits import FIELD
 from rightsizer.model.readers import int_of
 
 WHERE = f"{FIELD}.vision_config"
+PREPROCESSOR = f"{FIELD}.preprocessor_config"
+MAX_PIXELS = 1 << 31  # far above any published max_pixels (Qwen2.5-VL 12,845,056; Qwen3-VL 16,777,216)
+
+# preprocessor_config.json defaults when the config does not carry it: the published checkpoints' own values, which
+# are also the largest images their processors accept, so the profiling peak is not understated.
+QWEN2_5_VL_MAX_PIXELS = 12_845_056  # Qwen/Qwen2.5-VL-*-Instruct preprocessor_config.json "max_pixels"
+QWEN3_VL_MAX_PIXELS = 16_777_216  # Qwen/Qwen3-VL-*-Instruct preprocessor_config.json size.longest_edge
+LLAMA4_MAX_TILES = 16  # meta-llama/Llama-4-*-Instruct preprocessor_config.json "max_patches"
+QWEN2_5_VL_VIDEO_FRAMES = 16  # qwen2_vl.py _MAX_FRAMES_PER_VIDEO at v0.10.2/v0.11.0 (14 at v0.19.0: 16 counts more)
+QWEN3_VL_VIDEO_TOKENS_PER_EMBEDDING = 12.5  # qwen3_vl.py get_max_video_tokens: timestamps around each video token
+
+
+@dataclass(frozen=True)
+class EncoderOutputs:
+    """What one dummy item of vLLM's encoder profiling run is, per modality the processor serves: the prompt tokens
+    it counts against the encoder budget and the embedding rows it leaves in the encoder cache
+    (processing info `get_mm_max_tokens_per_item` / `get_image_size_with_most_features` in each model file)."""
+
+    modalities: tuple[str, ...]
+    image_tokens: int  # embeddings of the largest image the processor makes
+    video_grid_cap: int = 0  # Qwen: temporal patches of the dummy video at most (0: no video modality)
+    video_tokens_per_embedding: float = 1.0
+    width_factor: int = 1  # rows are width_factor × the text hidden size wide (Qwen3-VL appends deepstack features)
+
+    def per_item(self, modality: str, max_model_len: int) -> tuple[int, int]:
+        """(budget tokens, cached rows) of one dummy item of `modality` at `max_model_len`."""
+        if modality != "video":
+            return self.image_tokens, self.image_tokens
+        # qwen2_vl.py get_num_frames_with_most_features: as many frames as fit max_model_len, one video per prompt,
+        # at most the release's frame cap; two frames make one temporal patch.
+        grid = max(1, min(self.video_grid_cap, max_model_len // self.image_tokens))
+        rows = grid * self.image_tokens
+        return int(rows * self.video_tokens_per_embedding), rows
 
 
 @dataclass(frozen=True)
@@ -24,6 +58,35 @@ class VisionFacts:
 
     family: str  # llama4, siglip (Gemma 3), qwen2_5_vl, qwen3_vl, pixtral (Mistral Small 3.x)
     parameters: int
+    outputs: EncoderOutputs
+
+
+def _positive(source: Mapping[str, Any], key: str, default: int, high: int, base: str) -> int:
+    value = source.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high or value != int(value):
+        raise ModelConfigError(f"{base}.{key}", f"must be a whole number from 1 to {high:,}, not {value!r}")
+    return int(value)
+
+
+def _qwen_max_pixels(pre: Mapping[str, Any], default: int) -> int:
+    """Qwen2.5-VL keeps `max_pixels` at the top level, Qwen3-VL as size.longest_edge (Qwen2VLImageProcessorFast)."""
+    size = pre.get("size")
+    if isinstance(size, Mapping) and ("longest_edge" in size or "max_pixels" in size):
+        key = "longest_edge" if "longest_edge" in size else "max_pixels"
+        return _positive(size, key, default, MAX_PIXELS, f"{PREPROCESSOR}.size")
+    return _positive(pre, "max_pixels", default, MAX_PIXELS, PREPROCESSOR)
+
+
+def _qwen_image_tokens(vc: Mapping[str, Any], max_pixels: int) -> int:
+    """qwen2_vl.py _get_vision_info on the largest image: smart_resize rounds each side to a multiple of
+    patch × merge within max_pixels, then every merge × merge patches make one embedding."""
+    patch = int_of(vc, "patch_size", high=1024, base=WHERE)
+    merge = int_of(vc, "spatial_merge_size", default=2, high=16, base=WHERE)
+    factor = patch * merge
+    side = max(factor, math.isqrt(max_pixels) // factor * factor)
+    return (side // patch) ** 2 // (merge * merge)
 
 
 def _llama4(vc: Mapping[str, Any], text_hidden: int) -> int:
@@ -139,19 +202,56 @@ def _pixtral(vc: Mapping[str, Any], config: Mapping[str, Any], text_hidden: int)
 
 
 def vision_facts(config: Mapping[str, Any], text_hidden: int) -> VisionFacts | None:
+    """The encoder of a multimodal config.json. The image processor's settings come from the config's
+    `preprocessor_config` key (preprocessor_config.json; a ConfigMap's key of that name is merged there), else the
+    published checkpoints' defaults above."""
     vc = config.get("vision_config")
     if not isinstance(vc, Mapping):
         return None
+    pre = config.get("preprocessor_config") or {}
+    if not isinstance(pre, Mapping):
+        raise ModelConfigError(PREPROCESSOR, "must be the JSON object of preprocessor_config.json")
     vision_type = str(vc.get("model_type", ""))
     model_type = str(config.get("model_type", ""))
     if vision_type == "llama4_vision_model":
-        return VisionFacts("llama4", _llama4(vc, text_hidden))
+        tiles = _positive(pre, "max_patches", LLAMA4_MAX_TILES, 1024, PREPROCESSOR)
+        image, patch = (
+            int_of(vc, "image_size", high=1 << 16, base=WHERE),
+            int_of(vc, "patch_size", high=1024, base=WHERE),
+        )
+        shuffle = vc.get("pixel_shuffle_ratio", 0.5)
+        if isinstance(shuffle, bool) or not isinstance(shuffle, int | float) or not 0 < shuffle <= 1:
+            raise ModelConfigError(f"{WHERE}.pixel_shuffle_ratio", f"must be in (0, 1], not {shuffle!r}")
+        # mllama4.py: (image_size / patch)^2 patches per tile, pixel-shuffled down by 1/ratio^2; the largest image
+        # is max_patches tiles plus the global view.
+        per_tile = (image // patch) ** 2 // round(1 / shuffle**2)
+        tokens = per_tile * (tiles + 1 if tiles > 1 else 1)
+        return VisionFacts("llama4", _llama4(vc, text_hidden), EncoderOutputs(("image",), tokens))
     if model_type == "gemma3" and vision_type == "siglip_vision_model":
-        return VisionFacts("siglip", _siglip(vc, text_hidden))
+        # gemma3_mm.py get_num_image_tokens: (crops + 1) × mm_tokens_per_image, crops only with pan-and-scan.
+        per_image = int_of(config, "mm_tokens_per_image", default=256, high=1 << 16)
+        crops = _positive(pre, "pan_and_scan_max_num_crops", 4, 64, PREPROCESSOR) if pre.get("do_pan_and_scan") else 0
+        outputs = EncoderOutputs(("image",), (crops + 1) * per_image)
+        return VisionFacts("siglip", _siglip(vc, text_hidden), outputs)
     if model_type == "qwen2_5_vl":
-        return VisionFacts("qwen2_5_vl", _qwen_vit(vc, text_hidden, qwen3=False))
+        tokens = _qwen_image_tokens(vc, _qwen_max_pixels(pre, QWEN2_5_VL_MAX_PIXELS))
+        outputs = EncoderOutputs(("image", "video"), tokens, video_grid_cap=QWEN2_5_VL_VIDEO_FRAMES // 2)
+        return VisionFacts("qwen2_5_vl", _qwen_vit(vc, text_hidden, qwen3=False), outputs)
     if model_type in ("qwen3_vl", "qwen3_vl_moe"):
-        return VisionFacts("qwen3_vl", _qwen_vit(vc, text_hidden, qwen3=True))
+        tokens = _qwen_image_tokens(vc, _qwen_max_pixels(pre, QWEN3_VL_MAX_PIXELS))
+        deepstack = vc.get("deepstack_visual_indexes") or []
+        outputs = EncoderOutputs(
+            ("image", "video"),
+            tokens,
+            video_grid_cap=1 << 20,  # _MAX_FRAMES_PER_VIDEO 24576 at v0.11.0: max_model_len bounds it first
+            video_tokens_per_embedding=QWEN3_VL_VIDEO_TOKENS_PER_EMBEDDING,
+            width_factor=1 + (len(deepstack) if isinstance(deepstack, list) else 0),
+        )
+        return VisionFacts("qwen3_vl", _qwen_vit(vc, text_hidden, qwen3=True), outputs)
     if model_type == "mistral3" and vision_type == "pixtral":
-        return VisionFacts("pixtral", _pixtral(vc, config, text_hidden))
+        # pixtral.py / mistral3.py: image_size / patch patches per side, merged spatial_merge_size^2 to one.
+        side = int_of(vc, "image_size", high=1 << 16, base=WHERE) // int_of(vc, "patch_size", high=1024, base=WHERE)
+        merge = int_of(config, "spatial_merge_size", default=2, high=16)
+        outputs = EncoderOutputs(("image",), max(1, side // merge) ** 2)
+        return VisionFacts("pixtral", _pixtral(vc, config, text_hidden), outputs)
     return None  # other encoders are not counted yet (docs/sizing.md: multimodal)

@@ -33,6 +33,7 @@ from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.config import ModelFacts
 from rightsizer.model.memory import EngineSettings, replica_memory
+from rightsizer.model.multimodal import multimodal_serving
 from rightsizer.model.quantization import resolve_weights
 from rightsizer.perf import Replica, Slo, build_replica, max_request_rate
 
@@ -43,6 +44,7 @@ PRIOR_REQUESTS = 20.0  # the declared workload's weight, in requests, against th
 def engine_settings(spec: LLMDeploymentSpec, facts: ModelFacts, plan: Plan) -> EngineSettings:
     """The settings the plan starts vLLM with (what sizing passed to memory.replica_memory)."""
     weights = resolve_weights(spec.model, facts)
+    multimodal = multimodal_serving(spec, facts)
     return EngineSettings(
         tensor_parallel_size=plan.tensor_parallel_size,
         pipeline_parallel_size=plan.pipeline_parallel_size,
@@ -56,6 +58,9 @@ def engine_settings(spec: LLMDeploymentSpec, facts: ModelFacts, plan: Plan) -> E
         group_size=weights.group_size,
         quantize_attention=weights.quantize_attention,
         expert_parallel=plan.expert_parallel,
+        encoder_loaded=multimodal.encoder_loaded,
+        mm_limits=multimodal.limits,
+        widen_encoder_outputs=multimodal.widen_encoder_outputs,
     )
 
 

@@ -11,6 +11,7 @@ from rightsizer.facts.vllm_profiles import GIB
 from rightsizer.model.architectures import unknown_architecture_warning
 from rightsizer.model.memory import (
     attention_bytes_per_token,
+    encoder_profiling,
 )
 from rightsizer.model.params import experts_per_rank, total_parameters
 from rightsizer.sizing.request import (
@@ -43,6 +44,7 @@ def to_plan(request: SizingRequest, chosen: Candidate, result: SearchResult, mod
         quantization_flag=common.weights.quantization_flag,
         dtype_flag=common.weights.dtype_flag,
         expert_parallel=s.expert_parallel,
+        mm_limits=common.multimodal.limits,
         extra=spec.serving.engine.extra_args,
     )
     return Plan(
@@ -128,7 +130,37 @@ def _reasons(
         )
     if shape.expert_parallel:
         reasons.append(_expert_parallel_reason(request, chosen, result))
+    if facts.vision is not None:
+        reasons.append(_multimodal_reason(request, chosen, common))
     return reasons
+
+
+def _multimodal_reason(request: SizingRequest, chosen: Candidate, common: Basics) -> str:
+    """What the encoder costs: its weights unless a text-only start skips it, and the profiling run's cached
+    outputs (model.memory.encoder_profiling)."""
+    vision, s, mm = request.facts.vision, chosen.settings, common.multimodal
+    assert vision is not None
+    version = request.spec.serving.engine.version
+    tower = f"{vision.family} encoder ({vision.parameters / 1e9:.2f}B parameters)"
+    if mm.text_only and not mm.encoder_loaded:
+        return (
+            f"text-only: spec.serving.limitMmPerPrompt sets every modality to 0, so vLLM {version} builds the "
+            f"language model alone; the {tower} is not loaded nor profiled"
+        )
+    if mm.text_only:
+        return (
+            f"text-only: spec.serving.limitMmPerPrompt sets every modality to 0; vLLM {version} skips profiling "
+            f"the {tower} but still loads it, so its weights are counted"
+        )
+    run = encoder_profiling(request.facts, s)
+    assert run is not None
+    widened = " (widened to the budget's rows, as this release does)" if s.widen_encoder_outputs else ""
+    return (
+        f"multimodal profiling: vLLM runs the {tower} on {plural(run.items, f'dummy {run.modality} item')} of "
+        f"{run.tokens_per_item:,} tokens (encoder budget {run.encoder_budget:,}) and keeps their outputs, "
+        f"{gib(run.cached_bytes(s.act_bytes))}{widened}, through its profiling pass: counted in the activation; "
+        "spec.serving.limitMmPerPrompt limits or turns off modalities"
+    )
 
 
 def _expert_parallel_reason(request: SizingRequest, chosen: Candidate, result: SearchResult) -> str:

@@ -74,6 +74,8 @@ REFUSED: dict[str, tuple[str, str]] = {
     "mamba_ssm_cache_dtype": ("it changes the state memory rightsizer sized", _UNSIZED),
     # sizing
     "max_model_len": (COMPUTED, "set spec.serving.maxModelLen instead"),
+    "limit_mm_per_prompt": (COMPUTED, "set spec.serving.limitMmPerPrompt instead"),
+    "language_model_only": (COMPUTED, "set spec.serving.limitMmPerPrompt to 0 for every modality instead"),
     "max_num_seqs": (COMPUTED, "set spec.serving.maxNumSeqs instead"),
     "max_num_batched_tokens": (COMPUTED, "set spec.serving.maxNumBatchedTokens instead"),
     "gpu_memory_utilization": (COMPUTED, "set spec.serving.gpuMemoryUtilization instead"),

@@ -16,6 +16,7 @@ from rightsizer.model.memory import (
     EngineSettings,
     ReplicaMemory,
 )
+from rightsizer.model.multimodal import MultimodalServing, multimodal_serving
 from rightsizer.model.quantization import WeightChoice, resolve_weights
 from rightsizer.perf import BatchLimit
 from rightsizer.sizing.batch import BatchLimits, BatchRules, batch_rules
@@ -139,6 +140,7 @@ class Basics:
     workload_tokens: int
     kv_cache_dtype: str
     batch: BatchRules
+    multimodal: MultimodalServing
 
 
 def basics(request: SizingRequest) -> Basics:
@@ -150,4 +152,4 @@ def basics(request: SizingRequest) -> Basics:
     workload = min(spec.workload.input_tokens + spec.workload.output_tokens, max_len)
     kv_dtype = "fp8" if spec.serving.kv_cache_dtype.value == "fp8" else "auto"
     batch = batch_rules(spec.serving, max_len, chunked_prefill=extra.chunked_prefill)
-    return Basics(profile, weights, max_len, workload, kv_dtype, batch)
+    return Basics(profile, weights, max_len, workload, kv_dtype, batch, multimodal_serving(spec, facts))

@@ -118,6 +118,9 @@ def _settings(shape: Shape, common: Basics, spec: LLMDeploymentSpec, seqs: int, 
         group_size=common.weights.group_size,
         quantize_attention=common.weights.quantize_attention,
         expert_parallel=shape.expert_parallel,
+        encoder_loaded=common.multimodal.encoder_loaded,
+        mm_limits=common.multimodal.limits,
+        widen_encoder_outputs=common.multimodal.widen_encoder_outputs,
     )
 
 

@@ -3,6 +3,7 @@ may append (spec.serving.engine.extraArgs) is checked by sizing.extra_args."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 VLLM_PORT = 8000
@@ -23,6 +24,7 @@ def server_args(
     quantization_flag: str | None,
     dtype_flag: str | None,
     expert_parallel: bool = False,
+    mm_limits: Sequence[tuple[str, int]] = (),
     extra: Sequence[str] = (),
 ) -> list[str]:
     """Arguments for `vllm serve` (the image's entrypoint). Sizing flags are always explicit, so the memory the
@@ -58,4 +60,8 @@ def server_args(
         args += ["--quantization", quantization_flag]
     if dtype_flag:
         args += ["--dtype", dtype_flag]
+    if mm_limits:
+        # A JSON object of counts: the form vLLM 0.10.2, 0.11.0 and 0.19.0 all parse (`--limit-mm-per-prompt` is
+        # json.loads-typed; 0.19 also takes {"image": {"count": N, ...}}, which the older releases refuse).
+        args += ["--limit-mm-per-prompt", json.dumps(dict(mm_limits), separators=(",", ":"))]
     return args + list(extra)

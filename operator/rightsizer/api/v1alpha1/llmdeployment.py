@@ -101,6 +101,25 @@ class Engine(WireModel):
     )
 
 
+MAX_ITEMS_PER_PROMPT = 1024  # bounds limitMmPerPrompt (vLLM's default is 999 per modality)
+
+
+class MultimodalLimits(WireModel):
+    """Items of each modality one prompt may carry (vLLM --limit-mm-per-prompt). A modality left out keeps vLLM's
+    default (999); 0 turns it off. With every modality the model serves at 0 the model runs text-only: its encoder is
+    not profiled, and on the releases whose model file allows it not even loaded (docs/sizing.md §7)."""
+
+    image: int | None = Field(default=None, description="Images per prompt.", ge=0, le=MAX_ITEMS_PER_PROMPT)
+    video: int | None = Field(default=None, description="Videos per prompt.", ge=0, le=MAX_ITEMS_PER_PROMPT)
+    audio: int | None = Field(default=None, description="Audio clips per prompt.", ge=0, le=MAX_ITEMS_PER_PROMPT)
+
+    def pinned(self) -> tuple[tuple[str, int], ...]:
+        """(modality, items) for each modality set, in a fixed order."""
+        return tuple(
+            (m, n) for m, n in (("image", self.image), ("video", self.video), ("audio", self.audio)) if n is not None
+        )
+
+
 class Serving(WireModel):
     """How vLLM serves: context length, KV cache, memory budget, engine."""
 
@@ -127,6 +146,11 @@ class Serving(WireModel):
         "release's default for the GPU, lowered only when the activation peak would not fit otherwise.",
         ge=1,
         le=INT32_MAX,
+    )
+    limit_mm_per_prompt: MultimodalLimits | None = Field(
+        default=None,
+        description="Pin vLLM --limit-mm-per-prompt for a multimodal model: items of each modality per prompt. "
+        "All at 0: text-only, sized without the encoder where vLLM skips loading it.",
     )
     engine: Engine = Field(default_factory=Engine, description="The vLLM container.")
     hf_token_secret_ref: SecretKeyRef | None = Field(

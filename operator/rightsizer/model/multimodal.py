@@ -1,0 +1,32 @@
+"""How vLLM serves a multimodal checkpoint's encoder under spec.serving.limitMmPerPrompt (vLLM
+--limit-mm-per-prompt): which modalities it profiles, whether a text-only start builds the encoder at all, and the
+release's way of caching the profiling run's outputs (facts.vllm_multimodal). Sizing and the in-force plan's
+performance model read it the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+from rightsizer.facts.vllm_multimodal import DEFAULT_ITEMS_PER_PROMPT, skips_tower, widens_encoder_outputs
+from rightsizer.model.config import ModelFacts
+
+
+@dataclass(frozen=True)
+class MultimodalServing:
+    limits: tuple[tuple[str, int], ...]  # the pins, (modality, items)
+    text_only: bool  # a multimodal checkpoint with every modality its processor serves at 0
+    encoder_loaded: bool  # False where the release then builds the language model alone
+    widen_encoder_outputs: bool
+
+
+def multimodal_serving(spec: LLMDeploymentSpec, facts: ModelFacts) -> MultimodalServing:
+    vision = facts.vision
+    pins = spec.serving.limit_mm_per_prompt
+    limits = pins.pinned() if pins is not None else ()
+    text_only = vision is not None and all(
+        dict(limits).get(m, DEFAULT_ITEMS_PER_PROMPT) == 0 for m in vision.outputs.modalities
+    )
+    version = spec.serving.engine.version
+    loaded = not (text_only and vision is not None and skips_tower(vision.family, version))
+    return MultimodalServing(limits, text_only, loaded, widens_encoder_outputs(version))
