@@ -6,13 +6,15 @@ compute_mm_encoder_budget, MultiModalBudget.get_max_items, each model file's pro
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
+from rightsizer.adapters.modelsource import resolve
+from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, ModelSource
 from rightsizer.errors import ModelConfigError, SizingError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
@@ -195,3 +197,20 @@ def test_extra_args_refuse_the_flag_now_that_it_is_a_field(version: str, args: l
         read_extra_args(version, ["--enforce-eager", *args])
     assert refused.value.field == "spec.serving.engine.extraArgs[1]"
     assert "spec.serving.limitMmPerPrompt" in refused.value.fix
+
+
+def test_a_config_maps_preprocessor_config_json_is_read() -> None:
+    """The ConfigMap key preprocessor_config.json beside config.json sizes the images; without it, the defaults."""
+    keys = {"config.json": json.dumps(QWEN2_5_VL_7B), "preprocessor_config.json": json.dumps({"max_pixels": 1_003_520})}
+
+    def read(name: str, key: str) -> str:
+        if key not in keys:
+            raise ModelConfigError("spec.model.configMapRef.key", f"ConfigMap {name} has no key {key!r}")
+        return keys[key]
+
+    source = ModelSource.model_validate({"name": "acme/vl", "configMapRef": {"name": "vl"}})
+    vision = resolve(source, read_config_map=read).facts.vision
+    assert vision is not None and vision.outputs.image_tokens == 35 * 35
+    del keys["preprocessor_config.json"]
+    vision = resolve(source, read_config_map=read).facts.vision
+    assert vision is not None and vision.outputs.image_tokens == 16_384

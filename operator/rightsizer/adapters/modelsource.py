@@ -4,7 +4,10 @@ the Hugging Face Hub. The first source that has it wins; the plan records which 
 NVIDIA ModelOpt checkpoints may keep their quantization in hf_quant_config.json beside config.json; vLLM merges it
 as quantization_config, and so does the resolved config here: read from the Hub beside config.json, from the
 ConfigMap key `hf_quant_config.json` beside the config key, or given inline as the config's own
-`quantization_config` (the merged form). Text read from a ConfigMap or file is size-checked before it is parsed."""
+`quantization_config` (the merged form). A multimodal model's preprocessor_config.json (the image processor's
+max_pixels, which sizes vLLM's encoder profiling run) is read from the ConfigMap key `preprocessor_config.json`
+into the config's `preprocessor_config` key, where an inline config gives it directly; elsewhere the published
+defaults apply (model.vision). Text read from a ConfigMap or file is size-checked before it is parsed."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from rightsizer.model.limits import check_text_size
 
 ConfigMapReader = Callable[[str, str], str]  # (name, key) -> text
 HF_QUANT_CONFIG_KEY = "hf_quant_config.json"
+PREPROCESSOR_CONFIG_KEY = "preprocessor_config.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ def resolve(
         text = read_config_map(ref.name, ref.key)
         config = _load_json(text, f"ConfigMap {ref.name} key {ref.key}", "spec.model.configMapRef")
         config = merge_hf_quant_config(config, _config_map_quant(read_config_map, ref.name, ref.key))
+        preprocessor = _config_map_key(read_config_map, ref.name, ref.key, PREPROCESSOR_CONFIG_KEY)
+        if preprocessor is not None and "preprocessor_config" not in config:
+            config = {**config, "preprocessor_config": preprocessor}
         return ResolvedModel(parse(config), config, f"ConfigMap {ref.name}/{ref.key}")
     if config_file is not None:
         try:
@@ -94,10 +101,15 @@ def resolve(
 
 def _config_map_quant(read: ConfigMapReader, name: str, config_key: str) -> dict[str, Any] | None:
     """hf_quant_config.json from the same ConfigMap, when it has that key (a missing key is not an error)."""
-    if config_key == HF_QUANT_CONFIG_KEY:
+    return _config_map_key(read, name, config_key, HF_QUANT_CONFIG_KEY)
+
+
+def _config_map_key(read: ConfigMapReader, name: str, config_key: str, key: str) -> dict[str, Any] | None:
+    """The JSON object under `key` of the same ConfigMap, when it has that key (a missing key is not an error)."""
+    if config_key == key:
         return None
     try:
-        text = read(name, HF_QUANT_CONFIG_KEY)
+        text = read(name, key)
     except ModelConfigError:
         return None
-    return _load_json(text, f"ConfigMap {name} key {HF_QUANT_CONFIG_KEY}", "spec.model.configMapRef")
+    return _load_json(text, f"ConfigMap {name} key {key}", "spec.model.configMapRef")
