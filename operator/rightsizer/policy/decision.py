@@ -40,6 +40,17 @@ class ViolationKind(StrEnum):
     ENGINE_IMAGE = "EngineImageNotAllowed"
     """The vLLM image (spec.serving.engine.image, or the default) is under no prefix of allowed.engineImages."""
 
+    TRUST_REMOTE_CODE = "TrustRemoteCodeNotAllowed"
+    """spec.serving.engine.extraArgs passes --trust-remote-code and no selecting policy allows it
+    (allowed.trustRemoteCode), or one forbids it."""
+
+    HF_TOKEN_SECRET = "HfTokenSecretNotAllowed"
+    """spec.serving.hfTokenSecretRef names a Secret that matches no pattern of allowed.hfTokenSecrets."""
+
+    MODEL_CACHE_CLAIM = "ModelCacheClaimNotAllowed"
+    """spec.serving.modelCacheClaim names a PersistentVolumeClaim that matches no pattern of
+    allowed.modelCacheClaims."""
+
     REQUIRED_FIELD = "RequiredFieldMissing"
     """A field the policies require (required.slo) is unset."""
 

@@ -6,6 +6,8 @@ image prefixes intersect as sets of images; required fields and quotas accumulat
 smallest); declared pools accumulate by name. Defaults are not limits: numeric defaults take the most conservative
 value (the tightest SLO, the lowest memory share), text defaults (engine version, image repository) come from the
 first policy by name, and a disagreement is recorded as a conflict so `rightsizer policy explain` shows it.
+`--trust-remote-code` needs a policy that allows it and none that forbids it. Name patterns (Secrets, claims) are
+kept per policy: a name must match a pattern of every policy that lists some (identical lists are merged).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class EffectivePolicy:
     quotas: tuple[Sourced[tuple[str | None, int]], ...] = ()  # (product or None for all products, max GPUs)
     required_slo: tuple[Sourced[SLOField], ...] = ()
     overflow_forbidden: tuple[str, ...] = ()  # the policies that set allowed.overflow: false
+    # allowed.trustRemoteCode: None when no policy sets it (refused); False from the policies that forbid it, which
+    # win over those that allow it; True from the policies that allow it.
+    trust_remote_code: Sourced[bool] | None = None
+    hf_token_secrets: tuple[Sourced[tuple[str, ...]], ...] = ()  # one pattern list per policy that lists some
+    model_cache_claims: tuple[Sourced[tuple[str, ...]], ...] = ()
     defaults: EffectiveDefaults = field(default_factory=EffectiveDefaults)
     conflicts: tuple[str, ...] = ()
 
@@ -136,6 +143,24 @@ def _quotas(policies: Sequence[SizingPolicy]) -> tuple[Sourced[tuple[str | None,
         assert tightest is not None
         combined.append(Sourced((key, tightest.value), tightest.policies))
     return tuple(combined)
+
+
+def _trust_remote_code(policies: Sequence[SizingPolicy]) -> Sourced[bool] | None:
+    """Forbidding wins; allowing needs a policy that says so (unset is no opinion, and the default is refusal)."""
+    for value in (False, True):
+        setting = tuple(p.name for p in policies if p.spec.allowed.trust_remote_code is value)
+        if setting:
+            return Sourced(value, setting)
+    return None
+
+
+def _name_patterns(listed: Iterable[tuple[str, Sequence[str]]]) -> tuple[Sourced[tuple[str, ...]], ...]:
+    """Each policy's patterns, as one alternative set; the sets are all required (identical ones merged)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, patterns in listed:
+        if patterns:
+            groups.setdefault(tuple(sorted(set(patterns))), []).append(name)
+    return tuple(Sourced(patterns, tuple(names)) for patterns, names in groups.items())
 
 
 def _required(policies: Sequence[SizingPolicy]) -> tuple[Sourced[SLOField], ...]:
@@ -222,6 +247,9 @@ def combine(namespace: str, policies: Iterable[SizingPolicy]) -> EffectivePolicy
         quotas=_quotas(ordered),
         required_slo=_required(ordered),
         overflow_forbidden=tuple(p.name for p in ordered if p.spec.allowed.overflow is False),
+        trust_remote_code=_trust_remote_code(ordered),
+        hf_token_secrets=_name_patterns((p.name, p.spec.allowed.hf_token_secrets) for p in ordered),
+        model_cache_claims=_name_patterns((p.name, p.spec.allowed.model_cache_claims) for p in ordered),
         defaults=_defaults(ordered, conflicts),
     )
     conflicts += _inconsistencies(effective)

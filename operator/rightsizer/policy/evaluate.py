@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, ModelDType, Quantization
 from rightsizer.api.v1alpha1.plan import Plan
+from rightsizer.errors import RightsizerError
 from rightsizer.policy.decision import Decision, Violation, ViolationKind, allow_phrase, policies_phrase
 from rightsizer.policy.effective import EffectivePolicy, Sourced, product_key
 from rightsizer.policy.images import default_image, image_allowed, normalise_image
+from rightsizer.policy.name_patterns import any_matches
+from rightsizer.sizing.extra_args import FIELD as EXTRA_ARGS
+from rightsizer.sizing.extra_args import read_extra_args
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ MODEL_LEN = Rule(ViolationKind.MAX_MODEL_LEN, "spec.serving.maxModelLen", "limit
 QUANTIZATION = Rule(ViolationKind.QUANTIZATION, "spec.model.quantization", "allowed.quantizations")
 DTYPE = Rule(ViolationKind.DTYPE, "spec.model.dtype", "allowed.dtypes")
 IMAGE = Rule(ViolationKind.ENGINE_IMAGE, "spec.serving.engine.image", "allowed.engineImages")
+TRUST_REMOTE_CODE = Rule(ViolationKind.TRUST_REMOTE_CODE, EXTRA_ARGS, "allowed.trustRemoteCode")
+HF_TOKEN_SECRET = Rule(ViolationKind.HF_TOKEN_SECRET, "spec.serving.hfTokenSecretRef.name", "allowed.hfTokenSecrets")
+MODEL_CACHE_CLAIM = Rule(ViolationKind.MODEL_CACHE_CLAIM, "spec.serving.modelCacheClaim", "allowed.modelCacheClaims")
 
 
 def listing(values: Iterable[str]) -> str:
@@ -119,6 +126,68 @@ def _pins(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> list[Violation
     return out
 
 
+def _trust_remote_code(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> list[Violation]:
+    """--trust-remote-code makes vLLM import and run Python files from the model's repository in the pod, with the
+    pod's GPUs, network and token: refused unless a selecting policy allows it and none forbids it."""
+    engine = spec.serving.engine
+    try:
+        switch = read_extra_args(engine.version, engine.extra_args).trust_remote_code
+    except RightsizerError:
+        return []  # sizing refuses unreadable extraArgs, naming the argument: no pod is built from them
+    setting = effective.trust_remote_code
+    if switch is None or (setting is not None and setting.value):
+        return []
+    if setting is not None:
+        policies = setting.policies
+        verdict = f"{policies_phrase(policies)} {'forbids' if len(policies) == 1 else 'forbid'} it"
+    elif effective.applies:
+        policies = effective.policies
+        verdict = f"{policies_phrase(policies)} {'does' if len(policies) == 1 else 'do'} not allow it"
+    else:
+        policies, verdict = (), f"no SizingPolicy selects namespace {effective.namespace} to allow it"
+    field = f"{EXTRA_ARGS}[{switch.index}]"
+    read_as = "" if switch.written == switch.matched else f" (vLLM reads it as {switch.matched})"
+    message = (
+        f"{field} is {switch.written}{read_as}, which makes vLLM run Python code from the model's repository in the "
+        f"pod; {verdict}: remove it, or ask the platform team for allowed.trustRemoteCode: true"
+    )
+    return [Violation(TRUST_REMOTE_CODE.kind, field, TRUST_REMOTE_CODE.limit, policies, message)]
+
+
+def _shown(name: str) -> str:
+    """A tenant's name as a message quotes it: whole, unless it is longer than any Kubernetes name."""
+    return name if len(name) <= 253 else f"{name[:40]}... ({len(name):,} characters)"
+
+
+def _unmatched(rule: Rule, kind: str, name: str, listed: Iterable[Sourced[tuple[str, ...]]]) -> list[Violation]:
+    return [
+        Violation(
+            rule.kind,
+            rule.field,
+            rule.limit,
+            patterns.policies,
+            f"{rule.field} names {kind} {_shown(name)}; {allow_phrase(patterns.policies)} only "
+            f"{', '.join(patterns.value)}: name one that matches",
+        )
+        for patterns in listed
+        if not any_matches(patterns.value, name)
+    ]
+
+
+def _mounted_objects(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> list[Violation]:
+    """The Secret and the claim the vLLM pods would mount: the kubelet mounts whatever the pod names, so a tenant
+    allowed to write LLMDeployments but not to read Secrets must not be able to name any Secret of its namespace."""
+    serving = spec.serving
+    out = []
+    if serving.hf_token_secret_ref is not None:
+        out += _unmatched(HF_TOKEN_SECRET, "Secret", serving.hf_token_secret_ref.name, effective.hf_token_secrets)
+    if serving.model_cache_claim is not None:
+        out += _unmatched(
+            MODEL_CACHE_CLAIM, "PersistentVolumeClaim", serving.model_cache_claim, effective.model_cache_claims
+        )
+    return out
+
+
 def _stated_formats(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> list[Violation]:
     """Formats and context the spec states outright; `auto` depends on the checkpoint, so only a plan tells."""
     out = []
@@ -166,13 +235,15 @@ def evaluate(
     image_repository: str = c.VLLM_IMAGE_REPOSITORY,
 ) -> Decision:
     """Allowed, or denied with every violation. Evaluate the spec *after* apply_defaults, as the API server stores
-    it after the defaulting webhook. `image_repository` is the operator's default for unset images.
+    it after the defaulting webhook. `image_repository` is the operator's default for unset images. Where no policy
+    applies only --trust-remote-code is refused (allowed.trustRemoteCode defaults to false).
 
     Quota is not checked here: it depends on the namespace's other deployments (see policy.quota)."""
+    trusted = _trust_remote_code(spec, effective)  # refused by default: also where no policy applies
     if not effective.applies:
-        return Decision()
+        return Decision(tuple(trusted))
     found = _required(spec, effective) + _replicas(spec, effective) + _image(spec, effective, image_repository)
-    found += _pins(spec, effective)
+    found += _pins(spec, effective) + trusted + _mounted_objects(spec, effective)
     if plan is None:
         found += _stated_formats(spec, effective)
     else:

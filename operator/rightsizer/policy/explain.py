@@ -7,17 +7,31 @@ from typing import Any
 
 from rightsizer.policy.effective import EffectivePolicy, Sourced
 
+TRUST_REMOTE_CODE = "allowed.trustRemoteCode"
+# What an unset row means: no bound, no default, or (for --trust-remote-code, refused by default) refusal.
+_UNSET_TRUST = "false (no policy sets it: --trust-remote-code is refused)"
+
 
 def _from(source: Sourced[Any]) -> str:
     return ", ".join(source.policies)
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, frozenset | tuple | list):
         return ", ".join(sorted(str(v) for v in value)) or "(nothing)"
     if isinstance(value, float):
         return f"{value:g}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _patterns(label: str, listed: tuple[Sourced[tuple[str, ...]], ...]) -> list[tuple[str, Sourced[Any] | None]]:
+    """One row for one policy's patterns; numbered rows when several policies list different ones (a name must
+    match a pattern of each)."""
+    if len(listed) <= 1:
+        return [(label, listed[0] if listed else None)]
+    return [(f"{label}[{i}]", patterns) for i, patterns in enumerate(listed, 1)]
 
 
 def _rows(effective: EffectivePolicy) -> list[tuple[str, Sourced[Any] | None]]:
@@ -28,6 +42,9 @@ def _rows(effective: EffectivePolicy) -> list[tuple[str, Sourced[Any] | None]]:
         ("allowed.quantizations", effective.quantizations),
         ("allowed.dtypes", effective.dtypes),
         ("allowed.engineImages", effective.engine_images),
+        (TRUST_REMOTE_CODE, effective.trust_remote_code),
+        *_patterns("allowed.hfTokenSecrets", effective.hf_token_secrets),
+        *_patterns("allowed.modelCacheClaims", effective.model_cache_claims),
         ("limits.maxGpusPerReplica", effective.max_gpus_per_replica),
         ("limits.maxReplicas", effective.max_replicas),
         ("limits.maxModelLen", effective.max_model_len),
@@ -60,13 +77,17 @@ def explain_lines(effective: EffectivePolicy, labels: dict[str, str] | None = No
     shown = ", ".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))
     lines = [f"namespace {effective.namespace}" + (f" (labels: {shown})" if shown else "")]
     if not effective.applies:
-        return [*lines, "no SizingPolicy selects this namespace: nothing is restricted, nothing defaulted"]
+        return [
+            *lines,
+            "no SizingPolicy selects this namespace: nothing is restricted but --trust-remote-code "
+            f"({TRUST_REMOTE_CODE} is false by default), nothing defaulted",
+        ]
     lines.append(f"selected by SizingPolicy {', '.join(effective.policies)}")
     rows = _rows(effective)
     width = max(len(name) for name, _ in rows) + 2
     for name, source in rows:
         if source is None:
-            unset = "(none)" if name.startswith("defaults.") else "any"
+            unset = "(none)" if name.startswith("defaults.") else _UNSET_TRUST if name == TRUST_REMOTE_CODE else "any"
             lines.append(f"  {name:<{width}}{unset}")
         else:
             lines.append(f"  {name:<{width}}{_text(source.value)}  from {_from(source)}")

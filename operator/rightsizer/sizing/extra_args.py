@@ -151,6 +151,13 @@ class ExtraArgs:
         switches = [b for b in self.bound if b.option.dest == "enable_chunked_prefill"]
         return not switches or not switches[-1].matched.startswith("--no-")
 
+    @property
+    def trust_remote_code(self) -> BoundArg | None:
+        """The switch that leaves vLLM running the model repository's own Python code (the last of
+        --trust-remote-code / --no-trust-remote-code wins, as in argparse), or None."""
+        switches = [b for b in self.bound if b.option.dest == "trust_remote_code"]
+        return switches[-1] if switches and not switches[-1].matched.startswith("--no-") else None
+
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))

@@ -7,9 +7,9 @@ restrictive (rightsizer.policy.combine), and every limit of the result names the
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, JsonValue, model_validator
+from pydantic import ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from rightsizer.api.v1alpha1.common import Condition, GpuPoolSpec, StatusModel, WireModel
 from rightsizer.api.v1alpha1.llmdeployment import SLO
@@ -91,6 +91,16 @@ class SLOField(StrEnum):
     ITL_P95_MS = "itlP95Ms"
 
 
+# A Secret's or PersistentVolumeClaim's name is a DNS-1123 subdomain (at most 253 characters of a-z, 0-9, '-' and
+# '.'); a name pattern is one with `*` wildcards. Bounded, like the lists holding them, so matching costs little.
+NAME_PATTERN_MAX_LENGTH = 253
+NAME_PATTERNS_MAX_ITEMS = 32
+NamePattern = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9.*-]+$", min_length=1, max_length=NAME_PATTERN_MAX_LENGTH)
+]
+_NAME_PATTERN_SYNTAX = "`*` matches any run of characters (none included), every other character itself"
+
+
 class PolicyAllowed(WireModel):
     """What may be used. An empty list allows everything of its kind; a listed set allows only its members."""
 
@@ -120,6 +130,24 @@ class PolicyAllowed(WireModel):
         default=None,
         description="false: replicas the primary pool cannot schedule stay Pending instead of overflowing onto the "
         "next allowed pool (spec.placement.overflow). Unset or true: each LLMDeployment decides.",
+    )
+    trust_remote_code: bool | None = Field(
+        default=None,
+        description="true: spec.serving.engine.extraArgs may pass --trust-remote-code, which makes vLLM run Python "
+        "code from the model's repository in the pod. It is refused unless a selecting policy sets true and none "
+        "sets false (in a namespace no policy selects, too).",
+    )
+    hf_token_secrets: list[NamePattern] = Field(
+        default_factory=list,
+        max_length=NAME_PATTERNS_MAX_ITEMS,
+        description="Secrets spec.serving.hfTokenSecretRef may name (mounted into the vLLM pods as HF_TOKEN), as "
+        f"name patterns: {_NAME_PATTERN_SYNTAX}, e.g. hf-token or hf-*. Empty: any Secret of the namespace.",
+    )
+    model_cache_claims: list[NamePattern] = Field(
+        default_factory=list,
+        max_length=NAME_PATTERNS_MAX_ITEMS,
+        description="PersistentVolumeClaims spec.serving.modelCacheClaim may name (mounted writable into the vLLM "
+        f"pods), as name patterns: {_NAME_PATTERN_SYNTAX}, e.g. model-cache-*. Empty: any claim of the namespace.",
     )
 
 
