@@ -133,3 +133,16 @@ def test_crds_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["crds", str(tmp_path), "--check"], capsys)[0] == 1
     assert run(["crds", str(tmp_path)], capsys)[0] == 0
     assert run(["crds", str(tmp_path), "--check"], capsys)[0] == 0
+
+
+def test_a_closed_pipe_ends_the_plan_quietly() -> None:
+    """`rightsizer plan ... | head` may close stdout before the plan is written: exit 0, no traceback."""
+    manifest = REPO / "examples" / "llama-3.1-8b-h200.yaml"
+    command = [sys.executable, "-m", "rightsizer", "plan", "-f", str(manifest), "--offline"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before anything is written
+        stderr = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -172,3 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, InputFileError, RightsizerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`rightsizer plan ... | head`): stop quietly, and keep Python's exit-time flush of
+        # stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
