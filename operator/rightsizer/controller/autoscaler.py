@@ -409,4 +409,5 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
         source,
         status_refresh_seconds=config.autoscale_status_refresh_seconds,
         window_seconds=config.autoscale_window_seconds,
+        accuracy_sustain_seconds=config.prediction_sustain_seconds,
     )
