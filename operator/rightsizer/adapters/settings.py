@@ -46,6 +46,20 @@ class OperatorSettings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         default=60.0, description="How often every LLMDeployment is re-checked even without events.", gt=0
     )
+    default_price_per_gpu_hour: float = Field(
+        default=1.0,
+        description="Price of a GPU-hour on a pool without a declared pricePerGpuHour, for status.cost and the cost "
+        "metrics (status.cost.priceSource says default). 1.0 makes those figures read as GPU-hours; declare pool "
+        "prices for dollars.",
+        ge=0,
+    )
+    progress_deadline_seconds: float = Field(
+        default=600.0,
+        description="How long a replica may wait for a node (its pod unschedulable) before the LLMDeployment is "
+        "Degraded; until then it is Progressing, as during any scale-up. 600 s is a Deployment's default "
+        "progressDeadlineSeconds.",
+        gt=0,
+    )
     startup_base_seconds: int = Field(
         default=300, description="Start-up probe budget before any weights are loaded (compile, graph capture)."
     )
