@@ -13,6 +13,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.objects import labels, meta, pod_spec, pod_status
+
 T = TypeVar("T")
 
 POOL_LABEL = "rightsizer.dev/pool"  # set on every simulated node by e2e/cluster/up (see e2e/cluster/pools.yaml)
@@ -30,12 +32,13 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
     The last value `check` returned (or raised) goes into the failure message, so a timeout says what was seen.
     """
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while True:
         try:
-            last = check()
-            if last:
-                return last
+            value = check()
+            if value:
+                return value
+            last = value
         except ApiException as exc:  # e.g. 404 before the object exists
             last = f"{exc.status} {exc.reason}"
         if time.monotonic() >= deadline:
@@ -64,14 +67,14 @@ def current_context(kubeconfig: str) -> tuple[str, str]:
     return name, cluster["server"]
 
 
-def condition(obj: Any, kind: str) -> Any | None:
-    """The condition of type `kind` on a typed Kubernetes object's status, if any."""
-    return next((c for c in (obj.status.conditions or []) if c.type == kind), None)
+def condition(pod: client.V1Pod, kind: str) -> client.V1PodCondition | None:
+    """The pod's condition of type `kind`, if any."""
+    return next((c for c in (pod_status(pod).conditions or []) if c.type == kind), None)
 
 
 def is_ready(pod: client.V1Pod) -> bool:
     ready = condition(pod, "Ready")
-    return pod.status.phase == "Running" and ready is not None and ready.status == "True"
+    return pod_status(pod).phase == "Running" and ready is not None and ready.status == "True"
 
 
 def pods(core: client.CoreV1Api, namespace: str, selector: str = "") -> list[client.V1Pod]:
@@ -94,7 +97,7 @@ def unschedulable_message(core: client.CoreV1Api, namespace: str, name: str) -> 
 
 
 def node_pool(core: client.CoreV1Api, node_name: str) -> str | None:
-    return core.read_node(node_name).metadata.labels.get(POOL_LABEL)
+    return labels(core.read_node(node_name)).get(POOL_LABEL)
 
 
 def gone(read: Callable[[], Any]) -> bool:
@@ -112,8 +115,9 @@ def describe_pods(core: client.CoreV1Api, namespace: str) -> str:
     """One line per pod (phase, node, conditions) for assertion messages."""
     lines = []
     for pod in pods(core, namespace):
-        conditions = ", ".join(f"{c.type}={c.status}" for c in pod.status.conditions or [])
-        lines.append(f"{pod.metadata.name}: {pod.status.phase} on {pod.spec.node_name or '-'} [{conditions}]")
+        status = pod_status(pod)
+        conditions = ", ".join(f"{c.type}={c.status}" for c in status.conditions or [])
+        lines.append(f"{meta(pod).name}: {status.phase} on {pod_spec(pod).node_name or '-'} [{conditions}]")
     return "\n".join(lines) or "(no pods)"
 
 

@@ -16,6 +16,18 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.kube import wait_for
+from tests.integration.objects import (
+    custom_object,
+    desired_replicas,
+    labels,
+    limits,
+    meta,
+    node_name,
+    phase,
+    pod_spec,
+    template_spec,
+    typed,
+)
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -29,15 +41,17 @@ LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
 
 
 def example(name: str) -> dict[str, Any]:
-    return yaml.safe_load((REPO / "examples" / name).read_text())
+    manifest = yaml.safe_load((REPO / "examples" / name).read_text())
+    assert isinstance(manifest, dict), f"examples/{name} is not one YAML mapping"
+    return manifest
 
 
 def apply(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return dict(custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
+    return custom_object(custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
 
 
 def get(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    return dict(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+    return custom_object(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -45,6 +59,13 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
         if c["type"] == kind:
             return dict(c)
     return None
+
+
+def require_condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The condition of type `kind`, which the test expects to be there."""
+    found = condition(obj, kind)
+    assert found is not None, f"no {kind} condition in {(obj.get('status') or {}).get('conditions')}"
+    return found
 
 
 def wait_condition(
@@ -64,11 +85,12 @@ def pod_list(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V
 
 
 def node_label(core: client.CoreV1Api, node: str, key: str) -> str | None:
-    return (core.read_node(node).metadata.labels or {}).get(key)
+    return labels(core.read_node(node)).get(key)
 
 
 def secret(core: client.CoreV1Api, namespace: str) -> None:
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "hf-token"}, "stringData": {"token": "hf_x"}})
+    token = typed(client.V1Secret, {"metadata": {"name": "hf-token"}, "stringData": {"token": "hf_x"}})
+    core.create_namespaced_secret(namespace, token)
 
 
 # --- the examples ------------------------------------------------------------------------------------------------
@@ -91,19 +113,20 @@ def test_single_node_example_becomes_available_on_its_pool(
     apply(custom, namespace, body)
     obj = wait_condition(custom, namespace, name, "Available")
     plan = obj["status"]["plan"]
-    assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
+    assert require_condition(obj, "Ready")["status"] == "True"
     deployment = apps.read_namespaced_deployment(name, namespace)
-    container = deployment.spec.template.spec.containers[0]
+    container = template_spec(deployment).containers[0]
     assert container.args == plan["vllmArgs"]
-    assert container.resources.limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
+    assert limits(container)["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
     pods = pod_list(core, namespace, name)
     assert len(pods) == obj["status"]["replicas"] == plan["replicas"]
     for pod in pods:
-        assert node_label(core, pod.spec.node_name, "rightsizer.dev/pool") == plan["pool"]
-        assert node_label(core, pod.spec.node_name, "nvidia.com/gpu.product") == plan["gpuProduct"]
-    owner = deployment.metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.controller) == ("LLMDeployment", name, True)
-    assert deployment.metadata.managed_fields[0].manager == "rightsizer"
+        assert node_label(core, node_name(pod), "rightsizer.dev/pool") == plan["pool"]
+        assert node_label(core, node_name(pod), "nvidia.com/gpu.product") == plan["gpuProduct"]
+    owners, managers = meta(deployment).owner_references, meta(deployment).managed_fields
+    assert owners and managers, meta(deployment)
+    assert (owners[0].kind, owners[0].name, owners[0].controller) == ("LLMDeployment", name, True)
+    assert managers[0].manager == "rightsizer"
 
 
 def test_405b_runs_as_a_leader_worker_set_across_two_h100_nodes(
@@ -118,18 +141,19 @@ def test_405b_runs_as_a_leader_worker_set_across_two_h100_nodes(
     obj = wait_condition(custom, namespace, name, "Available", timeout=120)
     plan = obj["status"]["plan"]
     assert (plan["tensorParallelSize"], plan["pipelineParallelSize"], plan["nodesPerReplica"]) == (8, 2, 2)
-    lws = custom.get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], name)
+    lws = custom_object(custom.get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], name))
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
     pods = pod_list(core, namespace, name)
     assert len(pods) == 2
-    assert len({p.spec.node_name for p in pods}) == 2
-    assert all(node_label(core, p.spec.node_name, "rightsizer.dev/pool") == "h100" for p in pods)
-    assert all(p.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8" for p in pods)
+    assert len({node_name(p) for p in pods}) == 2
+    assert all(node_label(core, node_name(p), "rightsizer.dev/pool") == "h100" for p in pods)
+    assert all(limits(pod_spec(p).containers[0])["nvidia.com/gpu"] == "8" for p in pods)
     # rightsizer's Service (not LWS's headless one) answers on the OpenAI port, selecting only leaders.
-    service = core.read_namespaced_service(name, namespace)
-    assert service.spec.cluster_ip != "None" and service.spec.ports[0].port == 8000
-    assert service.spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
-    assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
+    spec = core.read_namespaced_service(name, namespace).spec
+    assert spec is not None and spec.ports and spec.selector, spec
+    assert spec.cluster_ip != "None" and spec.ports[0].port == 8000
+    assert spec.selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    assert require_condition(obj, "Ready")["status"] == "True"
 
 
 # --- behaviour ---------------------------------------------------------------------------------------------------
@@ -153,7 +177,7 @@ def test_drift_is_restored_and_the_steady_state_writes_nothing(
     wait_condition(custom, namespace, "chat", "Ready")
 
     apps.patch_namespaced_deployment("chat", namespace, {"spec": {"replicas": 3}})
-    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 1, 30, "replicas restored")
+    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 1, 30, "replicas restored")
     core.delete_namespaced_service("chat", namespace)
     wait_for(lambda: core.read_namespaced_service("chat", namespace), 30, "Service recreated")
     wait_condition(custom, namespace, "chat", "Ready")
@@ -170,11 +194,11 @@ def test_drift_is_restored_and_the_steady_state_writes_nothing(
 
 def _resource_versions(
     custom: client.CustomObjectsApi, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
-) -> tuple[str, ...]:
+) -> tuple[str | None, ...]:
     return (
         get(custom, namespace, "chat")["metadata"]["resourceVersion"],
-        apps.read_namespaced_deployment("chat", namespace).metadata.resource_version,
-        core.read_namespaced_service("chat", namespace).metadata.resource_version,
+        meta(apps.read_namespaced_deployment("chat", namespace)).resource_version,
+        meta(core.read_namespaced_service("chat", namespace)).resource_version,
     )
 
 
@@ -187,21 +211,21 @@ def test_spec_change_replans_and_rolls_the_pods(
 ) -> None:
     apply(custom, namespace, small())
     before = wait_condition(custom, namespace, "chat", "Ready")["status"]["plan"]
-    old_pods = {p.metadata.name for p in pod_list(core, namespace, "chat")}
+    old_pods = {meta(p).name for p in pod_list(core, namespace, "chat")}
     custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"serving": {"maxModelLen": 8192}}}
     )
     after = wait_condition(custom, namespace, "chat", "Ready")["status"]["plan"]
     assert before["maxModelLen"] == 32768 and after["maxModelLen"] == 8192
     wait_for(
-        lambda: "8192" in apps.read_namespaced_deployment("chat", namespace).spec.template.spec.containers[0].args,
+        lambda: "8192" in (template_spec(apps.read_namespaced_deployment("chat", namespace)).containers[0].args or []),
         30,
         "new args",
     )
     wait_for(
         lambda: (
-            {p.metadata.name for p in pod_list(core, namespace, "chat")}.isdisjoint(old_pods)
-            and all(p.status.phase == "Running" for p in pod_list(core, namespace, "chat"))
+            {meta(p).name for p in pod_list(core, namespace, "chat")}.isdisjoint(old_pods)
+            and all(phase(p) == "Running" for p in pod_list(core, namespace, "chat"))
         ),
         60,
         "pods replaced",
@@ -214,15 +238,15 @@ def test_scale_subresource(
     apply(custom, namespace, small())
     wait_condition(custom, namespace, "chat", "Ready")
     custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 3}})
-    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 3, 30, "3 replicas")
+    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 3, 30, "3 replicas")
     obj = wait_for(
         lambda: (o := get(custom, namespace, "chat"))["status"].get("readyReplicas") == 3 and o, 60, "3 ready"
     )
     assert obj["status"]["replicas"] == 3
-    scale = custom.get_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat")
+    scale = custom_object(custom.get_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat"))
     assert scale["status"]["replicas"] == 3 and "app.kubernetes.io/instance=chat" in scale["status"]["selector"]
     custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 9}})
-    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 4, 30, "clamped to max 4")
+    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 4, 30, "clamped to max 4")
 
 
 def test_impossible_spec_is_a_condition_and_running_replicas_stay(
@@ -245,12 +269,12 @@ def test_impossible_spec_is_a_condition_and_running_replicas_stay(
         GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"gpu": {"tensorParallelSize": 3}}}
     )
     obj = wait_condition(custom, namespace, "chat", "Sized", "False")
-    assert "spec.gpu.tensorParallelSize" in condition(obj, "Sized")["message"]  # type: ignore[index]
-    assert condition(obj, "Degraded")["status"] == "True"  # type: ignore[index]
-    assert condition(obj, "Available")["status"] == "True"  # type: ignore[index]
+    assert "spec.gpu.tensorParallelSize" in require_condition(obj, "Sized")["message"]
+    assert require_condition(obj, "Degraded")["status"] == "True"
+    assert require_condition(obj, "Available")["status"] == "True"
     time.sleep(RESYNC_SECONDS + 1)
-    assert apps.read_namespaced_deployment("chat", namespace).metadata.resource_version == (
-        deployment.metadata.resource_version
+    assert meta(apps.read_namespaced_deployment("chat", namespace)).resource_version == (
+        meta(deployment).resource_version
     )
 
 
@@ -272,9 +296,9 @@ def test_pool_out_of_gpus_is_reported(
         60,
         f"the {nodes} replicas that fit to be ready",
     )
-    assert condition(obj, "Degraded")["reason"] == "Unschedulable"  # type: ignore[index]
-    assert "Insufficient nvidia.com/gpu" in condition(obj, "Degraded")["message"]  # type: ignore[index]
-    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert require_condition(obj, "Degraded")["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in require_condition(obj, "Degraded")["message"]
+    assert require_condition(obj, "Ready")["status"] == "False"
 
 
 def test_deleting_the_llmdeployment_collects_its_children(
@@ -329,7 +353,7 @@ def test_operator_killed_mid_reconcile_converges_after_restart(
     obj = wait_condition(custom, namespace, "chat", "Ready")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 1
     assert obj["status"]["readyReplicas"] == 2
-    assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2
+    assert desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 2
 
 
 def test_converges_after_an_api_server_restart(
@@ -346,7 +370,7 @@ def test_converges_after_an_api_server_restart(
         GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": {"min": 2, "max": 4}}}
     )
     wait_for(
-        lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2,
+        lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 2,
         90,
         "operator reacted after the restart",
     )
