@@ -14,6 +14,9 @@ from rightsizer.model.memory import EngineSettings
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO.parent / "shared" / "data" / "calibration" / "vllm-0.19.0-h100.csv"
 LOCAL_CSV = REPO / "tests" / "data" / "vllm-0.19.0-h100.csv"
+# The other 29 successful starts of the same sweep (llm-d-incubation/llm-d-planner@a95e9f6,
+# accuracy/results/v0.19.0/results_raw.csv): architectures never calibrated on, compared but never fitted to.
+HELD_OUT_CSV = REPO / "tests" / "data" / "vllm-0.19.0-h100-heldout.csv"
 
 # Quantized checkpoints in the sweep, by the catalog model that has their architecture.
 CHECKPOINTS: dict[str, tuple[str, WeightFormat, int | None]] = {
@@ -29,6 +32,9 @@ CHECKPOINTS: dict[str, tuple[str, WeightFormat, int | None]] = {
         WeightFormat.W8A8,
         None,
     ),
+    # Held-out rows.
+    "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic": ("Qwen/Qwen2.5-7B-Instruct", WeightFormat.FP8, None),
+    "RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8": ("Qwen/Qwen2.5-7B-Instruct", WeightFormat.W8A8, None),
 }
 
 
@@ -52,15 +58,30 @@ def csv_path() -> Path:
 
 
 def points(path: Path | None = None) -> list[CalibrationPoint]:
-    with (path or csv_path()).open() as handle:
+    found, missing = _read(path or csv_path())
+    assert not missing, missing
+    return found
+
+
+def held_out_points() -> tuple[list[CalibrationPoint], list[str]]:
+    """The held-out starts rightsizer can size offline, and the models it cannot (no catalog config.json)."""
+    return _read(HELD_OUT_CSV)
+
+
+def _read(path: Path) -> tuple[list[CalibrationPoint], list[str]]:
+    with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    result = []
+    result, missing = [], []
     for row in rows:
         model, fmt, group = CHECKPOINTS.get(row["model"], (row["model"], WeightFormat.NONE, None))
         if row["quantization"] == "fp8":  # --quantization fp8: online quantization of a bf16 checkpoint
             fmt = WeightFormat.FP8
+        elif row["quantization"] == "mxfp4":  # gpt-oss: the checkpoint's MXFP4 experts
+            fmt = WeightFormat.MXFP4
         config = catalog.lookup(model)
-        assert config is not None, model
+        if config is None:
+            missing.append(row["model"])
+            continue
         settings = EngineSettings(
             tensor_parallel_size=int(row["tp"]),
             pipeline_parallel_size=int(row["pp"]),
@@ -74,4 +95,4 @@ def points(path: Path | None = None) -> list[CalibrationPoint]:
             group_size=group,
         )
         result.append(CalibrationPoint(row, parse(config), settings))
-    return result
+    return result, missing

@@ -10,6 +10,8 @@ Baselines:
                  the model with grouped-query attention
   azure-formula  the ND H200 v5 article's formula: batch × seq × 2 × layers × heads × head_dim × bytes, on the
                  marketing memory (80 GB) minus P × bytes; counts every attention head (no GQA)
+Held out: the sweep's other 29 starts (tests/data/vllm-0.19.0-h100-heldout.csv: architectures never calibrated on),
+each row printed with rightsizer's signed token error; models without a catalog config.json are listed, not sized.
 KV GiB errors of pipeline-parallel rows compare the binding (last) stage with the log's stage-0 figure, so they
 include the real difference between stages (about 0.9 GiB).
 """
@@ -23,11 +25,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.calibration_set import CHECKPOINTS, CalibrationPoint, csv_path, points
+from bench.calibration_set import CHECKPOINTS, HELD_OUT_CSV, CalibrationPoint, csv_path, held_out_points, points
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
@@ -182,6 +185,32 @@ def accuracy() -> dict[str, dict[str, float]]:
     return summary
 
 
+def held_out() -> dict[str, object]:
+    """rightsizer against the held-out starts, row by row (signed: positive predicts more KV than vLLM logged)."""
+    pts, missing = held_out_points()
+    rows = []
+    for point in pts:
+        predicted = rightsizer(point)
+        logged = float(point.row["kv_cache_tokens"])
+        rows.append(
+            {
+                "label": point.label,
+                "loggedTokens": int(logged),
+                "predictedTokens": int(predicted.tokens),
+                "tokensErrPct": (predicted.tokens - logged) / logged * 100,
+                "kvGiBErr": predicted.kv_gib - float(point.row["kv_cache_memory_gib"]),
+            }
+        )
+    errors = [abs(float(r["tokensErrPct"])) for r in rows]
+    return {
+        "points": len(rows),
+        "rows": rows,
+        "tokensMeanAbsErrPct": statistics.fmean(errors),
+        "tokensMaxAbsErrPct": max(errors),
+        "noConfig": sorted(set(missing)),
+    }
+
+
 def _time_plans(runs: int, cold: bool) -> list[float]:
     name = "meta-llama/Llama-3.1-405B-Instruct"
     facts: ModelFacts = parse(catalog.lookup(name) or {})
@@ -215,7 +244,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--runs", type=int, default=30, help="plan() timing runs")
     args = parser.parse_args()
-    result = {"calibration": str(csv_path()), "accuracy": accuracy(), "planLatency": plan_latency(args.runs)}
+    result = {
+        "calibration": str(csv_path()),
+        "accuracy": accuracy(),
+        "heldOut": held_out(),
+        "planLatency": plan_latency(args.runs),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -231,6 +265,7 @@ def main() -> int:
             f"{row['kvGiBMeanAbsErr']:17.2f} {row['kvGiBMaxAbsErr']:16.2f}"
             + ("" if name == "rightsizer" else f"   ({row['tokensMeanAbsErrPct'] / base:,.0f}x rightsizer's error)")
         )
+    _print_held_out(result["heldOut"])
     lat = result["planLatency"]
     print(
         f"plan() for Llama-3.1-405B over {len(default_pools())} GPU products, {lat['runs']} runs each: cold median "
@@ -238,6 +273,23 @@ def main() -> int:
         f"(target < {lat['targetMs']:.0f} ms)"
     )
     return 0
+
+
+def _print_held_out(held: dict[str, Any]) -> None:
+    print(
+        f"held out: {HELD_OUT_CSV.name} ({held['points']} starts sized, "
+        f"{len(held['noConfig'])} models not in the catalog)"
+    )
+    print(f"{'start':84s} {'logged tokens':>13s} {'predicted':>10s} {'tokens err':>10s} {'KV GiB err':>10s}")
+    for row in held["rows"]:
+        print(
+            f"{row['label']:84s} {row['loggedTokens']:13,d} {row['predictedTokens']:10,d} "
+            f"{row['tokensErrPct']:+9.2f}% {row['kvGiBErr']:+10.2f}"
+        )
+    print(
+        f"held out, rightsizer: tokens mean|err| {held['tokensMeanAbsErrPct']:.2f}%, "
+        f"max|err| {held['tokensMaxAbsErrPct']:.2f}%; not sized (no config): {', '.join(held['noConfig'])}"
+    )
 
 
 if __name__ == "__main__":
