@@ -12,6 +12,7 @@ import yaml
 from kubernetes import client
 
 from tests.integration.kube import current_context
+from tests.integration.objects import typed
 
 
 def service_account_kubeconfig(
@@ -19,9 +20,10 @@ def service_account_kubeconfig(
 ) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount with a short-lived token from the TokenRequest API
     (what the kubelet mounts into the operator's pod), against the same API server and CA as the admin one."""
-    token = core.create_namespaced_service_account_token(
-        service_account, namespace, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    request = typed(client.AuthenticationV1TokenRequest, {"spec": {"expirationSeconds": 3600}})
+    issued = core.create_namespaced_service_account_token(service_account, namespace, request).status
+    assert issued is not None, f"no token issued for ServiceAccount {namespace}/{service_account}"
+    token = issued.token
     context_name, server = current_context(admin_kubeconfig)
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     context = next(c["context"] for c in admin["contexts"] if c["name"] == context_name)

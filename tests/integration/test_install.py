@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.chart.render import CHART, HelmError, OperatorContainer, helm
 from tests.integration.conftest import NAMESPACE_LABEL
 from tests.integration.helm import forbidden_lines, json_lines, service_account_kubeconfig
 from tests.integration.kube import gone, wait_for
+from tests.integration.objects import custom_object, desired_replicas, meta, template_spec, typed
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess, free_port
 from tests.integration.test_operator import GROUP, LWS, PLURAL, VERSION, example, wait_condition
 
@@ -59,7 +61,7 @@ class Release:
 
 
 def _create_namespace(core: client.CoreV1Api, name: str) -> None:
-    core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
 
 
@@ -105,7 +107,11 @@ def release(
                 if err.status != 404:
                     raise
         for ns in (apps, namespace):
-            wait_for(lambda ns=ns: gone(lambda: core.read_namespace(ns)), 120, f"namespace {ns} to be deleted")
+            wait_for(partial(_namespace_deleted, core, ns), 120, f"namespace {ns} to be deleted")
+
+
+def _namespace_deleted(core: client.CoreV1Api, name: str) -> bool:
+    return gone(lambda: core.read_namespace(name))
 
 
 def subprocess_helm_uninstall(name: str, namespace: str, kubeconfig: str) -> None:
@@ -231,26 +237,29 @@ def test_the_operator_runs_as_the_chart_service_account(
     core: client.CoreV1Api,
     kubeconfig: str,
 ) -> None:
-    review = client.AuthenticationV1Api(sa_api).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
+    review = client.AuthenticationV1Api(sa_api).create_self_subject_review(
+        typed(client.V1SelfSubjectReview, {"apiVersion": "authentication.k8s.io/v1"})
+    )
+    assert review.status is not None and review.status.user_info is not None, review
     assert review.status.user_info.username == f"system:serviceaccount:{release.namespace}:{release.service_account}"
     assert httpx.get(operator_as_sa.health_url, timeout=5).status_code == 200
     # Self-managed TLS, with the ServiceAccount's rights: the Secret in the release namespace, its CA in both
     # webhook configurations.
     secret = core.read_namespaced_secret(f"{release.fullname}-webhook-tls", release.namespace)
-    assert secret.type == "kubernetes.io/tls"
+    assert secret.type == "kubernetes.io/tls" and secret.data is not None, secret.type
+    ca = base64.b64decode(secret.data["ca.crt"])
     admission = client.AdmissionregistrationV1Api(api_client)
-    configurations = [
-        admission.read_validating_webhook_configuration(release.fullname),
-        admission.read_mutating_webhook_configuration(release.fullname),
-    ]
-    for configuration in configurations:
-        for webhook in configuration.webhooks:
-            assert base64.b64decode(webhook.client_config.ca_bundle) == base64.b64decode(secret.data["ca.crt"])
-            assert webhook.client_config.url.startswith(f"https://127.0.0.1:{release.webhook_port}/")
+    validating = admission.read_validating_webhook_configuration(release.fullname).webhooks or []
+    mutating = admission.read_mutating_webhook_configuration(release.fullname).webhooks or []
+    assert validating and mutating, "the chart registers webhooks in both configurations"
+    for client_config in [w.client_config for w in validating] + [w.client_config for w in mutating]:
+        assert client_config.ca_bundle is not None and client_config.url is not None, client_config
+        assert base64.b64decode(client_config.ca_bundle) == ca
+        assert client_config.url.startswith(f"https://127.0.0.1:{release.webhook_port}/")
     # The chart renders no caBundle, so an upgrade (Helm's three-way merge) keeps the one the operator wrote.
     helm("upgrade", release.name, str(CHART), "-n", release.namespace, "-f", str(release.values), kubeconfig=kubeconfig)
-    kept = admission.read_validating_webhook_configuration(release.fullname).webhooks[0].client_config.ca_bundle
-    assert base64.b64decode(kept) == base64.b64decode(secret.data["ca.crt"])
+    kept = (admission.read_validating_webhook_configuration(release.fullname).webhooks or [])[0].client_config
+    assert kept.ca_bundle is not None and base64.b64decode(kept.ca_bundle) == ca
 
 
 def test_an_example_with_a_token_secret_becomes_ready(
@@ -260,14 +269,15 @@ def test_an_example_with_a_token_secret_becomes_ready(
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
 ) -> None:
-    core.create_namespaced_secret(release.apps, {"metadata": {"name": "hf-token"}, "stringData": {"token": "hf_x"}})
+    token = typed(client.V1Secret, {"metadata": {"name": "hf-token"}, "stringData": {"token": "hf_x"}})
+    core.create_namespaced_secret(release.apps, token)
     body = llmd("chat", serving={**example("llama-3.1-8b-h200.yaml")["spec"]["serving"]})
     body["spec"]["serving"]["hfTokenSecretRef"] = {"name": "hf-token", "key": "token"}  # read by name (rbac)
     create(custom, release.apps, body)
     obj = wait_condition(custom, release.apps, "chat", "Ready")
     deployment = apps.read_namespaced_deployment("chat", release.apps)
-    assert deployment.spec.template.spec.containers[0].args == obj["status"]["plan"]["vllmArgs"]
-    assert {m.manager for m in deployment.metadata.managed_fields} >= {"rightsizer"}
+    assert template_spec(deployment).containers[0].args == obj["status"]["plan"]["vllmArgs"]
+    assert {m.manager for m in meta(deployment).managed_fields or []} >= {"rightsizer"}
     events = core.list_namespaced_event(release.apps, field_selector="involvedObject.name=chat").items
     assert any(e.reason == "Planned" for e in events), [e.reason for e in events]
     assert_never_refused(operator_as_sa)
@@ -280,7 +290,8 @@ def test_a_token_secret_it_may_not_read_is_a_condition_that_names_the_fix(
 
     The model is not in the built-in catalog, so its config.json must come from the Hub, which is when the token is
     read (a catalog model never needs it). The 403 comes before any request to the Hub."""
-    core.create_namespaced_secret(release.apps, {"metadata": {"name": "my-token"}, "stringData": {"token": "hf_x"}})
+    token = typed(client.V1Secret, {"metadata": {"name": "my-token"}, "stringData": {"token": "hf_x"}})
+    core.create_namespaced_secret(release.apps, token)
     body = llmd("locked", model={"name": "acme/private-llama-8b"})
     body["spec"]["serving"]["hfTokenSecretRef"] = {"name": "my-token", "key": "token"}
     create(custom, release.apps, body)
@@ -294,9 +305,8 @@ def test_a_model_config_from_a_config_map(
     release: Release, operator_as_sa: ChartOperator, custom: client.CustomObjectsApi, core: client.CoreV1Api
 ) -> None:
     config_json = Path(__file__).parents[2] / "operator/rightsizer/facts/models/meta-llama--Llama-3.1-8B-Instruct.json"
-    core.create_namespaced_config_map(
-        release.apps, {"metadata": {"name": "custom-config"}, "data": {"config.json": config_json.read_text()}}
-    )
+    config_map = {"metadata": {"name": "custom-config"}, "data": {"config.json": config_json.read_text()}}
+    core.create_namespaced_config_map(release.apps, typed(client.V1ConfigMap, config_map))
     model = {"name": "acme/llama-8b-finetune", "configMapRef": {"name": "custom-config", "key": "config.json"}}
     create(custom, release.apps, llmd("custom", model=model, replicas={"min": 1, "max": 2}))
     obj = wait_condition(custom, release.apps, "custom", "Ready")
@@ -327,7 +337,7 @@ def test_policy_is_enforced_through_the_registered_webhook(
     create(custom, release.apps, llmd("within", replicas={"min": 1, "max": 2}))
     # Admission writes nothing to the cluster (its GPU reservations stay in the operator's memory): no quota Lease.
     leases = client.CoordinationV1Api(api_client).list_namespaced_lease(release.apps).items
-    assert not [lease.metadata.name for lease in leases if lease.metadata.name == "rightsizer-gpu-quota"]
+    assert not [meta(lease).name for lease in leases if meta(lease).name == "rightsizer-gpu-quota"]
     wait_condition(custom, release.apps, "within", "Ready")
     assert_never_refused(operator_as_sa)
 
@@ -363,7 +373,7 @@ def test_the_autoscalers_writes_are_allowed(
     obj = wait_condition(custom, release.apps, "scaled", "Ready")
     kube = Kube(sa_api)
     kube.scale(API_VERSION, "LLMDeployment", release.apps, "scaled", 2)  # spec.replicas.desired via /scale
-    wait_for(lambda: apps.read_namespaced_deployment("scaled", release.apps).spec.replicas == 2, 30, "2 replicas")
+    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("scaled", release.apps)) == 2, 30, "2 replicas")
     kube.post_event(obj, type_="Normal", reason="ScaledUp", message="e2e", now=obj["metadata"]["creationTimestamp"])
     events = core.list_namespaced_event(release.apps, field_selector="involvedObject.name=scaled").items
     assert any(e.reason == "ScaledUp" for e in events)
@@ -382,6 +392,11 @@ def _forbidden_requests(release: Release) -> list[tuple[str, Callable[[client.Ap
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
         },
     }
+    escalation = {
+        "metadata": {"name": f"{release.name}-escalate"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": release.service_account, "namespace": release.namespace}],
+    }
     return [
         (
             "change an LLMDeployment's spec (it only writes status, so Argo CD never sees drift)",
@@ -391,7 +406,9 @@ def _forbidden_requests(release: Release) -> list[tuple[str, Callable[[client.Ap
         ),
         (
             "create a Deployment in a namespace it does not watch",
-            lambda api: client.AppsV1Api(api).create_namespaced_deployment("default", deployment),
+            lambda api: client.AppsV1Api(api).create_namespaced_deployment(
+                "default", typed(client.V1Deployment, deployment)
+            ),
         ),
         (
             "list the LLMDeployments of a namespace it does not watch",
@@ -412,17 +429,7 @@ def _forbidden_requests(release: Release) -> list[tuple[str, Callable[[client.Ap
         (
             "grant itself more rights",
             lambda api: client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
-                {
-                    "metadata": {"name": f"{release.name}-escalate"},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": "cluster-admin",
-                    },
-                    "subjects": [
-                        {"kind": "ServiceAccount", "name": release.service_account, "namespace": release.namespace}
-                    ],
-                }
+                typed(client.V1ClusterRoleBinding, escalation)
             ),
         ),
         (
@@ -437,7 +444,9 @@ def _forbidden_requests(release: Release) -> list[tuple[str, Callable[[client.Ap
 def test_writes_and_reads_outside_its_rules_are_refused(
     release: Release, sa_api: client.ApiClient, core: client.CoreV1Api
 ) -> None:
-    core.create_namespaced_secret(release.apps, {"metadata": {"name": "other"}, "stringData": {"k": "v"}})
+    core.create_namespaced_secret(
+        release.apps, typed(client.V1Secret, {"metadata": {"name": "other"}, "stringData": {"k": "v"}})
+    )
     allowed = []
     for what, request in _forbidden_requests(release):
         try:
@@ -452,7 +461,7 @@ def test_writes_and_reads_outside_its_rules_are_refused(
 
 
 def _peers(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
-    body = custom.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", PEERING)
+    body = custom_object(custom.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", PEERING))
     return dict(body.get("status") or {})
 
 

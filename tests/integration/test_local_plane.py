@@ -23,6 +23,7 @@ from tests.integration.kube import (
     unschedulable_message,
     wait_for,
 )
+from tests.integration.objects import available_replicas, custom_object, labels, meta, node_name, phase, pod_spec, typed
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +32,19 @@ LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderwo
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
 
 
-def deployment(name: str, pod_spec: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
+def deployment(name: str, template: dict[str, Any], replicas: int = 1) -> client.V1Deployment:
+    selector = {"app": name}
+    manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": selector}, "spec": template},
         },
     }
+    return typed(client.V1Deployment, manifest)
 
 
 def test_gpu_deployment_lands_on_an_h200_node_and_becomes_ready(
@@ -52,14 +54,15 @@ def test_gpu_deployment_lands_on_an_h200_node_and_becomes_ready(
     apps.create_namespaced_deployment(namespace, deployment("llm", spec))
 
     wait_for(
-        lambda: (apps.read_namespaced_deployment("llm", namespace).status.available_replicas or 0) == 1,
+        lambda: available_replicas(apps.read_namespaced_deployment("llm", namespace)) == 1,
         90,
         "Deployment llm to have 1 available replica",
     )
     [pod] = ready_pods(core, namespace, "app=llm", 1) or pytest.fail(describe_pods(core, namespace))
-    node = core.read_node(pod.spec.node_name)
-    assert node.metadata.labels["rightsizer.dev/pool"] == "h200"
-    assert node.metadata.labels[GPU_PRODUCT_LABEL] == "NVIDIA-H200"
+    node = core.read_node(node_name(pod))
+    assert labels(node)["rightsizer.dev/pool"] == "h200"
+    assert labels(node)[GPU_PRODUCT_LABEL] == "NVIDIA-H200"
+    assert node.status is not None and node.status.allocatable is not None, node.status
     assert node.status.allocatable["nvidia.com/gpu"] == "8"
 
 
@@ -68,19 +71,19 @@ def test_pod_asking_for_more_gpus_than_any_node_has_stays_pending(core: client.C
         "metadata": {"name": "too-big"},
         "spec": {"containers": [gpu_container(16)], "tolerations": [GPU_TOLERATION]},
     }
-    core.create_namespaced_pod(namespace, pod)
+    core.create_namespaced_pod(namespace, typed(client.V1Pod, pod))
 
     message = wait_for(lambda: unschedulable_message(core, namespace, "too-big"), 60, "the scheduler to give up")
     assert "Insufficient nvidia.com/gpu" in message
     pod_now = core.read_namespaced_pod("too-big", namespace)
-    assert pod_now.status.phase == "Pending"
-    assert pod_now.spec.node_name is None
+    assert phase(pod_now) == "Pending"
+    assert pod_spec(pod_now).node_name is None
 
 
 def test_pod_without_the_gpu_toleration_is_kept_off_gpu_nodes(core: client.CoreV1Api, namespace: str) -> None:
     """The pools' NoSchedule taint works: a GPU pod that forgets the toleration never lands."""
     pod = {"metadata": {"name": "no-toleration"}, "spec": {"containers": [gpu_container(1)], "nodeSelector": H200}}
-    core.create_namespaced_pod(namespace, pod)
+    core.create_namespaced_pod(namespace, typed(client.V1Pod, pod))
 
     message = wait_for(lambda: unschedulable_message(core, namespace, "no-toleration"), 60, "the scheduler to give up")
     assert "untolerated taint" in message
@@ -88,9 +91,10 @@ def test_pod_without_the_gpu_toleration_is_kept_off_gpu_nodes(core: client.CoreV
 
 def test_deleting_an_owner_deletes_its_dependents(core: client.CoreV1Api, namespace: str) -> None:
     """The controller-manager's garbage collector follows ownerReferences."""
-    owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
-    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "dependent", "ownerReferences": [reference]}})
+    owner = core.create_namespaced_config_map(namespace, typed(client.V1ConfigMap, {"metadata": {"name": "owner"}}))
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": meta(owner).uid}
+    dependent = {"metadata": {"name": "dependent", "ownerReferences": [reference]}}
+    core.create_namespaced_config_map(namespace, typed(client.V1ConfigMap, dependent))
 
     core.delete_namespaced_config_map("owner", namespace)
 
@@ -124,14 +128,14 @@ def test_leaderworkerset_of_two_lands_on_two_h200_nodes(
     custom.create_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, lws)
 
     group = wait_for(lambda: ready_pods(core, namespace, f"{LWS_NAME_LABEL}=llm", 2), 120, "2 ready LWS pods")
-    nodes = {pod.spec.node_name for pod in group}
+    nodes = {node_name(pod) for pod in group}
     assert len(nodes) == 2, describe_pods(core, namespace)
     assert {node_pool(core, node) for node in nodes} == {"h200"}
     # LWS's pod webhook ran (it stamps the group index), and the controller saw the group become ready.
-    assert all(pod.metadata.labels.get("leaderworkerset.sigs.k8s.io/group-index") == "0" for pod in group)
+    assert all(labels(pod).get("leaderworkerset.sigs.k8s.io/group-index") == "0" for pod in group)
     wait_for(
         lambda: (
-            custom.get_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, "llm")
+            custom_object(custom.get_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, "llm"))
             .get("status", {})
             .get("readyReplicas")
             == 1

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.kube import GPU_PRODUCT_LABEL, GPU_TOLERATION, gpu_container, node_pool, ready_pods, wait_for
+from tests.integration.objects import node_name, typed
 from tests.integration.plane import LocalPlane
 
 pytestmark = pytest.mark.integration
@@ -76,47 +77,47 @@ def test_api_server_calls_a_webhook_served_with_the_planes_webhook_cert(
     """The contract for rightsizer's kopf webhook: pki/webhook.{crt,key} served on 127.0.0.1, caBundle = pki/ca.crt."""
     admission = client.AdmissionregistrationV1Api(api_client)
     name = f"test-deny-{namespace}"
-    admission.create_validating_webhook_configuration(
-        {
-            "metadata": {"name": name},
-            "webhooks": [
-                {
-                    "name": "deny.test.rightsizer.dev",
-                    "clientConfig": {
-                        "url": webhook_server,
-                        "caBundle": base64.b64encode(local_plane.ca.read_bytes()).decode(),
-                    },
-                    "rules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE"],
-                            "resources": ["configmaps"],
-                        }
-                    ],
-                    # Only labelled objects in this test's namespace: nothing else in the cluster is affected.
-                    "objectSelector": {"matchLabels": {DENY_LABEL: "true"}},
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "failurePolicy": "Fail",
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                    "timeoutSeconds": 5,
-                }
-            ],
-        }
-    )
+    configuration = {
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "deny.test.rightsizer.dev",
+                "clientConfig": {
+                    "url": webhook_server,
+                    "caBundle": base64.b64encode(local_plane.ca.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["configmaps"],
+                    }
+                ],
+                # Only labelled objects in this test's namespace: nothing else in the cluster is affected.
+                "objectSelector": {"matchLabels": {DENY_LABEL: "true"}},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+            }
+        ],
+    }
+    admission.create_validating_webhook_configuration(typed(client.V1ValidatingWebhookConfiguration, configuration))
     try:
         denied = wait_for(lambda: create_denied(core, namespace), 30, "the API server to call the test webhook")
         assert denied.status == 403
-        assert "test webhook saw probe" in denied.body
-        core.create_namespaced_config_map(namespace, {"metadata": {"name": "unlabelled"}})  # not intercepted
+        assert "test webhook saw probe" in (denied.body or "")
+        unlabelled = typed(client.V1ConfigMap, {"metadata": {"name": "unlabelled"}})
+        core.create_namespaced_config_map(namespace, unlabelled)  # not intercepted
     finally:
         admission.delete_validating_webhook_configuration(name)
 
 
 def create_denied(core: client.CoreV1Api, namespace: str) -> ApiException | None:
     """Tries to create a labelled ConfigMap; returns the denial once the webhook configuration is in effect."""
-    probe = {"metadata": {"name": "probe", "labels": {DENY_LABEL: "true"}}}
+    probe = typed(client.V1ConfigMap, {"metadata": {"name": "probe", "labels": {DENY_LABEL: "true"}}})
     try:
         core.create_namespaced_config_map(namespace, probe)
     except ApiException as exc:
@@ -142,7 +143,7 @@ def test_controllers_and_scheduler_recover_after_an_api_server_restart(
         "metadata": {"name": "after-restart"},
         "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
     }
-    apps.create_namespaced_deployment(namespace, deployment)
+    apps.create_namespaced_deployment(namespace, typed(client.V1Deployment, deployment))
 
     [pod] = wait_for(lambda: ready_pods(core, namespace, "app=after-restart", 1), 120, "a ready pod after the restart")
-    assert node_pool(core, pod.spec.node_name) == "h100"
+    assert node_pool(core, node_name(pod)) == "h100"
