@@ -23,7 +23,13 @@ def replica(tp: int = 1, pp: int = 1) -> Replica:
 def test_unit_factors_are_the_model_bit_for_bit(shape: tuple[int, int]) -> None:
     r = replica(*shape)
     same = r.scaled(1.0, 1.0)
-    for args in [(0, 0.0, 4000, 0.0, 1), (64, 1500.0), (64, 1500.0, 2000, 4096, 2.0), (1, 10.0, 1, 0.0, None)]:
+    cases: list[tuple[float, float, float, float, float | None]] = [
+        (0, 0.0, 4000, 0.0, 1),
+        (64, 1500.0, 0.0, 0.0, None),
+        (64, 1500.0, 2000, 4096, 2.0),
+        (1, 10.0, 1, 0.0, None),
+    ]
+    for args in cases:
         assert same.step_times(*args) == r.step_times(*args)
 
 
