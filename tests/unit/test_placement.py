@@ -134,6 +134,24 @@ ROWS = {
     "a scale-down removes the primary's Pending pods, so the overflow shrinks first": Row(
         (ready("a", 900), pending("b", 400)), 2, 1, Reason.PRIMARY_POOL_FULL, desired=2
     ),
+    # A scale-down of spec.replicas.desired, in the pass that lowers it: the primary workload still has the pods
+    # it is about to delete (its ReplicaSet deletes unscheduled pods first), so the overflow shrinks first.
+    "scale-down 3 -> 2: the Pending probe goes, the overflow with it": Row(
+        (ready("a", 900), ready("b", 900), pending("c", 400)), 1, 0, Reason.OVERFLOW_NOT_NEEDED, desired=2
+    ),
+    "scale-down 3 -> 2 while two are stuck: the overflow loses one, the primary none": Row(
+        (ready("a", 900), pending("b", 400), pending("c", 400)), 2, 1, Reason.PRIMARY_POOL_FULL, desired=2
+    ),
+    "scale-down 3 -> 1 while two are stuck: the overflow goes, the primary's Ready replica stays": Row(
+        (ready("a", 900), pending("b", 400), pending("c", 400)), 2, 0, Reason.OVERFLOW_NOT_NEEDED, desired=1
+    ),
+    "scale-down 4 -> 2 as two run out of room: no overflow for pods about to go": Row(
+        (ready("a", 900), ready("b", 900), pending("c", 400), pending("d", 400)),
+        0,
+        0,
+        Reason.OVERFLOW_NOT_NEEDED,
+        desired=2,
+    ),
     "never more than desired": Row((pending("a", 400), pending("b", 400)), 5, 2, Reason.PRIMARY_POOL_FULL, desired=2),
     "a taint no pool cures is not a lack of room": Row(
         (ready("a", 900), pending("b", 400, TAINTED)), 0, 0, Reason.OVERFLOW_NOT_NEEDED
@@ -172,6 +190,20 @@ def test_decide(row: Row) -> None:
     assert placement.primary_replicas == row.desired  # the primary always asks for every replica: its probe
     assert placement.condition[1] == row.reason
     assert placement.condition[0] is (row.overflow > 0)
+
+
+def test_a_scale_down_of_a_leaderworkerset_keeps_the_lowest_groups() -> None:
+    """Its leader StatefulSet removes the highest group indices: a stuck group 1 stays at desired 2, a stuck
+    group 2 goes."""
+
+    def group(index: str, pod: JSON) -> JSON:
+        pod["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/group-index"] = index
+        return pod
+
+    stuck_last = (group("0", ready("a", 900)), group("1", ready("b", 900)), group("2", pending("c", 400)))
+    assert decide(PlacementInputs(2, "h200", OPEN, stuck_last, 1, NOW, GRACE, RETURN)).overflow_replicas == 0
+    stuck_middle = (group("0", ready("a", 900)), group("1", pending("b", 400)), group("2", ready("c", 900)))
+    assert decide(PlacementInputs(2, "h200", OPEN, stuck_middle, 1, NOW, GRACE, RETURN)).overflow_replicas == 1
 
 
 def test_covered_pods_are_the_stuck_ones_only_while_overflowing() -> None:

@@ -5,10 +5,12 @@ Per deployment and pass (every RIGHTSIZER_AUTOSCALE_INTERVAL_SECONDS, started by
 1. gate: spec.autoscaling.enabled, an SLO target, replicas.max > replicas.min, a plan in status, and the policy
    verdict the reconciler reaches (a spec that violates policy is neither planned nor scaled);
 2. observe: the metrics source's window (Prometheus or the pods' /metrics), and the replica counts: `current` is
-   spec.replicas.desired (else status.replicas), `starting` is current minus the workload's ready replicas — those
-   still count as capacity on the way;
+   spec.replicas.desired (else status.replicas), `starting` is current minus the workloads' ready replicas (the
+   primary's and the overflow pool's) — those still count as capacity on the way;
 3. targets: spec.slo, max-num-seqs, and the performance model's capacity of one replica within the SLO for the
-   lengths observed in the window (rightsizer.perf.in_force);
+   lengths observed in the window (rightsizer.perf.in_force); while replicas overflow onto the next pool, each
+   pool's replicas (their pods' rightsizer.dev/pool label) count at that pool's own plan's capacity
+   (rightsizer.scaling.capacity);
 4. decide (rightsizer.scaling.decision.decide, pure) within spec.replicas and the policies' bounds
    (policy.replica_bounds, then policy.bound_recommendation, exactly as the reconciler bounds replicas);
 5. act: a changed count is written to spec.replicas.desired through the scale subresource — the reconciler turns it
@@ -50,11 +52,14 @@ from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.controller import metrics
 from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.errors import RightsizerError
+from rightsizer.kube.placement import count_on_pool, overflow_target
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
 from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, replica_of, slo_of
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
+from rightsizer.policy.assessment import Assessment
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
+from rightsizer.scaling.capacity import PoolCapacity, PoolShare, pool_capacity
 from rightsizer.scaling.decision import Decision, ScalerState, decide
 from rightsizer.scaling.performance import (
     accuracy_condition,
@@ -201,8 +206,8 @@ class Autoscaler:
         plan, spec = assessment.plan, assessment.spec
         if plan is None or not assessment.decision.allowed:
             return []
-        workload = next((o for (kind, _), o in observed.children.items() if kind in WORKLOAD_KINDS), None)
-        counts = replica_counts(user_spec, status, workload)
+        workloads = [o for (kind, _), o in observed.children.items() if kind in WORKLOAD_KINDS]
+        counts = replica_counts(user_spec, status, workloads)
         if counts is None:
             return []
         stats = await self.source.window(namespace, name, observed.pods, observed.nodes, spec.serving.engine.version)
@@ -218,11 +223,20 @@ class Autoscaler:
             for metric, ratio in error_ratios(calibration).items():
                 metrics.PREDICTION_ERROR.labels(namespace, name, metric).set(ratio)
         capacity = await asyncio.to_thread(self._capacity, spec, calibration.corrected(model) if model else None, stats)
+        pools = await asyncio.to_thread(
+            self._pools,
+            name,
+            assessment,
+            calibration=calibration,
+            stats=stats,
+            pods=observed.pods,
+            primary_rps=capacity,
+        )
         neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
         bounds = replica_bounds(spec, plan, assessment.effective, namespace_usage(neighbours, excluding=name))
         state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
         obs = observation_of(stats, now)
-        targets = targets_of(spec, plan, capacity)
+        targets = targets_of(spec, plan, pools.next_rps, pools.in_force)
         decision = decide(
             obs,
             targets,
@@ -233,7 +247,8 @@ class Autoscaler:
         )
         self.states[key] = decision.state
         log.debug(
-            "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s -> %d (%s)",
+            "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s (in force %s, one more "
+            "on %s) -> %d (%s)",
             namespace,
             name,
             obs,
@@ -243,6 +258,8 @@ class Autoscaler:
             stats.mean_prompt_tokens,
             stats.mean_generation_tokens,
             capacity,
+            pools.total_rps,
+            pools.next_pool,
             decision.replicas,
             decision.reason,
         )
@@ -373,6 +390,37 @@ class Autoscaler:
                 log.info("no capacity model for %s: %s; scaling on latency and queue only", plan.gpu_product, err)
                 self._replicas[key] = None
         return self._replicas[key]
+
+    def _pools(
+        self,
+        name: str,
+        assessment: Assessment,
+        *,
+        calibration: Calibration,
+        stats: WindowStats,
+        pods: Sequence[JSON],
+        primary_rps: float | None,
+    ) -> PoolCapacity:
+        """The replicas in force on the primary pool and, while overflowing, on the overflow pool (their pods'
+        rightsizer.dev/pool label), each at its pool's own plan's capacity; and where one more replica goes
+        (scaling.capacity). The calibration's factors, learnt from this deployment's own metrics, correct each
+        pool's model alike."""
+        spec, plan = assessment.spec, assessment.plan
+        if plan is None:
+            return PoolCapacity((), primary_rps, None)
+        on_primary = count_on_pool(pods, plan.pool)
+        primary = PoolShare(plan.pool, on_primary.in_force, primary_rps)
+        target = overflow_target(name, spec, assessment.ranked, assessment.effective.overflow_forbidden)
+        if target.pool is None or target.ranked is None or target.ranked.plan is None:
+            return pool_capacity(primary, None, primary_full=on_primary.no_room > 0, overflow_allowed=False)
+        on_overflow = count_on_pool(pods, target.pool)
+        allowed = target.blocked is None
+        rps = None
+        if on_overflow.in_force or (on_primary.no_room and allowed):
+            model = self._model(assessment.effective.namespace, spec, target.ranked.plan)
+            rps = self._capacity(spec, calibration.corrected(model), stats) if model is not None else None
+        overflow = PoolShare(target.pool, on_overflow.in_force, rps)
+        return pool_capacity(primary, overflow, primary_full=on_primary.no_room > 0, overflow_allowed=allowed)
 
     @staticmethod
     def _capacity(spec: LLMDeploymentSpec, replica: Replica | None, stats: WindowStats) -> float | None:

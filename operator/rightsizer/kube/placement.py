@@ -192,18 +192,49 @@ def decide(inputs: PlacementInputs) -> Placement:
     target = inputs.target
     can_grow = target.pool is not None and target.blocked is None
     keep = min(inputs.current_overflow, still_needed) if target.pool is not None else 0
-    overflow = max(len(stuck), keep) if can_grow else keep
+    stuck_kept, waiting_kept = _kept(by_replica, set(stuck), waiting, inputs.desired)
+    overflow = max(stuck_kept, keep) if can_grow else keep
     overflow = max(0, min(overflow, inputs.desired))
     covered = frozenset(name for names in stuck.values() for name in names) if overflow else frozenset()
     return Placement(
         primary_replicas=inputs.desired,
         overflow_replicas=overflow,
-        stuck=len(stuck),
-        waiting=len(waiting),
+        stuck=stuck_kept,
+        waiting=waiting_kept,
         settled=settled_count,
         covered_pods=covered,
-        condition=_overflowing(inputs, overflow, len(stuck), len(waiting)),
+        condition=_overflowing(inputs, overflow, stuck_kept, waiting_kept),
     )
+
+
+def _scheduled(pod: JSON) -> bool:
+    scheduled = _condition(pod, "PodScheduled")
+    return bool(pod.get("spec", {}).get("nodeName")) or (scheduled is not None and scheduled.get("status") == "True")
+
+
+def _group(replica: str) -> int | None:
+    prefix, _, index = replica.partition(" ")
+    return int(index) if prefix == "group" and index.isdigit() else None
+
+
+def _kept(
+    by_replica: Mapping[str, Sequence[JSON]], stuck: set[str], waiting: set[str], desired: int
+) -> tuple[int, int]:
+    """The stuck and waiting replicas still there once the primary workload is at `desired`: a scale-down removes
+    the primary's Pending probes first, so it shrinks the overflow rather than growing it for pods about to go.
+
+    A Deployment's ReplicaSet deletes unscheduled pods first, the newest of them first (ActivePodsWithRanks.Less in
+    kubernetes pkg/controller/controller_utils.go: unassigned < assigned, then Pending, not Ready, ..., newer first),
+    so the stuck ones (Pending longest) are the last of them to go. A LeaderWorkerSet scales its leader StatefulSet,
+    which removes the highest group indices."""
+    groups = {replica: _group(replica) for replica in by_replica}
+    if by_replica and all(index is not None for index in groups.values()):
+        kept = {replica for replica, index in groups.items() if (index or 0) < desired}
+        return len(stuck & kept), len(waiting & kept)
+    assigned = sum(1 for pods in by_replica.values() if all(_scheduled(pod) for pod in pods))
+    unassigned_kept = max(0, min(len(by_replica) - assigned, desired - assigned))
+    stuck_kept = min(len(stuck), unassigned_kept)
+    return stuck_kept, min(len(waiting), unassigned_kept - stuck_kept)
 
 
 def _overflowing(inputs: PlacementInputs, overflow: int, stuck: int, waiting: int) -> tuple[bool, str, str]:
@@ -272,3 +303,24 @@ def placement_status(primary: PoolReplicas, overflow: PoolReplicas | None) -> Pl
         f"{e.pool} {e.ready_replicas}/{e.replicas}" + (" overflow" if e.role == "overflow" else "") for e in entries
     )
     return PlacementStatus(summary=summary, pools=entries)
+
+
+@dataclass(frozen=True)
+class PoolCount:
+    """One pool's replicas of a deployment, from its pods (for the autoscaler's capacity across pools)."""
+
+    in_force: int  # every pod scheduled: Ready or starting on a node of the pool
+    ready: int  # every pod Ready
+    no_room: int  # a pod Pending for lack of room (NO_ROOM_MARKERS): the pool is full for now
+
+
+def count_on_pool(pods: Sequence[JSON], pool: str) -> PoolCount:
+    by_replica: dict[str, list[JSON]] = {}
+    for pod in on_pool(pods, pool):
+        by_replica.setdefault(replica_of(pod), []).append(pod)
+    replicas = by_replica.values()
+    return PoolCount(
+        in_force=sum(1 for group in replicas if all(_scheduled(pod) for pod in group)),
+        ready=sum(1 for group in replicas if all(ready_since(pod) is not None for pod in group)),
+        no_room=sum(1 for group in replicas if any(no_room_since(pod, False) is not None for pod in group)),
+    )

@@ -69,6 +69,14 @@ class Targets:
     itl_p95_s: float | None
     capacity_rps: float | None  # requests/s one replica sustains within the SLO (None: unknown, reactive only)
     max_running: int  # max-num-seqs: the batch one replica runs
+    # Across pools (scaling.capacity): the capacities of the replicas in force, in the order a scale-down keeps
+    # them (the primary pool's first), and capacity_rps is then what one more replica adds. Empty: every replica
+    # has capacity_rps.
+    in_force: tuple[float, ...] = ()
+
+    @property
+    def mean_capacity_rps(self) -> float | None:
+        return sum(self.in_force) / len(self.in_force) if self.in_force else self.capacity_rps
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,8 @@ def _backlog(obs: Observation, targets: Targets, behavior: Behavior, ready: int)
     """Waiting requests beyond the short queue that ready replicas always have between two scheduler steps."""
     if obs.waiting <= 0:
         return 0.0
-    if targets.capacity_rps and targets.ttft_p95_s:
-        normal = targets.capacity_rps * targets.ttft_p95_s * behavior.queue_allowance
+    if targets.mean_capacity_rps and targets.ttft_p95_s:
+        normal = targets.mean_capacity_rps * targets.ttft_p95_s * behavior.queue_allowance
     else:
         normal = float(targets.max_running)
     return max(0.0, obs.waiting - max(ready, 1) * normal)
@@ -188,6 +196,21 @@ def _capacity_estimate(wanted: float, targets: Targets, behavior: Behavior) -> i
     return math.ceil(wanted / (targets.capacity_rps * behavior.headroom) - 1e-9)
 
 
+def _replicas_for(wanted: float, targets: Targets, behavior: Behavior) -> int:
+    """The fewest replicas whose capacity holds `wanted`: the replicas in force in the order a scale-down keeps
+    them, then as many more as needed at what one more adds (all at capacity_rps without in_force)."""
+    if not targets.in_force or not targets.capacity_rps or targets.capacity_rps <= 0:
+        return _capacity_estimate(wanted, targets, behavior)
+    need, held = wanted / behavior.headroom, 0.0
+    if need <= 1e-9 * targets.capacity_rps:
+        return 0
+    for count, capacity in enumerate(targets.in_force, start=1):
+        held += capacity
+        if held >= need - 1e-9 * capacity:
+            return count
+    return len(targets.in_force) + _capacity_estimate((need - held) * behavior.headroom, targets, behavior)
+
+
 def _latency_ratio(obs: Observation, targets: Targets) -> float | None:
     ratios = []
     if targets.ttft_p95_s and obs.ttft_p95_s is not None:
@@ -214,7 +237,7 @@ def recommend(
     whether the latencies describe the present (see decide), `queue_growth` the waiting queue's slope (req/s)."""
     ready = serving if ready is None else ready
     wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
-    capacity = _capacity_estimate(wanted, targets, behavior)
+    capacity = _replicas_for(wanted, targets, behavior)
     queue = 0
     if queue_growth > 0 and _backlog(obs, targets, behavior, ready) > 0:
         more = _capacity_estimate(queue_growth, targets, behavior) if targets.capacity_rps else 1
@@ -231,7 +254,7 @@ def recommend(
     if not any(candidates.values()):
         candidates["hold"] = serving if obs.request_rate > 0 or obs.running > 0 or obs.waiting > 0 else 0
     winner = max(candidates, key=lambda k: candidates[k])
-    per_replica = targets.capacity_rps or 0
+    per_replica = targets.mean_capacity_rps or 0
     detail = {
         "capacity": f"{wanted:.2f} req/s over {per_replica:.2f} req/s per replica within SLO",
         "queue": f"{obs.waiting:.0f} waiting, growing {queue_growth:.2f} req/s",

@@ -4,7 +4,7 @@ the behaviour and targets the decision gets, and status.autoscaling (what change
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +39,14 @@ class Counts:
         return max(0, self.current - self.ready)
 
 
-def replica_counts(spec: LLMDeploymentSpec, status: JSON, workload: JSON | None) -> Counts | None:
-    """What is in force now; None before the reconciler has set any replica count."""
+def replica_counts(spec: LLMDeploymentSpec, status: JSON, workloads: JSON | Sequence[JSON] | None) -> Counts | None:
+    """What is in force now; None before the reconciler has set any replica count. Ready replicas are summed over
+    the deployment's workloads (the primary and, while overflowing, the overflow pool's)."""
     current = spec.replicas.desired if spec.replicas.desired is not None else status.get("replicas")
     if current is None:
         return None
-    ready = int(((workload or {}).get("status") or {}).get("readyReplicas") or 0)
+    each = [workloads] if workloads is None or isinstance(workloads, Mapping) else list(workloads)
+    ready = sum(int(((w or {}).get("status") or {}).get("readyReplicas") or 0) for w in each)
     return Counts(int(current), min(ready, int(current)))
 
 
@@ -60,9 +62,13 @@ def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds, window_seconds: 
     )
 
 
-def targets_of(spec: LLMDeploymentSpec, plan: Plan, capacity: float | None) -> Targets:
+def targets_of(
+    spec: LLMDeploymentSpec, plan: Plan, capacity: float | None, in_force: tuple[float, ...] = ()
+) -> Targets:
+    """`capacity`: what one more replica adds; `in_force`: the replicas' own capacities across pools
+    (scaling.capacity), empty when every replica has `capacity`."""
     slo = slo_of(spec)
-    return Targets(slo.ttft_p95_s, slo.itl_p95_s, capacity, plan.max_num_seqs)
+    return Targets(slo.ttft_p95_s, slo.itl_p95_s, capacity, plan.max_num_seqs, in_force)
 
 
 def observation_of(stats: WindowStats, now: float) -> Observation:
