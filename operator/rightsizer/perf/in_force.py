@@ -14,10 +14,10 @@ Lengths are snapped to a 10 % grid so that a cache of a few entries serves a ste
 `mixed_capacity_rps` is what the autoscaler plans with: a window's requests are a mix of lengths, not all at the
 mean, and a replica's capacity for a mix is the harmonic mean of its capacities for the parts (each request takes
 its own share of the replica's time). The mix assumed is a centre length, half of it and twice it, with weights 1/6,
-2/3, 1/6 (three-point Gauss-Hermite for a log-normal spread of 0.57 in log length; published traces are wider
-still), the centre at 12/13 of the observed mean so that the mix's mean is the observed one (a cost linear in the
-prompt gives the same capacity as at the mean; only the model's non-linear parts differ), and between grid points
-the capacity is interpolated geometrically in the prompt length. So capacity is a continuous function of the
+2/3, 1/6 (three-point Gauss-Hermite for a normal spread of 0.40 in log length, ln 2 = 0.40 √3; published traces are
+wider still), the centre at 12/13 of the observed mean so that the mix's mean is the observed one (a cost linear in
+the prompt gives the same capacity as at the mean; only the model's non-linear parts differ), and between grid
+points the capacity is interpolated geometrically in the prompt length. So capacity is a continuous function of the
 observed mean: where the model's ITL p95 switches from the decode step to the chunk-carrying step (27 % within 1 %
 of prompt length for Llama 3.1 8B on an H100 near 8k tokens: tests/unit/test_capacity_mix.py), the window's mean
 crossing it no longer flips the recommendation by several replicas.
