@@ -70,16 +70,9 @@ def node_name(pod: client.V1Pod) -> str:
 
 def template_spec(deployment: client.V1Deployment) -> client.V1PodSpec:
     """The pod spec of a Deployment's template."""
-    assert deployment.spec is not None and deployment.spec.template.spec is not None, (
-        f"Deployment {meta(deployment).name} without a pod template spec"
-    )
-    return deployment.spec.template.spec
-
-
-def desired_replicas(deployment: client.V1Deployment) -> int | None:
-    """spec.replicas (the API server defaults it to 1)."""
-    assert deployment.spec is not None, f"Deployment {meta(deployment).name} without spec"
-    return deployment.spec.replicas
+    spec = deployment.spec.template.spec
+    assert spec is not None, f"Deployment {meta(deployment).name} without a pod template spec"
+    return spec
 
 
 def ready_replicas(deployment: client.V1Deployment) -> int:

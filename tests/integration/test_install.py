@@ -35,7 +35,7 @@ from tests.chart.render import CHART, HelmError, OperatorContainer, helm
 from tests.integration.conftest import NAMESPACE_LABEL
 from tests.integration.helm import forbidden_lines, json_lines, service_account_kubeconfig
 from tests.integration.kube import gone, wait_for
-from tests.integration.objects import custom_object, desired_replicas, meta, template_spec, typed
+from tests.integration.objects import custom_object, meta, template_spec, typed
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess, free_port
 from tests.integration.test_operator import GROUP, LWS, PLURAL, VERSION, example, wait_condition
 
@@ -373,7 +373,7 @@ def test_the_autoscalers_writes_are_allowed(
     obj = wait_condition(custom, release.apps, "scaled", "Ready")
     kube = Kube(sa_api)
     kube.scale(API_VERSION, "LLMDeployment", release.apps, "scaled", 2)  # spec.replicas.desired via /scale
-    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("scaled", release.apps)) == 2, 30, "2 replicas")
+    wait_for(lambda: apps.read_namespaced_deployment("scaled", release.apps).spec.replicas == 2, 30, "2 replicas")
     kube.post_event(obj, type_="Normal", reason="ScaledUp", message="e2e", now=obj["metadata"]["creationTimestamp"])
     events = core.list_namespaced_event(release.apps, field_selector="involvedObject.name=scaled").items
     assert any(e.reason == "ScaledUp" for e in events)

@@ -18,7 +18,6 @@ from kubernetes.client.exceptions import ApiException
 from tests.integration.kube import wait_for
 from tests.integration.objects import (
     custom_object,
-    desired_replicas,
     labels,
     limits,
     meta,
@@ -177,7 +176,7 @@ def test_drift_is_restored_and_the_steady_state_writes_nothing(
     wait_condition(custom, namespace, "chat", "Ready")
 
     apps.patch_namespaced_deployment("chat", namespace, {"spec": {"replicas": 3}})
-    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 1, 30, "replicas restored")
+    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 1, 30, "replicas restored")
     core.delete_namespaced_service("chat", namespace)
     wait_for(lambda: core.read_namespaced_service("chat", namespace), 30, "Service recreated")
     wait_condition(custom, namespace, "chat", "Ready")
@@ -238,7 +237,7 @@ def test_scale_subresource(
     apply(custom, namespace, small())
     wait_condition(custom, namespace, "chat", "Ready")
     custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 3}})
-    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 3, 30, "3 replicas")
+    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 3, 30, "3 replicas")
     obj = wait_for(
         lambda: (o := get(custom, namespace, "chat"))["status"].get("readyReplicas") == 3 and o, 60, "3 ready"
     )
@@ -246,7 +245,7 @@ def test_scale_subresource(
     scale = custom_object(custom.get_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat"))
     assert scale["status"]["replicas"] == 3 and "app.kubernetes.io/instance=chat" in scale["status"]["selector"]
     custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 9}})
-    wait_for(lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 4, 30, "clamped to max 4")
+    wait_for(lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 4, 30, "clamped to max 4")
 
 
 def test_impossible_spec_is_a_condition_and_running_replicas_stay(
@@ -353,7 +352,7 @@ def test_operator_killed_mid_reconcile_converges_after_restart(
     obj = wait_condition(custom, namespace, "chat", "Ready")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 1
     assert obj["status"]["readyReplicas"] == 2
-    assert desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 2
+    assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2
 
 
 def test_converges_after_an_api_server_restart(
@@ -370,7 +369,7 @@ def test_converges_after_an_api_server_restart(
         GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": {"min": 2, "max": 4}}}
     )
     wait_for(
-        lambda: desired_replicas(apps.read_namespaced_deployment("chat", namespace)) == 2,
+        lambda: apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2,
         90,
         "operator reacted after the restart",
     )

@@ -15,8 +15,28 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, wait_for
+from tests.integration.objects import (
+    labels,
+    limits,
+    meta,
+    node_name,
+    phase,
+    pod_status,
+    ready_replicas,
+    template_spec,
+    typed,
+)
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
-from tests.integration.test_operator import apply, condition, example, get, node_label, pod_list, secret
+from tests.integration.test_operator import (
+    apply,
+    condition,
+    example,
+    get,
+    node_label,
+    pod_list,
+    require_condition,
+    secret,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,33 +48,31 @@ GRACE_SECONDS = 5
 def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) -> None:
     """Every GPU of every h200 node taken by another tenant's pods (8 GPUs each, one per node)."""
     nodes = len(core.list_node(label_selector=f"{POOL_LABEL}=h200").items)
-    labels = {"app": "filler"}
-    apps.create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "filler"},
-            "spec": {
-                "replicas": nodes,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "nodeSelector": {POOL_LABEL: "h200"},
-                        "tolerations": [GPU_TOLERATION],
-                        "containers": [
-                            {
-                                "name": "work",
-                                "image": "registry.k8s.io/pause:3.10",
-                                "resources": {"limits": {"nvidia.com/gpu": "8"}},
-                            }
-                        ],
-                    },
+    selector = {"app": "filler"}
+    filler = {
+        "metadata": {"name": "filler"},
+        "spec": {
+            "replicas": nodes,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "nodeSelector": {POOL_LABEL: "h200"},
+                    "tolerations": [GPU_TOLERATION],
+                    "containers": [
+                        {
+                            "name": "work",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                        }
+                    ],
                 },
             },
         },
-    )
+    }
+    apps.create_namespaced_deployment(namespace, typed(client.V1Deployment, filler))
     wait_for(
-        lambda: (apps.read_namespaced_deployment("filler", namespace).status.ready_replicas or 0) == nodes,
+        lambda: ready_replicas(apps.read_namespaced_deployment("filler", namespace)) == nodes,
         90,
         "the h200 pool to be full",
     )
@@ -136,7 +154,7 @@ def test_a_full_pool_overflows_onto_the_next_and_comes_back(
     apply(custom, namespace, overflowing_body())
 
     overflow = wait_for(
-        lambda: (d := workload(apps, namespace, OVERFLOW)) is not None and (d.status.ready_replicas or 0) == 2 and d,
+        lambda: d if (d := workload(apps, namespace, OVERFLOW)) is not None and ready_replicas(d) == 2 else None,
         120,
         f"two Ready replicas on h100 ({OVERFLOW})",
     )
@@ -146,16 +164,17 @@ def test_a_full_pool_overflows_onto_the_next_and_comes_back(
     plan, pools = obj["status"]["plan"], obj["status"]["pools"]
     assert (plan["pool"], plan["tensorParallelSize"]) == ("h200", 1)
     h100 = next(p for p in pools if p["pool"] == "h100")
-    args = overflow.spec.template.spec.containers[0].args
+    container = template_spec(overflow).containers[0]
+    args = container.args or []
     assert args[args.index("--tensor-parallel-size") + 1] == str(h100["tensorParallelSize"]) == "2"
-    assert overflow.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
-    on_h100 = [p for p in pod_list(core, namespace, NAME) if p.metadata.labels.get(POOL_LABEL) == "h100"]
+    assert limits(container)["nvidia.com/gpu"] == "2"
+    on_h100 = [p for p in pod_list(core, namespace, NAME) if labels(p).get(POOL_LABEL) == "h100"]
     assert len(on_h100) == 2
     for pod in on_h100:
-        assert node_label(core, pod.spec.node_name, POOL_LABEL) == "h100"
+        assert node_label(core, node_name(pod), POOL_LABEL) == "h100"
     # The one Service reaches the overflow's pods (the primary's are Pending: no address yet).
     wait_for(
-        lambda: served_addresses(discovery, namespace) == {p.status.pod_ip for p in on_h100},
+        lambda: served_addresses(discovery, namespace) == {pod_status(p).pod_ip for p in on_h100},
         30,
         "the Service's endpoints to be the h100 pods",
     )
@@ -165,7 +184,7 @@ def test_a_full_pool_overflows_onto_the_next_and_comes_back(
         "Ready while overflowing",
     )
     obj = get(custom, namespace, NAME)
-    assert condition(obj, "Overflowing")["status"] == "True"  # type: ignore[index]
+    assert require_condition(obj, "Overflowing")["status"] == "True"
     assert obj["status"]["placement"]["summary"] == "h200 0/2, h100 2/2 overflow"
     assert_steady(operator)
 
@@ -176,12 +195,12 @@ def test_a_full_pool_overflows_onto_the_next_and_comes_back(
     back_after = time.monotonic() - freed_at
     print(f"overflow: h200 freed -> overflow removed in {back_after:.1f} s (return period {GRACE_SECONDS} s)")
     primary = apps.read_namespaced_deployment(NAME, namespace)
-    assert primary.status.ready_replicas == 2
+    assert ready_replicas(primary) == 2
     for pod in pod_list(core, namespace, NAME):
-        if pod.metadata.deletion_timestamp is None:
-            assert node_label(core, pod.spec.node_name, POOL_LABEL) == "h200"
+        if meta(pod).deletion_timestamp is None:
+            assert node_label(core, node_name(pod), POOL_LABEL) == "h200"
     obj = wait_for(
-        lambda: (o := get(custom, namespace, NAME)) and condition(o, "Overflowing")["status"] == "False" and o,  # type: ignore[index]
+        lambda: (o := get(custom, namespace, NAME)) and require_condition(o, "Overflowing")["status"] == "False" and o,
         30,
         "Overflowing=False",
     )
@@ -210,10 +229,10 @@ def test_a_policy_forbidding_overflow_keeps_them_pending_and_says_so(
         60,
         "Overflowing=False OverflowNotAllowed",
     )
-    assert f"SizingPolicy {no_overflow_policy} forbids it" in condition(obj, "Overflowing")["message"]  # type: ignore[index]
+    assert f"SizingPolicy {no_overflow_policy} forbids it" in require_condition(obj, "Overflowing")["message"]
     time.sleep(GRACE_SECONDS + RESYNC_SECONDS)
     assert workload(apps, namespace, OVERFLOW) is None
-    pending = [p for p in pod_list(core, namespace, NAME) if p.status.phase == "Pending"]
+    pending = [p for p in pod_list(core, namespace, NAME) if phase(p) == "Pending"]
     assert len(pending) == 2
-    assert condition(get(custom, namespace, NAME), "Ready")["status"] == "False"  # type: ignore[index]
+    assert require_condition(get(custom, namespace, NAME), "Ready")["status"] == "False"
     assert_steady(operator)

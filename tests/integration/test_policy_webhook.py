@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
 from tests.integration.kube import wait_for
+from tests.integration.objects import custom_object
 from tests.integration.operator import OperatorProcess
 from tests.integration.test_operator import (
     GROUP,
@@ -26,6 +27,7 @@ from tests.integration.test_operator import (
     apply,
     condition,
     get,
+    require_condition,
     small,
     wait_condition,
 )
@@ -55,7 +57,7 @@ def policy(custom: client.CustomObjectsApi, namespace: str) -> Iterator[Callable
             "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}, **spec},
         }
         created.append(full)
-        result = dict(custom.create_cluster_custom_object(GROUP, VERSION, POLICIES, body))
+        result = custom_object(custom.create_cluster_custom_object(GROUP, VERSION, POLICIES, body))
         # The webhook judges with the operator's cache: give the watch a moment to deliver the new policy.
         wait_for(lambda: _dry_run_sees(custom, namespace, full), 30, f"the operator to see policy {full}")
         return result
@@ -182,8 +184,8 @@ def test_policy_tightened_after_admission_stops_growth_and_keeps_running_replica
     wait_condition(custom, namespace, "chat", "Ready")
     policy("late", allowed={"gpuProducts": ["H100"]})
     obj = wait_condition(custom, namespace, "chat", "PolicyCompliant", "False")
-    assert f"{namespace}-late" in condition(obj, "PolicyCompliant")["message"]  # type: ignore[index]
-    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert f"{namespace}-late" in require_condition(obj, "PolicyCompliant")["message"]
+    assert require_condition(obj, "Ready")["status"] == "False"
     assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2
     custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "chat", {"spec": {"replicas": 4}})
     assert apps.read_namespaced_deployment("chat", namespace).spec.replicas == 2
@@ -208,7 +210,7 @@ def _created(custom: client.CustomObjectsApi, namespace: str) -> bool:
     try:
         apply(custom, namespace, small())
     except ApiException as err:
-        return err.status == 409  # created by an earlier attempt
+        return bool(err.status == 409)  # created by an earlier attempt (ApiException.status is untyped)
     return True
 
 
@@ -228,11 +230,11 @@ def test_policies_report_whether_they_are_accepted(
     policy("typo", allowed={"gpuProducts": ["H2OO"]})
 
     def accepted(name: str) -> str | None:
-        obj = custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-{name}")
+        obj = custom_object(custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-{name}"))
         found = condition(obj, "Accepted")
         return found["status"] if found and obj["status"].get("observedGeneration") == 1 else None
 
     wait_for(lambda: accepted("good") == "True", 30, "the valid policy Accepted")
     wait_for(lambda: accepted("typo") == "False", 30, "the policy with an unknown product not Accepted")
-    obj = custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-typo")
-    assert "H2OO" in condition(obj, "Accepted")["message"]  # type: ignore[index]
+    obj = custom_object(custom.get_cluster_custom_object(GROUP, VERSION, POLICIES, f"{namespace}-typo"))
+    assert "H2OO" in require_condition(obj, "Accepted")["message"]

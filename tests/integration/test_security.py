@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.kube import gone, wait_for
+from tests.integration.objects import custom_object, labels, meta, pod_spec, typed
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
 from tests.integration.test_operator import (
     GROUP,
@@ -24,6 +25,7 @@ from tests.integration.test_operator import (
     example,
     get,
     pod_list,
+    require_condition,
     small,
     wait_condition,
 )
@@ -31,11 +33,12 @@ from tests.integration.test_operator import (
 pytestmark = pytest.mark.integration
 
 
-def users_service(name: str) -> dict[str, Any]:
-    return {
+def users_service(name: str) -> client.V1Service:
+    manifest = {
         "metadata": {"name": name, "labels": {"app": "mine"}},
         "spec": {"selector": {"app": "mine"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]},
     }
+    return typed(client.V1Service, manifest)
 
 
 def test_a_users_service_survives_an_llmdeployment_of_the_same_name_and_its_deletion(
@@ -56,13 +59,14 @@ def test_a_users_service_survives_an_llmdeployment_of_the_same_name_and_its_dele
     assert gone(lambda: apps.read_namespaced_deployment("chat", namespace))  # nothing half-applied
     time.sleep(RESYNC_SECONDS + 2)  # a resync pass changes nothing either
     after = core.read_namespaced_service("chat", namespace)
-    assert after.metadata.resource_version == before.metadata.resource_version
-    assert not after.metadata.owner_references and after.spec.selector == {"app": "mine"}
+    assert meta(after).resource_version == meta(before).resource_version
+    assert after.spec is not None, after
+    assert not meta(after).owner_references and after.spec.selector == {"app": "mine"}
 
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat")
     wait_for(lambda: gone(lambda: get(custom, namespace, "chat")), 60, "the LLMDeployment to be deleted")
     time.sleep(5)  # give the garbage collector its chance
-    assert core.read_namespaced_service("chat", namespace).metadata.uid == before.metadata.uid
+    assert meta(core.read_namespaced_service("chat", namespace)).uid == meta(before).uid
 
 
 def test_a_labelled_look_alike_is_never_deleted(
@@ -77,11 +81,11 @@ def test_a_labelled_look_alike_is_never_deleted(
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "decoy"}}},
     }
     policy = client.PolicyV1Api(apps.api_client)
-    policy.create_namespaced_pod_disruption_budget(namespace, decoy)
+    policy.create_namespaced_pod_disruption_budget(namespace, typed(client.V1PodDisruptionBudget, decoy))
     apply(custom, namespace, small("chat"))
     wait_condition(custom, namespace, "chat", "Available")
     time.sleep(RESYNC_SECONDS + 2)
-    assert policy.read_namespaced_pod_disruption_budget("chat-decoy", namespace).metadata.name == "chat-decoy"
+    assert meta(policy.read_namespaced_pod_disruption_budget("chat-decoy", namespace)).name == "chat-decoy"
 
 
 BAD_NAMES = {
@@ -118,19 +122,22 @@ def test_vllm_pods_are_admitted_in_a_restricted_namespace(
     core.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
     apply(custom, namespace, small("chat"))
     obj = wait_condition(custom, namespace, "chat", "Available", timeout=120)
-    assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
+    assert require_condition(obj, "Ready")["status"] == "True"
     pods = pod_list(core, namespace, "chat")
     assert pods, "no vLLM pod was admitted"
     for pod in pods:
-        assert pod.spec.security_context.run_as_non_root is True
-        assert pod.spec.automount_service_account_token is False
+        spec = pod_spec(pod)
+        assert spec.security_context is not None, f"pod {meta(pod).name} without a securityContext"
+        assert spec.security_context.run_as_non_root is True
+        assert spec.automount_service_account_token is False
 
 
 def test_a_refused_pod_is_reported_with_the_servers_message(
     operator: OperatorProcess, custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str
 ) -> None:
     """A ResourceQuota of no pods stands for any admission refusal: the Deployment's ReplicaFailure condition."""
-    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    quota = typed(client.V1ResourceQuota, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    core.create_namespaced_resource_quota(namespace, quota)
     apply(custom, namespace, small("chat"))
     obj = wait_condition(custom, namespace, "chat", "Progressing", status="False", timeout=120)
     progressing = condition(obj, "Progressing")
@@ -153,9 +160,10 @@ def test_the_budget_allows_one_disruption_across_two_multi_node_groups(
     apply(custom, namespace, two_node_groups("big"))
     obj = wait_condition(custom, namespace, "big", "Available", timeout=180)
     assert obj["status"]["plan"]["nodesPerReplica"] == 2
-    assert custom.get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], "big")["spec"]["replicas"] == 2
+    lws = custom_object(custom.get_namespaced_custom_object(*LWS[:2], namespace, LWS[2], "big"))
+    assert lws["spec"]["replicas"] == 2
     pods = pod_list(core, namespace, "big")
-    group = {p.metadata.name: p.metadata.labels["leaderworkerset.sigs.k8s.io/group-index"] for p in pods}
+    group = {meta(p).name: labels(p)["leaderworkerset.sigs.k8s.io/group-index"] for p in pods}
     assert sorted(group.values()) == ["0", "0", "1", "1"]
     policy = client.PolicyV1Api(core.api_client)
 
@@ -168,7 +176,10 @@ def test_the_budget_allows_one_disruption_across_two_multi_node_groups(
     # evictions is left to tests/unit/test_builders.py's model: here both were granted, most likely because kwok
     # recreates the evicted group and marks it Ready within milliseconds, before the second request is judged.
     status = policy.read_namespaced_pod_disruption_budget("big", namespace).status
+    assert status is not None, "the disruption budget has no status"
     assert (status.expected_pods, status.current_healthy, status.disruptions_allowed) == (4, 4, 1)
     victim = next(n for n, g in group.items() if g == "0")
+    assert victim is not None, group
     body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": victim, "namespace": namespace}}
-    core.create_namespaced_pod_eviction(victim, namespace, body)  # the first eviction of a drain is granted
+    eviction = typed(client.V1Eviction, body)
+    core.create_namespaced_pod_eviction(victim, namespace, eviction)  # the first eviction of a drain is granted
