@@ -30,6 +30,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "own-secret": {"webhook": {"tls": {"mode": "secret", "secretName": "corp-tls", "caBundle": "Q0E="}}},
     "no-webhook": {"webhook": {"enabled": False}, "metrics": {"enabled": False}},
     "out-of-cluster": {"replicas": 0, "webhook": {"url": "https://127.0.0.1:9555"}},
+    "network-policy": {
+        "networkPolicy": {
+            "webhook": {
+                "apiServerCIDRs": ["10.0.0.0/28", "fd00::/64"],
+                "konnectivityAgents": True,
+                "extraFrom": [{"ipBlock": {"cidr": "192.168.0.0/16", "except": ["192.168.1.0/24"]}}],
+            },
+            "metrics": {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            },
+        }
+    },
     "pools-and-policies": {
         "pools": yaml.safe_load((REPO / "examples" / "pools.yaml").read_text()),
         "sizingPolicies": [

@@ -26,6 +26,16 @@ def value_sets(namespace: str) -> dict[str, dict[str, Any]]:
         "ha": {"ha": {"enabled": True}, "replicas": 2},
         "namespaced-ha": {"ha": {"enabled": True}, "replicas": 2, "watchNamespaces": [namespace]},
         "cert-manager": {"webhook": {"tls": {"mode": "certManager"}}, "metrics": {"serviceMonitor": {"enabled": True}}},
+        "network-policy": {
+            "networkPolicy": {
+                "webhook": {
+                    "apiServerCIDRs": ["10.0.0.0/28", "fd00::/64"],
+                    "konnectivityAgents": True,
+                    "extraFrom": [{"ipBlock": {"cidr": "192.168.0.0/16", "except": ["192.168.1.0/24"]}}],
+                },
+                "metrics": {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}]},
+            },
+        },
         "pools-and-policies": {
             "pools": yaml.safe_load((CHART.parents[1] / "examples" / "pools.yaml").read_text()),
             "sizingPolicies": [{"name": f"{namespace}-budget", "spec": {"limits": {"maxGpusPerReplica": 8}}}],
@@ -45,7 +55,9 @@ def dynamic(api_client: client.ApiClient, crds: None) -> DynamicClient:
     return dyn
 
 
-@pytest.mark.parametrize("name", ["defaults", "ha", "namespaced-ha", "cert-manager", "pools-and-policies"])
+@pytest.mark.parametrize(
+    "name", ["defaults", "ha", "namespaced-ha", "cert-manager", "network-policy", "pools-and-policies"]
+)
 def test_every_rendered_object_is_accepted_by_the_api_server(dynamic: DynamicClient, namespace: str, name: str) -> None:
     release = f"{namespace}-{name}"[:40]
     rendered = list(documents(template(value_sets(namespace)[name], release=release, namespace=namespace)))
