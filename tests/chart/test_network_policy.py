@@ -8,12 +8,15 @@ match, a `podSelector` alone means the policy's own namespace, an `ipBlock` matc
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.chart.render import objects
+from tests.chart.render import CHART, helm, objects
 
 JSON = dict[str, Any]
 NAMESPACE = "rs"
@@ -154,3 +157,24 @@ def test_the_policy_follows_the_ports_and_closes_what_is_not_served() -> None:
 def test_it_can_be_turned_off() -> None:
     policy, _, _ = rendered({"networkPolicy": {"enabled": False}})
     assert policy is None
+
+
+def notes(tmp_path: Path, values: JSON) -> str:
+    """The install notes as `helm install` prints them (`helm template` skips NOTES.txt, so a copy of the chart
+    renders it through a template that includes it)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    text = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "notes-as-yaml.yaml").write_text(
+        '{{- define "notes" }}' + text + '{{- end }}\nnotes: {{ include "notes" . | toJson }}\n'
+    )
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    out = helm("template", "x", str(chart), "--show-only", "templates/notes-as-yaml.yaml", "--values", str(values_file))
+    return str(yaml.safe_load(out)["notes"])
+
+
+def test_the_install_notes_warn_while_the_webhook_port_is_open_to_all(tmp_path: Path) -> None:
+    assert "the webhook port admits any source" in notes(tmp_path / "a", {})
+    assert "admits any source" not in notes(tmp_path / "b", RESTRICTED)
+    assert "admits any source" not in notes(tmp_path / "c", {"networkPolicy": {"enabled": False}})
