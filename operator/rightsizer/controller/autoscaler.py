@@ -56,7 +56,7 @@ from rightsizer.kube.placement import count_on_pool, overflow_target
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
 from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, replica_of, slo_of
-from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, replica_bounds
+from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, overflow_of, replica_bounds
 from rightsizer.policy.assessment import Assessment
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
 from rightsizer.scaling.capacity import PoolCapacity, PoolShare, pool_capacity
@@ -233,7 +233,12 @@ class Autoscaler:
             primary_rps=capacity,
         )
         neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
-        bounds = replica_bounds(spec, plan, assessment.effective, namespace_usage(neighbours, excluding=name))
+        placement = LLMDeployment.model_validate(dict(body)).status
+        overflowing = overflow_of(
+            placement.placement if placement else None, [r.entry for r in assessment.ranked], counts.current
+        )
+        usage = namespace_usage(neighbours, excluding=name)
+        bounds = replica_bounds(spec, plan, assessment.effective, usage, overflowing)
         state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
         obs = observation_of(stats, now)
         targets = targets_of(spec, plan, pools.next_rps, pools.in_force)

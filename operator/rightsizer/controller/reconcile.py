@@ -50,8 +50,16 @@ from rightsizer.kube.placement import (
     workload_replicas,
 )
 from rightsizer.kube.status import StatusInputs, observe, status_fields
-from rightsizer.policy import bound_recommendation, charge_of, declared_pools, namespace_usage, replica_bounds
+from rightsizer.policy import (
+    bound_recommendation,
+    charge_of,
+    declared_pools,
+    namespace_usage,
+    overflow_of,
+    replica_bounds,
+)
 from rightsizer.policy.assessment import Assessment, assess, effective_policy
+from rightsizer.policy.quota import Overflow
 from rightsizer.sizing.budget import time_budget
 from rightsizer.sizing.pools import GpuPool, merge
 
@@ -306,7 +314,9 @@ class Reconciler:
             self._announced[uid] = summary
             metrics.PLANS.labels(planned.gpu_product).inc()
             events.append(Event("Normal", Reason.PLANNED, summary))
-        replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas)
+        placed_before = PlacementStatus.model_validate(previous["placement"]) if previous.get("placement") else None
+        overflowing = overflow_of(placed_before, [r.entry for r in assessment.ranked], kept_replicas)
+        replicas, note = self._replicas(name, assessment, planned, observed, kept_replicas, overflowing=overflowing)
         pool = next(p for p in assessment.pools if p.name == planned.pool)
         ctx = BuildContext(name, namespace, str(meta["uid"]), assessment.spec, planned, pool, replicas, self.options)
         overflow, placed, moved = self._place(ctx, assessment, observed)
@@ -397,14 +407,22 @@ class Reconciler:
         return overflow, placed, Event("Normal", reason, message)
 
     def _replicas(
-        self, name: str, assessment: Assessment, planned: Plan, observed: Observed, current: int
+        self,
+        name: str,
+        assessment: Assessment,
+        planned: Plan,
+        observed: Observed,
+        current: int,
+        *,
+        overflowing: Overflow | None,
     ) -> tuple[int, str | None]:
-        """Desired replicas within spec.replicas and the policies' bounds (limits and the namespace quota); running
-        replicas are never removed by a tightened policy."""
+        """Desired replicas within spec.replicas and the policies' bounds (limits and the namespace quota, the
+        replicas on the overflow pool counted at its product); running replicas are never removed by a tightened
+        policy."""
         wanted = desired_replicas(assessment.spec, planned)
         neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
         used = namespace_usage(neighbours, excluding=name)
-        bounds = replica_bounds(assessment.spec, planned, assessment.effective, used)
+        bounds = replica_bounds(assessment.spec, planned, assessment.effective, used, overflowing)
         bounded = bound_recommendation(wanted, current, bounds)
         note = f"replicas held at {bounded} of {wanted}: {'; '.join(bounds.reasons)}" if bounded < wanted else None
         return bounded, note

@@ -32,7 +32,15 @@ from rightsizer.controller.reconcile import Observed, Reconciler
 from rightsizer.controller.reservations import ReservationBook
 from rightsizer.controller.runtime import runtime_of
 from rightsizer.errors import RightsizerError, validation_message
-from rightsizer.policy import AdmissionRequest, apply_defaults, charge_of, evaluate, needs_evaluation
+from rightsizer.policy import (
+    AdmissionRequest,
+    apply_defaults,
+    charge_of,
+    evaluate,
+    needs_evaluation,
+    overflow_of,
+    starting_replicas,
+)
 from rightsizer.policy.assessment import Assessment, effective_policy
 
 log = logging.getLogger("rightsizer.controller.webhooks")
@@ -152,9 +160,20 @@ def _check_quota(
     warnings: list[str],
 ) -> None:
     """The namespace quota next to its real LLMDeployments (kopf's index) and the live reservations of this
-    process; a real (not dry-run) admission that fits keeps a reservation in memory until its status shows it."""
+    process; a real (not dry-run) admission that fits keeps a reservation in memory until its status shows it. An
+    object whose replicas overflow onto the next pool (its status.placement) is charged for them at that pool's
+    product and GPUs per replica, as the re-assessed plans size that pool."""
     plan = assessment.plan
-    if plan is None or not assessment.effective.quota_for(plan.gpu_product):
+    if plan is None:
+        return
+    placement = LLMDeployment.model_validate(dict(body)).status
+    overflow = overflow_of(
+        placement.placement if placement else None,
+        [r.entry for r in assessment.ranked],
+        starting_replicas(assessment.spec, plan),
+    )
+    products = [plan.gpu_product, *([overflow.product] if overflow else [])]
+    if not any(assessment.effective.quota_for(product) for product in products):
         return
     meta = body["metadata"]
     request = AdmissionRequest(
@@ -164,6 +183,7 @@ def _check_quota(
         int(meta.get("generation") or 1),
         assessment.spec,
         plan,
+        overflow,
     )
     charges = [charge_of(LLMDeployment.model_validate(dict(b))) for b in neighbours]
     outcome = book.admit(request, assessment.effective, charges, datetime.now(UTC), record=not dryrun)
