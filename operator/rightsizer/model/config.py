@@ -379,13 +379,25 @@ def _dtype(cfg: Mapping[str, Any]) -> str:
     return dtype
 
 
+_PARTIAL_ROTARY_KEYS = ("partial_rotary_factor", "rotary_pct", "rotary_emb_fraction")
+
+
 def _rotary(cfg: Mapping[str, Any], attention: AttentionFacts, limit: int) -> tuple[int, int]:
     """(rows, rotary dim) of the rotary cos/sin cache vLLM allocates once per rank."""
     if attention.mla is not None:
         return limit, attention.mla.qk_rope_head_dim
     if cfg.get("rotary_dim") is not None:  # MiniMax-M2 names its partial rotary width directly
         return limit, int_of(cfg, "rotary_dim", high=attention.head_dim)
-    factor = float_of(cfg, "partial_rotary_factor", 1.0, 0.0, 1.0)
+    # vLLM's get_rope sizes the cache (max_position, int(head_size * partial_rotary_factor)), the factor read from
+    # rope_parameters (vllm/model_executor/layers/rotary_embedding/__init__.py@v0.19.0:62-66), where
+    # patch_rope_parameters puts a top-level partial_rotary_factor, rotary_pct or rotary_emb_fraction
+    # (vllm/transformers_utils/config.py@v0.19.0:385-403); Qwen3.5 nests it in rope_parameters only.
+    key, declared = first_of(cfg, _PARTIAL_ROTARY_KEYS)
+    if declared is not None:
+        factor = float_of(cfg, key, 1.0, 0.0, 1.0)
+    else:
+        rope = _rope_parameters(cfg) or {}
+        factor = float_of(rope, "partial_rotary_factor", 1.0, 0.0, 1.0, base=f"{FIELD}.rope_parameters")
     return limit, int(attention.head_dim * factor)
 
 
