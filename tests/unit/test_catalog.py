@@ -54,6 +54,7 @@ PUBLISHED: dict[str, float] = {
     "MiniMaxAI/MiniMax-M2.5": 229.9e9,
     "nvidia/MiniMax-M2.5-NVFP4": 229.9e9,
     "zai-org/GLM-4.5-Air": 106e9,
+    "microsoft/phi-2": 2_779_683_840,  # issue 12 item 7: the Hub's safetensors count (F16), exact
 }
 
 _MINIMAX = (

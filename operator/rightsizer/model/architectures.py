@@ -29,6 +29,7 @@ KNOWN_MODEL_TYPES: Final = frozenset(
         "minimax_m2",
         "mistral",
         "mixtral",
+        "phi",
         "phi3",
         "qwen2",
         "qwen2_5_vl_text",

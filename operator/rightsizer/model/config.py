@@ -110,6 +110,8 @@ class ModelFacts:
     vision: VisionFacts | None = None  # the multimodal encoder vLLM loads beside the language model
     attention_chunk_size: int | None = None  # Llama 4: chunked local attention on the layers in chunked_layers
     chunked_layers: frozenset[int] = frozenset()
+    mlp_gated: bool = True  # gate_up_proj + down_proj (SwiGLU); False: fc1 -> activation -> fc2 (Phi)
+    lm_head_bias: bool = False  # a bias on the LM head (Phi)
 
     @property
     def is_mla(self) -> bool:
@@ -136,6 +138,10 @@ def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 _QWEN_FAMILY = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
+# Phi-1/1.5/2: parallel attention and MLP blocks. Each layer has one LayerNorm whose output feeds both the attention
+# and an ungated fc1 -> gelu -> fc2 MLP, added to the residual together (PhiLayer.forward,
+# vllm/model_executor/models/phi.py@v0.19.0:182-203); every linear layer and the LM head carry biases.
+PHI = "phi"
 
 
 def _layer_kinds(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> tuple[LayerKind, ...]:
@@ -288,6 +294,10 @@ def _attention(cfg: Mapping[str, Any], model_type: str, hidden: int) -> Attentio
             )
     qkv_bias = bool_of(cfg, "attention_bias", model_type in ("qwen2", "qwen2_moe", "qwen2_5_vl", "qwen2_5_vl_text"))
     o_bias = model_type == "gpt_oss" or bool_of(cfg, "attention_out_bias", False)
+    if model_type == PHI:
+        # QKVParallelLinear(bias=True) and RowParallelLinear's default bias=True for `dense`
+        # (vllm/model_executor/models/phi.py@v0.19.0:95-108, layers/linear.py@v0.19.0:1403).
+        qkv_bias = o_bias = True
     if model_type == "gpt_oss":
         qkv_bias = True
     qk_params = _qk_norm_params(cfg, model_type, heads, kv_heads, head_dim) if mla is None else 0
@@ -424,6 +434,9 @@ def _chunked_attention(cfg: Mapping[str, Any], model_type: str, num_layers: int)
 
 
 def _intermediate_size(cfg: Mapping[str, Any], model_type: str, hidden: int) -> int:
+    if model_type == PHI:
+        # PhiMLP ignores intermediate_size: fc1 is n_inner wide, else 4 x hidden_size (phi.py@v0.19.0:149-150).
+        return int_of(cfg, "n_inner", default=4 * hidden, high=limits.MAX_INTERMEDIATE_SIZE)
     if model_type == "llama4_text":
         # Llama 4's dense layers use intermediate_size_mlp; intermediate_size is the expert width.
         return int_of(cfg, "intermediate_size_mlp", high=limits.MAX_INTERMEDIATE_SIZE)
@@ -460,6 +473,7 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
     limit, default = _max_model_len(cfg, model_type)
     rope_rows, rotary_dim = _rotary(cfg, attention, limit)
     gemma = model_type.startswith("gemma")
+    phi = model_type == PHI
     chunk, chunked_layers = _chunked_attention(cfg, model_type, layers)
     return ModelFacts(
         architecture=architecture,
@@ -472,9 +486,9 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         layer_kinds=kinds,
         sliding_window=window,
         tie_word_embeddings=bool_of(cfg, "tie_word_embeddings", gemma),
-        norms_per_layer=4 if gemma else 2,
+        norms_per_layer=4 if gemma else 1 if phi else 2,
         norm_bias=model_type in ("phi", "gpt2", "falcon"),
-        mlp_bias=bool_of(cfg, "mlp_bias", False),
+        mlp_bias=phi or bool_of(cfg, "mlp_bias", False),  # fc1 and fc2 keep the parallel linears' default bias
         dtype=_dtype(cfg),
         max_model_len_limit=limit,
         default_max_model_len=default,
@@ -486,4 +500,6 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         vision=vision_facts(config, hidden),
         attention_chunk_size=chunk,
         chunked_layers=chunked_layers,
+        mlp_gated=not phi,
+        lm_head_bias=phi,  # ParallelLMHead(bias=True) (phi.py@v0.19.0:326-331)
     )

@@ -316,7 +316,10 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
     persistent = m.persistent_bytes + t_b * f.hidden_size * act * m.k_persistent
     top_k = f.moe.experts_per_token if f.moe is not None and len(layers) > len(f.moe.dense_layers) else 0
     width = _mlp_width_per_rank(f, s.tensor_parallel_size, layers)
-    forward = t_b * act * (m.k_mlp * width + (m.k_hidden + top_k) * f.hidden_size)
+    # k_mlp counts the gate_up output (2 x width) and the activation's output (1 x width); an ungated MLP's fc1
+    # output is one width wide (PhiMLP.forward, vllm/model_executor/models/phi.py@v0.19.0:166-170).
+    k_mlp = m.k_mlp if f.mlp_gated else m.k_mlp - 1
+    forward = t_b * act * (k_mlp * width + (m.k_hidden + top_k) * f.hidden_size)
     forward += t_b * expert_parallel_workspace_growth(f, s, layers)
     sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
     encoder = encoder_profiling(f, s)

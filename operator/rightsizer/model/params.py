@@ -124,6 +124,15 @@ def _mlp_groups(f: ModelFacts, layer: int) -> Iterator[ParamGroup]:
     h, moe = f.hidden_size, f.moe
     if moe is None or layer in moe.dense_layers:
         inter = f.intermediate_size
+        if not f.mlp_gated:
+            # Phi's ungated MLP: fc1 (column-parallel) and fc2 (row-parallel), two matrices, not three
+            # (PhiMLP, vllm/model_executor/models/phi.py@v0.19.0:152-163).
+            yield _linear("mlp.fc1", [(h, inter)], Sharding.COLUMN, layer)
+            yield _linear("mlp.fc2", [(inter, h)], Sharding.COLUMN, layer)
+            if f.mlp_bias:
+                yield ParamGroup("mlp.fc1.bias", inter, Sharding.COLUMN, Stage.LAYER, layer)
+                yield ParamGroup("mlp.fc2.bias", h, Sharding.REPLICATED, Stage.LAYER, layer)
+            return
         yield _linear("mlp.gate_up_proj", [(h, inter), (h, inter)], Sharding.COLUMN, layer)
         yield _linear("mlp.down_proj", [(inter, h)], Sharding.COLUMN, layer)
         if f.mlp_bias:
@@ -166,6 +175,8 @@ def inventory(f: ModelFacts) -> tuple[ParamGroup, ...]:
     groups.append(ParamGroup("norm", h * (2 if f.norm_bias else 1), Sharding.REPLICATED, Stage.LAST))
     if not f.tie_word_embeddings:
         groups.append(ParamGroup("lm_head", f.vocab_size * h, Sharding.VOCAB, Stage.LAST))
+    if f.lm_head_bias:  # one bias per vocabulary row, split across TP ranks with the head
+        groups.append(ParamGroup("lm_head.bias", f.vocab_size, Sharding.COLUMN, Stage.LAST))
     if f.vision is not None:
         # vLLM builds the encoder on the first pipeline stage, its linear layers TP-sharded like the text model's.
         groups.append(ParamGroup("vision_tower", f.vision.parameters, Sharding.COLUMN, Stage.FIRST))
