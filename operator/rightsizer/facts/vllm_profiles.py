@@ -89,6 +89,14 @@ class VllmProfile:
     # (flipped by vllm-project/vllm#29627). 0.12-0.16 were not read and keep the 0.11 reading; 0.17 was not read
     # and follows 0.19.
     hybrid_chunked_local_attention: bool = False
+    # The unquantized fused-MoE workspaces outlive the profiling forward pass and so sit under the sampler's peak
+    # too. At v0.19.0 bf16/fp16 MoE layers run TritonExperts in the modular kernel ("Using TRITON backend for
+    # Unquantized MoE", fused_moe/oracle/unquantized.py), whose buffers come from the process-wide
+    # WorkspaceManager, grown to the largest request and never freed (fused_moe/modular_kernel.py@v0.19.0:1009-1070,
+    # v1/worker/workspace.py@v0.19.0:90-175). At v0.10.2 and v0.11.0 a TP-only unquantized MoE layer calls
+    # fused_experts(), whose caches are torch.empty per call and freed with it (fused_moe/layer.py@v0.11.0:603-617).
+    # 0.17, 0.18 and 0.20+ were not read and follow 0.19: counting the buffers can only lower the predicted KV cache.
+    persistent_moe_workspace: bool = False
 
     def tier(self, torch_total_gib: float, product: str) -> SchedulerTier:
         name = product.lower()
@@ -154,6 +162,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         tiers=_TIERS_0_11,
         sources=("Qwen3-14B version sweep, vLLM 0.17",),
         hybrid_chunked_local_attention=True,
+        persistent_moe_workspace=True,
     ),
     VllmProfile(
         name="0.18",
@@ -166,6 +175,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         tiers=_TIERS_0_11,
         sources=("vLLM 0.19.0 startup logs on H100, the calibration set (28 starts)", "Qwen3-14B sweep, vLLM 0.18"),
         hybrid_chunked_local_attention=True,
+        persistent_moe_workspace=True,
     ),
     VllmProfile(
         name="0.21",
@@ -179,6 +189,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         sources=("vllm/v1/worker/gpu_worker.py at v0.21.0 (graph estimate subtracted, default u 0.92)",),
         calibrated=False,
         hybrid_chunked_local_attention=True,
+        persistent_moe_workspace=True,
     ),
     VllmProfile(
         name="0.33",
@@ -192,6 +203,7 @@ PROFILES: tuple[VllmProfile, ...] = (
         sources=("vllm/engine/arg_utils.py at v0.33.0 (>= 160 GiB scheduler tier)",),
         calibrated=False,
         hybrid_chunked_local_attention=True,
+        persistent_moe_workspace=True,
     ),
 )
 

@@ -265,6 +265,34 @@ def expert_parallel_workspace_growth(f: ModelFacts, s: EngineSettings, layers: r
     return moe.experts_per_token * growth * s.act_bytes
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def moe_workspace_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range) -> float:
+    """Bytes of the fused-MoE workspace that stays allocated after the profiling forward pass, on releases whose
+    unquantized MoE layers draw it from vLLM's process-wide WorkspaceManager (VllmProfile.persistent_moe_workspace).
+
+    TritonExperts.workspace_shapes asks for (M, top_k, max(I, K)) and (M, top_k, max(2·I, K)) elements of the
+    activation dtype, I the expert width per rank and K the hidden size (fused_moe/fused_moe.py@v0.19.0:1976-1991);
+    _allocate_buffers takes both at once from the manager for M = the whole batch (modular_kernel.py@v0.19.0:
+    1009-1070, 1189-1201), each rounded up to 256 bytes (v1/worker/workspace.py@v0.19.0:90-115), and the manager
+    keeps the buffer for the life of the process. The profiling forward pass runs M = max_num_batched_tokens tokens.
+    For small experts (I below the hidden size) this is top_k · 2 · hidden per token, far more than the experts'
+    own width suggests: Qwen3-30B-A3B (I 768, hidden 2048, top-8) keeps 0.50 GiB, exactly what its vLLM 0.19 log
+    shows above the sampler's peak."""
+    moe = f.moe
+    if moe is None or not profile.persistent_moe_workspace or s.weight_format != WeightFormat.NONE:
+        return 0.0  # quantized MoE backends (fp8, MXFP4, int4 ...) size their buffers otherwise: not read
+    if all(layer in moe.dense_layers for layer in layers):
+        return 0.0
+    width, hidden = moe.expert_intermediate_size // s.moe_tensor_parallel, f.hidden_size
+    rows = s.max_num_batched_tokens * moe.experts_per_token
+    first = rows * max(width, hidden) * s.act_bytes  # gemm1 output view / gemm2 output (workspace13)
+    second = rows * max(2 * width, hidden) * s.act_bytes  # activation input (workspace2)
+    return float(_round_up(first, 256) + _round_up(second, 256))
+
+
 @dataclass(frozen=True)
 class EncoderProfiling:
     """vLLM's encoder profiling run (gpu_model_runner.profile_run): `items` dummy items of `modality` go through the
@@ -311,7 +339,9 @@ def encoder_profiling(f: ModelFacts, s: EngineSettings) -> EncoderProfiling | No
 
 def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range, last: bool) -> float:
     """Peak of vLLM's profiling run on one rank: persistent + max(forward pass, sampler on the last stage), plus the
-    encoder outputs a multimodal model's profiling run keeps cached through them (every rank runs profile_run)."""
+    encoder outputs a multimodal model's profiling run keeps cached through them (every rank runs profile_run).
+    A fused-MoE workspace that outlives the forward pass (moe_workspace_bytes) is still allocated when the sampler
+    runs, so it adds to the sampler's side; the forward side already holds it."""
     m, t_b, act = profile.activation, s.max_num_batched_tokens, s.act_bytes
     persistent = m.persistent_bytes + t_b * f.hidden_size * act * m.k_persistent
     top_k = f.moe.experts_per_token if f.moe is not None and len(layers) > len(f.moe.dense_layers) else 0
@@ -324,7 +354,7 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
     sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
     encoder = encoder_profiling(f, s)
     cached = encoder.cached_bytes(act) if encoder is not None else 0.0
-    return persistent + max(forward, sampler) + cached
+    return persistent + max(forward, moe_workspace_bytes(f, s, profile, layers) + sampler) + cached
 
 
 # --- KV cache layout ---------------------------------------------------------------------------------------------
