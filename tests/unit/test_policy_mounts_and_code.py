@@ -8,14 +8,19 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from rightsizer.adapters.hub import HubClient
+from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
+from rightsizer.controller.reconcile import Observed, Reconciler
+from rightsizer.errors import SizingError
 from rightsizer.policy import Decision, ViolationKind, combine, evaluate, explain_dict, explain_lines
 from rightsizer.policy.name_patterns import name_matches
 from tests.unit import test_reconcile as rec
@@ -315,3 +320,20 @@ def test_the_example_allows_remote_code_in_research_namespaces_only() -> None:
         ViolationKind.MODEL_CACHE_CLAIM,
     }
     assert found(spec(secret="db-password", claim="scratch"), standard) == set()
+
+
+def test_the_reconciler_does_not_read_a_token_secret_the_policies_do_not_allow(tmp_path: Path) -> None:
+    """The Hub needs the token (the model is not in the catalog); the Secret is outside allowed.hfTokenSecrets, so
+    it is not read: before, the operator read it and sent it to the Hub as the tenant's token."""
+    kube = FakeKube(secrets={("team-a", "db-password"): {"token": "s3cret"}})
+    hub = HubClient(endpoint="http://127.0.0.1:9", cache_dir=tmp_path, timeout_seconds=2)
+    reconciler = Reconciler(kube, OperatorSettings(), hub)
+    gated = LLMDeploymentSpec.model_validate(
+        {"model": {"name": "acme/gated"}, "serving": {"hfTokenSecretRef": {"name": "db-password", "key": "token"}}}
+    )
+    observed = Observed(policies=[SizingPolicy.model_validate(TOKENS)])
+    with pytest.raises(SizingError) as refused:
+        reconciler.assess("team-a", "chat", gated, observed)
+    assert refused.value.field == "spec.serving.hfTokenSecretRef.name"
+    assert "Secret db-password is not read: SizingPolicy tokens allows only hf-*" in refused.value.one_line()
+    assert kube.reads == []

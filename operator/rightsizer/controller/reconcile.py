@@ -59,6 +59,8 @@ from rightsizer.policy import (
     replica_bounds,
 )
 from rightsizer.policy.assessment import Assessment, assess, effective_policy
+from rightsizer.policy.effective import EffectivePolicy
+from rightsizer.policy.evaluate import unreadable_token_secret
 from rightsizer.policy.quota import Overflow
 from rightsizer.sizing.budget import time_budget
 from rightsizer.sizing.pools import GpuPool, merge
@@ -224,11 +226,14 @@ class Reconciler:
         """Pools known cluster-wide: discovered from GPU nodes, plus those the operator configuration declares."""
         return merge(discover(nodes, self.settings.pool_label_keys), self.declared_pools)
 
-    def resolve_model(self, namespace: str, spec: LLMDeploymentSpec, *, reads: bool = True) -> ResolvedModel:
+    def resolve_model(
+        self, namespace: str, spec: LLMDeploymentSpec, *, reads: bool = True, effective: EffectivePolicy | None = None
+    ) -> ResolvedModel:
         """The model's config as `namespace` may read it: its own ConfigMap, the Hub with its own token (never the
         operator's). `reads=False` (admission) reads nothing of the namespace and asks the Hub without a token:
         an AdmissionReview can be forged by anyone who reaches the webhook, for any namespace, so it must not make
-        the operator read a ConfigMap or Secret; such models are sized once the object exists."""
+        the operator read a ConfigMap or Secret; such models are sized once the object exists. A token Secret that
+        `effective` does not allow (allowed.hfTokenSecrets) is not read either: SizingError names the field."""
 
         def read_config_map(name: str, key: str) -> str:
             if not reads:
@@ -243,6 +248,9 @@ class Reconciler:
             ref = spec.serving.hf_token_secret_ref
             if ref is None or not reads:
                 return None
+            refused = unreadable_token_secret(spec, effective) if effective is not None else None
+            if refused is not None:
+                raise refused
             return self.kube.read_secret_key(namespace, ref.name, ref.key)
 
         return resolve(
@@ -254,8 +262,8 @@ class Reconciler:
     ) -> Assessment:
         """The plan the policies allow for this spec; raises RightsizerError naming the field at fault (a sizing
         that outruns ASSESSMENT_BUDGET_SECONDS included). `reads`: see resolve_model."""
-        resolved = self.resolve_model(namespace, spec, reads=reads)
         effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
+        resolved = self.resolve_model(namespace, spec, reads=reads, effective=effective)
         pools = self.pools(observed.nodes)
         material = json.dumps(
             [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective)], sort_keys=True, default=str

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeploymentSpec, ModelDType, Quantization
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.errors import RightsizerError
+from rightsizer.errors import RightsizerError, SizingError
 from rightsizer.policy.decision import Decision, Violation, ViolationKind, allow_phrase, policies_phrase
 from rightsizer.policy.effective import EffectivePolicy, Sourced, product_key
 from rightsizer.policy.images import default_image, image_allowed, normalise_image
@@ -172,6 +172,23 @@ def _unmatched(rule: Rule, kind: str, name: str, listed: Iterable[Sourced[tuple[
         for patterns in listed
         if not any_matches(patterns.value, name)
     ]
+
+
+def unreadable_token_secret(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> SizingError | None:
+    """The error to raise instead of reading spec.serving.hfTokenSecretRef when the policies do not allow that
+    Secret: the operator does not read, on a tenant's behalf, a Secret the tenant may not name."""
+    ref = spec.serving.hf_token_secret_ref
+    if ref is None:
+        return None
+    for patterns in effective.hf_token_secrets:
+        if not any_matches(patterns.value, ref.name):
+            return SizingError(
+                HF_TOKEN_SECRET.field,
+                f"Secret {_shown(ref.name)} is not read: {allow_phrase(patterns.policies)} only "
+                f"{', '.join(patterns.value)} ({HF_TOKEN_SECRET.limit})",
+                "name a Secret that matches",
+            )
+    return None
 
 
 def _mounted_objects(spec: LLMDeploymentSpec, effective: EffectivePolicy) -> list[Violation]:
