@@ -336,3 +336,13 @@ def test_manifests_are_a_fresh_render_of_the_chart() -> None:
     assert kustomization["resources"] == ["rightsizer.yaml"]
     kinds = [d["kind"] for d in documents((REPO / "manifests" / "rightsizer.yaml").read_text())]
     assert kinds[0] == "Namespace" and kinds.count("CustomResourceDefinition") == 4
+
+
+def test_the_service_monitor_keeps_the_deployments_namespace_label() -> None:
+    """Per-deployment metrics carry namespace=<the LLMDeployment's>; with honorLabels Prometheus keeps it instead of
+    renaming it exported_namespace in favour of the operator pod's namespace (prometheus-operator Endpoint docs)."""
+    from tests.chart.render import objects
+
+    rendered = objects({"metrics": {"serviceMonitor": {"enabled": True}}})
+    (monitor,) = [o for (kind, _), o in rendered.items() if kind == "ServiceMonitor"]
+    assert [e.get("honorLabels") for e in monitor["spec"]["endpoints"]] == [True]
