@@ -1,7 +1,9 @@
 """Overflow on the local plane: with the h200 pool full of other pods, an LLMDeployment that prefers H200 and allows
 H100 serves from h100 (with h100's own TP) behind its one Service; once the h200 nodes are free its replicas return
-and the overflow workload goes; a SizingPolicy that forbids overflow keeps them Pending and says so. Neither state
-writes anything once it is reached. Prints the time from a full pool to Ready replicas on the next one
+and the overflow workload goes; a scale-up (through the scale subresource, as the autoscaler writes it) while the
+h200 pool is full lands Ready replicas on h100, and the scale-down back removes them, not the h200 ones; a
+SizingPolicy that forbids overflow keeps them Pending and says so. Neither state writes anything once it is reached.
+Prints the time from a full pool to Ready replicas on the next one, and from a scale-up to them
 (docs/benchmarks.md)."""
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from tests.integration.objects import (
 )
 from tests.integration.operator import RESYNC_SECONDS, OperatorProcess
 from tests.integration.test_operator import (
+    GROUP,
+    PLURAL,
+    VERSION,
     apply,
     condition,
     example,
@@ -45,14 +50,29 @@ OVERFLOW = f"{NAME}-h100"
 GRACE_SECONDS = 5
 
 
-def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) -> None:
-    """Every GPU of every h200 node taken by another tenant's pods (8 GPUs each, one per node)."""
+def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, free_gpus: int = 0) -> None:
+    """Every GPU of every h200 node taken by another tenant's pods (8 GPUs each, one per node), but `free_gpus` on
+    one node (a last pod asks for the rest of it)."""
     nodes = len(core.list_node(label_selector=f"{POOL_LABEL}=h200").items)
-    selector = {"app": "filler"}
-    filler = {
-        "metadata": {"name": "filler"},
+    fillers = {"filler": (nodes, 8)} if not free_gpus else {"filler": (nodes - 1, 8), "filler-rest": (1, 8 - free_gpus)}
+    for name, (replicas, gpus) in fillers.items():
+        apps.create_namespaced_deployment(namespace, typed(client.V1Deployment, filler(name, replicas, gpus)))
+
+    def full() -> bool:
+        return all(
+            ready_replicas(apps.read_namespaced_deployment(name, namespace)) == replicas
+            for name, (replicas, _) in fillers.items()
+        )
+
+    wait_for(full, 90, "the h200 pool to be full")
+
+
+def filler(name: str, replicas: int, gpus: int) -> dict[str, Any]:
+    selector = {"app": name}
+    return {
+        "metadata": {"name": name},
         "spec": {
-            "replicas": nodes,
+            "replicas": replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": selector},
@@ -63,19 +83,13 @@ def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) ->
                         {
                             "name": "work",
                             "image": "registry.k8s.io/pause:3.10",
-                            "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                         }
                     ],
                 },
             },
         },
     }
-    apps.create_namespaced_deployment(namespace, typed(client.V1Deployment, filler))
-    wait_for(
-        lambda: ready_replicas(apps.read_namespaced_deployment("filler", namespace)) == nodes,
-        90,
-        "the h200 pool to be full",
-    )
 
 
 def overflowing_body(**placement: Any) -> dict[str, Any]:
@@ -205,6 +219,73 @@ def test_a_full_pool_overflows_onto_the_next_and_comes_back(
         "Overflowing=False",
     )
     assert obj["status"]["placement"]["summary"] == "h200 2/2"
+    assert_steady(operator)
+
+
+def test_a_scale_up_with_the_primary_full_lands_ready_on_the_overflow_pool_and_a_scale_down_removes_it_first(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    namespace: str,
+) -> None:
+    secret(core, namespace)
+    fill_h200(core, apps, namespace, free_gpus=2)  # room for the 2 replicas of one H200 each, no more
+    apply(custom, namespace, overflowing_body())
+    wait_for(
+        lambda: (d := workload(apps, namespace, NAME)) is not None and ready_replicas(d) == 2,
+        120,
+        "two Ready replicas on h200",
+    )
+    assert workload(apps, namespace, OVERFLOW) is None
+
+    def on(pool: str) -> set[str]:
+        return {
+            str(meta(p).name)
+            for p in pod_list(core, namespace, NAME)
+            if labels(p).get(POOL_LABEL) == pool and meta(p).deletion_timestamp is None and phase(p) == "Running"
+        }
+
+    serving_h200 = on("h200")
+    assert len(serving_h200) == 2
+
+    # What the autoscaler writes on a scale-up: spec.replicas.desired through the scale subresource.
+    scaled_at = time.monotonic()
+    custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, NAME, {"spec": {"replicas": 4}})
+    wait_for(
+        lambda: (d := workload(apps, namespace, OVERFLOW)) is not None and ready_replicas(d) == 2,
+        120,
+        f"two Ready replicas on h100 ({OVERFLOW}) after the scale-up",
+    )
+    up_after = time.monotonic() - scaled_at
+    print(
+        f"\noverflow: scale-up 2 -> 4 with h200 full -> 2 more Ready on h100 in {up_after:.1f} s "
+        f"(grace {GRACE_SECONDS} s)"
+    )
+    obj = wait_for(
+        lambda: (
+            (o := get(custom, namespace, NAME))["status"]["placement"]["summary"] == "h200 2/4, h100 2/2 overflow" and o
+        ),
+        30,
+        "the placement to show both pools",
+    )
+    assert require_condition(obj, "Overflowing")["status"] == "True"
+    assert on("h200") == serving_h200  # the h200 replicas stay where they were
+    assert len(on("h100")) == 2
+
+    # Scale back down: the overflow goes, the h200 replicas (the same pods) stay.
+    scaled_at = time.monotonic()
+    custom.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, NAME, {"spec": {"replicas": 2}})
+    wait_for(lambda: workload(apps, namespace, OVERFLOW) is None, 60, "the overflow workload to go")
+    down_after = time.monotonic() - scaled_at
+    print(f"overflow: scale-down 4 -> 2 -> overflow removed in {down_after:.1f} s, h200 replicas untouched")
+    assert on("h200") == serving_h200
+    obj = wait_for(
+        lambda: (o := get(custom, namespace, NAME))["status"]["placement"]["summary"] == "h200 2/2" and o,
+        30,
+        "the placement to show h200 alone",
+    )
+    assert require_condition(obj, "Overflowing")["status"] == "False"
     assert_steady(operator)
 
 
