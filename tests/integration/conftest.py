@@ -40,6 +40,7 @@ NAMESPACE_LABEL = "rightsizer.dev/integration-test"
 # Namespaces of this pytest session share a prefix, and the operator under test watches only those: several test
 # sessions (or developers) can share one plane without their operators acting on each other's objects.
 NAMESPACE_PREFIX = f"it-{uuid.uuid4().hex[:4]}-"
+PROGRESS_DEADLINE_SECONDS = 45  # the operator under test's RIGHTSIZER_PROGRESS_DEADLINE_SECONDS
 
 
 def plane_is_healthy() -> bool:
@@ -142,7 +143,9 @@ def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFacto
     process = OperatorProcess(
         kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        webhook_env(),
+        # A pod stuck unschedulable turns the LLMDeployment Degraded after 45 s instead of the default 600: long enough
+        # for tests to see a routine wait as Progressing (test_argocd.py), short enough to see a stuck one Degraded.
+        {**webhook_env(), "RIGHTSIZER_PROGRESS_DEADLINE_SECONDS": str(PROGRESS_DEADLINE_SECONDS)},
         args=("--namespace", f"{NAMESPACE_PREFIX}*"),
     )
     process.start()
