@@ -324,7 +324,7 @@ def no_webhook_baseline(custom: Any, namespace: str, requests: int) -> dict[str,
     return webhook_latency(custom, namespace, requests)
 
 
-def run(counts: list[int], steady_seconds: float, webhook_requests: int) -> dict[str, Any]:
+def run(counts: list[int], steady_seconds: float, webhook_requests: int, save: Path | None = None) -> dict[str, Any]:
     kubeconfig = str(localplane.STATE / "admin.kubeconfig")
     config.load_kube_config(kubeconfig)
     configuration = client.Configuration.get_default_copy()
@@ -345,6 +345,8 @@ def run(counts: list[int], steady_seconds: float, webhook_requests: int) -> dict
                 if key in measured:
                     webhook[key] = measured.pop(key)
             runs.append(measured)
+            if save is not None:  # after each count: a later count that runs out of time keeps the earlier ones
+                save.write_text(json.dumps({"runs": runs, "webhook": webhook}, indent=2))
     finally:
         for name in nodes:
             core.delete_node(name)
@@ -399,9 +401,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", type=Path, help="also write the JSON result to this file")
     args = parser.parse_args()
-    result = run(args.counts, args.steady_seconds, args.webhook_requests)
-    if args.save:
-        args.save.write_text(json.dumps(result, indent=2))
+    result = run(args.counts, args.steady_seconds, args.webhook_requests, args.save)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
