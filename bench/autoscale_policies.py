@@ -189,7 +189,7 @@ class Rightsizer:
         m = sim.window(now, self.window_s)
         replica = self.model
         if self.model is not None and self.calibrate:
-            self.calibration = observe(self.calibration, stats_of(m), self.model, now)
+            self.calibration = observe(self.calibration, stats_of(m), self.model, now, window_s=self.window_s)
             replica = self.calibration.corrected(self.model)
         obs = autoscale.Observation(
             time=now,

@@ -360,6 +360,7 @@ def test_a_slower_fleet_is_learnt_lowers_capacity_and_flips_prediction_accurate(
         Reconciler(kube, OperatorSettings(allow_hub=False)),
         FakeSource(stats),
         status_refresh_seconds=0.0,
+        window_seconds=15.0,  # a fresh window every pass
         clock=lambda: now[0],
         accuracy_sustain_seconds=60.0,
     )

@@ -11,8 +11,8 @@ from rightsizer.facts import gpus
 from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
-from rightsizer.perf import Replica, Traffic, build_replica, predict
-from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, Filter, observe, restored
+from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict
+from rightsizer.scaling.calibration import ALPHA, SUSTAIN_S, Calibration, Filter, observe, restored
 from rightsizer.scaling.window import WindowStats
 from tests.unit.helpers import facts_of
 
@@ -60,7 +60,7 @@ def window(
 def run(model: Replica, truth: Replica, windows: int, **kw: object) -> Calibration:
     state = Calibration()
     for i in range(windows):
-        state = observe(state, window(truth, **kw), model, now=15.0 * i)  # type: ignore[arg-type]
+        state = observe(state, window(truth, **kw), model, now=15.0 * i, window_s=15.0)  # type: ignore[arg-type]
     return state
 
 
@@ -78,7 +78,7 @@ def test_factors_converge_to_the_true_speed_within_ten_percent(model: Replica, p
 
 def test_early_windows_move_the_factor_only_part_of_the_way(model: Replica) -> None:
     one = run(model, model.scaled(2.0, 2.0), 1, rate=2.0)
-    assert 1.0 < one.decode.factor < 1.3  # a single window is weighed against the model
+    assert 1.0 < one.decode.factor < 1.5  # a single window is weighed against the model (ALPHA of the way)
     assert one.confidence < 0.5
 
 
@@ -117,7 +117,7 @@ def test_one_wild_window_moves_a_factor_by_a_bounded_step(model: Replica) -> Non
     wild = window(model, rate=2.0)
     wild = WindowStats(**{**wild.__dict__, "itl_mean_s": 1000.0, "ttft_mean_s": 1000.0})
     after = observe(state, wild, model, now=1000.0)
-    assert 1.0 < after.decode.factor <= 3.0**0.25 + 1e-9
+    assert 1.0 < after.decode.factor <= 3.0**ALPHA + 1e-9
 
 
 def test_prediction_accurate_flips_after_a_sustained_disagreement_and_recovers(model: Replica) -> None:
@@ -147,3 +147,25 @@ def test_restart_continues_from_the_recorded_factors(model: Replica) -> None:
 
 def test_filter_confidence_is_zero_before_evidence() -> None:
     assert Filter().confidence == 0.0 and Filter().factor == 1.0
+
+
+def test_overlapping_windows_count_for_their_new_data_only(model: Replica) -> None:
+    """Four passes 15 s apart over 60 s windows see one window's worth of new requests: together they move a factor
+    as far as one fresh window does."""
+    truth = model.scaled(1.4, 1.4)
+    fresh = observe(observe(Calibration(), window(truth, rate=2.0), model, 0.0), window(truth, rate=2.0), model, 60.0)
+    overlapping = observe(Calibration(), window(truth, rate=2.0), model, 0.0)
+    for t in (15.0, 30.0, 45.0, 60.0):
+        overlapping = observe(overlapping, window(truth, rate=2.0), model, t)
+    assert overlapping.decode.factor == pytest.approx(fresh.decode.factor, rel=0.02)
+    assert observe(fresh, window(truth, rate=2.0), model, 60.0).decode == fresh.decode  # the same window again
+
+
+def test_a_slower_fleet_near_its_true_capacity_does_not_drive_the_factors_apart(model: Replica) -> None:
+    """Near saturation the TTFT is mostly waiting, priced with the decode factor: counted as prefill evidence it
+    drove the prefill factor to its bound while the decode factor overshot. Such windows are skipped."""
+    truth = model.scaled(1.4, 1.4)
+    near = 0.9 * max_request_rate(truth, 2000, 200, Slo(ttft_p95_s=30.0))
+    state = run(model, truth, 40, rate=near)
+    assert 0.7 < state.prefill.factor < 2.0
+    assert state.decode.factor == pytest.approx(1.4, rel=0.15)

@@ -218,7 +218,9 @@ class Autoscaler:
         model = await asyncio.to_thread(self._model, namespace, spec, plan)
         calibration = self.calibrations.get(key) or calibration_from(status)  # continues after a restart
         if model is not None:
-            calibration = await asyncio.to_thread(observe, calibration, stats, model, now)
+            calibration = await asyncio.to_thread(
+                lambda: observe(calibration, stats, model, now, window_s=self.window_seconds)
+            )
             self.calibrations[key] = calibration
             for metric, ratio in error_ratios(calibration).items():
                 metrics.PREDICTION_ERROR.labels(namespace, name, metric).set(ratio)

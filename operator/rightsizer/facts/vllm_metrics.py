@@ -11,6 +11,9 @@ by release, by tests/contract/test_vllm_contract.py; the boundaries below were r
   name, 0.12 drops it.
 * TTFT, end-to-end latency, running and waiting requests, prompt and generation lengths per request: the same name
   in every release above.
+* prefill time per request (`vllm:request_prefill_time_seconds`, the time from a request's first scheduling to its
+  first token, observed when it finishes; self-calibration's prefill evidence): the same name in the cached
+  contracts of 0.10.2, 0.11.0 and 0.19.0.
 
 A name "hidden" in a release is not counted as exposed: rightsizer never passes `--show-hidden-metrics-for-version`.
 Series names follow prometheus_client: a histogram is read through `<name>_bucket` (label `le`), `_sum`, `_count`.
@@ -41,6 +44,7 @@ class Signal(StrEnum):
     REQUESTS_WAITING = "requests_waiting"
     PROMPT_TOKENS = "prompt_tokens"  # prompt length per finished request, tokens
     GENERATION_TOKENS = "generation_tokens"  # generated length per finished request, tokens
+    PREFILL_TIME = "prefill_time"  # per finished request: from its first scheduling to its first token, seconds
 
 
 class Kind(StrEnum):
@@ -87,6 +91,7 @@ NAMES: dict[Signal, tuple[MetricName, ...]] = {
     Signal.REQUESTS_WAITING: (MetricName("vllm:num_requests_waiting", Kind.GAUGE),),
     Signal.PROMPT_TOKENS: (MetricName("vllm:request_prompt_tokens", Kind.HISTOGRAM),),
     Signal.GENERATION_TOKENS: (MetricName("vllm:request_generation_tokens", Kind.HISTOGRAM),),
+    Signal.PREFILL_TIME: (MetricName("vllm:request_prefill_time_seconds", Kind.HISTOGRAM),),
 }
 
 

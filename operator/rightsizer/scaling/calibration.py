@@ -7,18 +7,24 @@ the requests that finished). The model predicts both for that load (perf.predict
 correction factors, the ones perf.Replica.scaled applies:
 
 * decode: how much longer than the model's a step takes that only decodes (what the mean ITL mostly is);
-* prefill: how much longer the prompt part of a step takes (what TTFT, net of the fixed request overhead, mostly is).
+* prefill: how much longer the prompt part of a step takes: what vLLM's per-request prefill time
+  (`vllm:request_prefill_time_seconds`, first scheduling to first token) is, against the model's own-prompt steps at
+  the same mean prompt; without that histogram, what the TTFT net of the fixed request overhead mostly is.
 
 Each window's measurement of a factor is log(current factor) + log(observed mean / mean the corrected model
 predicts): with a latency proportional to its factor this is the true factor whatever the current estimate, and the
 small cross-effects (prompt chunks slow the ITL; each prefill step also reads the weights) are taken out by
 iterating, since the prediction already uses both current factors. Measurements are smoothed by an exponentially
-weighted mean of log factors (weight ALPHA per window) that starts at 0 (the model is right until shown otherwise),
-so a handful of windows cannot swing it; its exponentially weighted variance gives a confidence.
+weighted mean of log factors that starts at 0 (the model is right until shown otherwise) and gives each window the
+weight ALPHA for the share of it that is new data (overlapping windows are not independent evidence), so a handful of
+windows cannot swing it; its exponentially weighted variance gives a confidence.
 
 What is not evidence is skipped, not averaged in: windows with fewer than MIN_FINISHED requests finished or no rate
 (idle, or replicas just restarted: their counters start at zero and the window's increase is small), windows where
-the model calls the load saturating (the latency is then queueing, which says nothing about speed), and a single
+the model calls the load saturating (the latency is then queueing, which says nothing about speed), for the decode
+factor windows where prompt chunks take more than half the decoding sequences' time, for the prefill factor
+windows where the wait behind other prompts is more than half the TTFT (net of the overhead: either way the
+measurement would mostly carry the other factor's or the queueing model's error), and a single
 window's log ratio is clamped to ±log(MAX_RATIO) so that a scrape glitch moves the factor by a bounded step. Counter
 resets inside a window are already handled by the window (scaling.histograms). After an operator restart the filter
 continues from status.performance (its factors, samples and confidence), not from scratch.
@@ -37,11 +43,12 @@ from rightsizer.perf import Replica, Traffic, predict
 from rightsizer.perf.uncertainty import interval
 from rightsizer.scaling.window import WindowStats
 
-ALPHA = 0.25  # weight of one window in the smoothed log factor: 90 % of the way to a steady truth in 8 windows
+ALPHA = 0.4  # weight of one window's worth of new data in the smoothed log factor (see `_alpha`)
 MIN_FINISHED = 8.0  # requests finished in a window before it counts as evidence
 MAX_RATIO = 3.0  # one window moves a factor by at most this ratio
 SUSTAIN_S = 300.0  # outside the interval this long before the prediction is called inaccurate
 FACTOR_BOUNDS = (0.1, 10.0)  # a factor outside this says the metrics are wrong, not the model
+OWN_SHARE = 0.5  # a latency is evidence of a step part only while that part is at least this share of it
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class Calibration:
     ttft: Accuracy = field(default_factory=Accuracy)
     itl: Accuracy = field(default_factory=Accuracy)
     last: Reading | None = None
+    updated_at: float | None = None  # when a window last counted as evidence
 
     def corrected(self, model: Replica) -> Replica:
         """The model with this deployment's factors (the model itself before any evidence), rounded to 1 % so that
@@ -179,8 +187,19 @@ def _accuracy(record: Accuracy, ratio: float, low: float, high: float, now: floa
     return Accuracy(since, ratio, low, high)
 
 
-def observe(state: Calibration, stats: WindowStats, model: Replica, now: float) -> Calibration:
-    """The calibration after one window. `model` is the uncorrected replica of the plan in force."""
+def _alpha(updated_at: float | None, now: float, window_s: float) -> float:
+    """The weight of this window: ALPHA for a window of data the filter has not seen, less for one that overlaps the
+    last (the operator decides every 15 s over 60 s windows: each window brings a quarter of new requests, and
+    counting it whole would make the filter four times as jumpy as its ALPHA says)."""
+    fresh = window_s if updated_at is None else min(max(0.0, now - updated_at), window_s)
+    return 1.0 - (1.0 - ALPHA) ** (fresh / window_s) if window_s > 0 else ALPHA
+
+
+def observe(
+    state: Calibration, stats: WindowStats, model: Replica, now: float, *, window_s: float = 60.0
+) -> Calibration:
+    """The calibration after one window of `window_s` seconds ending at `now`. `model` is the uncorrected replica of
+    the plan in force."""
     pods = max(stats.pods, 1)
     prompt, output = stats.mean_prompt_tokens, stats.mean_generation_tokens
     if (
@@ -204,17 +223,33 @@ def observe(state: Calibration, stats: WindowStats, model: Replica, now: float) 
         return replace(state, last=replace(reading, skipped="the model calls this load saturating"))
     overhead = model.efficiency.request_overhead_s
     prefill, decode, ttft_record, itl_record = state.prefill, state.decode, state.ttft, state.itl
+    alpha = _alpha(state.updated_at, now, window_s)
+    if alpha <= 0:
+        return state  # the same window again
     load = believed.running
+    # A latency measures a step part only where that part is most of it: the ITL while decode steps outweigh the
+    # prompt chunks interleaved with them (the prediction's prefill share), the TTFT while the prompt's own steps
+    # outweigh the wait behind others. Elsewhere the measurement would carry the other factor's error, and the two
+    # estimates would chase each other (a fleet 40 % slower, near its true capacity: the wait, priced with the
+    # decode factor, drove the prefill factor to its bound while the decode factor overshot to 1.8).
     if stats.itl_mean_s is not None and stats.itl_mean_s > 0 and current.itl.mean > 0:
-        decode = decode.update(math.log(decode.factor) + _clamped_log(stats.itl_mean_s / current.itl.mean))
+        if current.prefill_share <= 1.0 - OWN_SHARE:
+            decode = decode.update(math.log(decode.factor) + _clamped_log(stats.itl_mean_s / current.itl.mean), alpha)
         edges = interval("itl", model.family, load, calibrated=model.calibrated)
         itl_record = _accuracy(itl_record, stats.itl_mean_s / believed.itl.mean, edges.fast, edges.slow, now)
+    own = corrected_model.prefill_seconds(p_in, round(current.running), p_in + p_out / 2)
     net, predicted_net = (stats.ttft_mean_s or 0.0) - overhead, current.ttft.mean - overhead
-    if stats.ttft_mean_s is not None and net > 0 and predicted_net > 0:
-        prefill = prefill.update(math.log(prefill.factor) + _clamped_log(net / predicted_net))
+    if stats.prefill_mean_s is not None and stats.prefill_mean_s > 0 and own > 0:
+        # vLLM's own prefill time (first scheduling to first token) of the same finished requests whose mean prompt
+        # `p_in` is: no queue in it, so the best evidence there is.
+        prefill = prefill.update(math.log(prefill.factor) + _clamped_log(stats.prefill_mean_s / own), alpha)
+    elif stats.ttft_mean_s is not None and net > 0 and predicted_net > 0 and own >= OWN_SHARE * predicted_net:
+        prefill = prefill.update(math.log(prefill.factor) + _clamped_log(net / predicted_net), alpha)
+    if stats.ttft_mean_s is not None and believed.ttft.mean > 0:
         edges = interval("ttft", model.family, load, calibrated=model.calibrated)
         ttft_record = _accuracy(ttft_record, stats.ttft_mean_s / believed.ttft.mean, edges.fast, edges.slow, now)
-    after = Calibration(prefill, decode, ttft_record, itl_record)
+    updated = prefill is not state.prefill or decode is not state.decode
+    after = Calibration(prefill, decode, ttft_record, itl_record, updated_at=now if updated else state.updated_at)
     fitted = predict(after.corrected(model), traffic)
     reading = replace(
         reading,

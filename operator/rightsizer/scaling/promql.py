@@ -18,6 +18,7 @@ query needs no relabeling of rightsizer's own labels. Every query aggregates to 
     finished         sum(increase(vllm:request_generation_tokens_count{S}[W]))
     ttft_mean        (mean_prompt's form over vllm:time_to_first_token_seconds: self-calibration's evidence)
     itl_mean         (the same over vllm:inter_token_latency_seconds)
+    prefill_mean     (the same over vllm:request_prefill_time_seconds)
 
 The metric names are the ones the deployment's vLLM release exposes (rightsizer.facts.vllm_metrics: e.g.
 vllm:time_per_output_token_seconds for ITL before 0.11). Arrivals = admitted_rate + queue_growth, as in
@@ -75,6 +76,7 @@ def queries(selector: Selector, version: str, window_seconds: float) -> dict[str
         "itl_p95": p95(itl),
         "ttft_mean": mean_of(ttft),
         "itl_mean": mean_of(itl),
+        "prefill_mean": mean_of(_name(Signal.PREFILL_TIME, version)),
         "admitted_rate": f"sum(rate({ttft}{HISTOGRAM_COUNT}{{{s}}}[{w}]))",
         "queue_growth": f"sum(deriv({waiting}{{{s}}}[{w}]))",
         "waiting": f"sum({waiting}{{{s}}})",
@@ -119,4 +121,5 @@ def stats(values: Mapping[str, float | None]) -> WindowStats:
         finished=values.get("finished") or 0.0,
         ttft_mean_s=values.get("ttft_mean"),
         itl_mean_s=values.get("itl_mean"),
+        prefill_mean_s=values.get("prefill_mean"),
     )

@@ -10,7 +10,7 @@ needs — the same ones the Prometheus source gets from PromQL (rightsizer.scali
   window, counting pods that left during the window too;
 * waiting and running requests (summed) and KV-cache usage (mean) at the latest sample of each pod;
 * mean prompt and generation length of the requests that finished in the window;
-* mean TTFT and ITL (histogram sum over count), which self-calibration compares with the model.
+* mean TTFT, ITL and prefill time (histogram sum over count), which self-calibration compares with the model.
 
 vLLM labels every series with model_name and engine (vllm/v1/metrics/loggers.py, 0.19.0); a pod with several
 engines (data parallel) exposes one series per engine, and they are summed.
@@ -35,7 +35,7 @@ from rightsizer.facts.vllm_metrics import (
 )
 from rightsizer.scaling.histograms import Histogram, histogram_increase, mean, merge, quantile
 
-HISTOGRAM_SIGNALS = (Signal.TTFT, Signal.ITL, Signal.PROMPT_TOKENS, Signal.GENERATION_TOKENS)
+HISTOGRAM_SIGNALS = (Signal.TTFT, Signal.ITL, Signal.PROMPT_TOKENS, Signal.GENERATION_TOKENS, Signal.PREFILL_TIME)
 GAUGE_SIGNALS = (Signal.REQUESTS_WAITING, Signal.REQUESTS_RUNNING, Signal.KV_CACHE_USAGE)
 QUANTILE = 0.95
 
@@ -65,6 +65,7 @@ class WindowStats:
     finished: float = 0.0  # requests that finished in the window (what the mean lengths rest on)
     ttft_mean_s: float | None = None  # the histograms' sum over count: exact, unlike a quantile from buckets
     itl_mean_s: float | None = None  # (what self-calibration compares with the model, scaling.calibration)
+    prefill_mean_s: float | None = None  # of the requests that finished: first scheduling to first token
 
 
 def _samples_by_name(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -171,4 +172,5 @@ def window_stats(
         finished=finished.count if finished is not None else 0.0,
         ttft_mean_s=mean(merged.get(Signal.TTFT)),
         itl_mean_s=mean(merged.get(Signal.ITL)),
+        prefill_mean_s=mean(merged.get(Signal.PREFILL_TIME)),
     )
