@@ -80,7 +80,13 @@ def _port_free(port: int) -> bool:
 
 
 def operator_for(
-    kubeconfig: str, namespace: str, log_path: Path, *, prometheus_url: str | None, targets_dir: Path
+    kubeconfig: str,
+    namespace: str,
+    log_path: Path,
+    *,
+    prometheus_url: str | None,
+    targets_dir: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> OperatorProcess:
     """An operator that acts on `namespace` only, deciding every INTERVAL_S over WINDOW_S of metrics, from
     Prometheus or (prometheus_url None) by scraping the simulators the targets directory lists. It serves the
@@ -91,6 +97,7 @@ def operator_for(
         "RIGHTSIZER_AUTOSCALE_WINDOW_SECONDS": str(WINDOW_S),
         "RIGHTSIZER_AUTOSCALE_STATUS_REFRESH_SECONDS": str(STATUS_REFRESH_S),
         **(webhook_env() if _port_free(localplane.RIGHTSIZER_WEBHOOK_PORT) else {}),
+        **(extra_env or {}),
     }
     if prometheus_url:
         env["RIGHTSIZER_PROMETHEUS_URL"] = prometheus_url
@@ -143,8 +150,11 @@ class Rig:
 
     # -- setup -----------------------------------------------------------------------------------------------------
 
-    def deploy(self, replicas: dict[str, Any], autoscaling: dict[str, Any]) -> dict[str, Any]:
-        """Create the LLMDeployment, wait until it is Ready with its pods, start one simulator per pod."""
+    def deploy(
+        self, replicas: dict[str, Any], autoscaling: dict[str, Any], *, model_error: tuple[float, float] = (1.0, 1.0)
+    ) -> dict[str, Any]:
+        """Create the LLMDeployment, wait until it is Ready with its pods, start one simulator per pod (running
+        `model_error` times the model's step time: e2e/vllm_sim --model-error)."""
         body = llmd(replicas, autoscaling)
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, copy.deepcopy(body))
         expected = replicas.get("desired", replicas.get("min", 1))
@@ -160,6 +170,7 @@ class Rig:
             plan_file=plan_file,
             sd_dir=self.sd_dir,
             log_dir=self.workdir / "simulators",
+            model_error=model_error,
         ).start()
         self.fleet.wait_healthy(expected)
         self._spawn(self._sample_forever)
