@@ -93,7 +93,7 @@ def test_factors_converge_and_prediction_accurate_flips(
     perf = obj["status"]["performance"]
     condition = accuracy(obj)
     # The factors converge and stay there: decode within 10 % of the injected error, prefill within 20 % (the
-    # simulator's prefill times run 6-14 % over the model's own-prompt steps even at x1: tests/unit/test_calibration_sim).
+    # simulator's prefill times run 6-14 % over the model's own-prompt steps even at x1: test_calibration_sim.py).
     assert within_at is not None, f"factors never near {error}: {trail}"
     assert perf["prefillFactor"] == pytest.approx(error, rel=PREFILL_TOLERANCE), trail
     assert perf["decodeFactor"] == pytest.approx(error, rel=0.10), trail
