@@ -231,6 +231,7 @@ def stats_of(m: WindowMetrics) -> WindowStats:
         finished=float(m.finished),
         ttft_mean_s=m.ttft_mean_s,
         itl_mean_s=m.itl_mean_s,
+        prefill_mean_s=m.prefill_mean_s,
     )
 
 

@@ -135,7 +135,7 @@ class Server:
         engine = sim.engine
         step, max_seqs, budget_all = engine.step, engine.max_num_seqs, engine.max_num_batched_tokens
         prompt, output, arrival = sim.prompt, sim.output, sim.arrival
-        first_token, first_step = sim.first_token, sim.first_step
+        first_token, first_step, admitted_at = sim.first_token, sim.first_step, sim.admitted_at
         overhead, record = engine.request_overhead_s, sim.record
         n_dec, ctx, kv_free, in_flight, k = self.n_decode, self.ctx_sum, self.kv_free, self.in_flight, len(durations)
         while t <= until and (n_dec or prefilling or waiting):
@@ -158,6 +158,7 @@ class Server:
                 if need > kv_free and running:
                     break  # the KV cache is full: wait for a sequence to finish
                 waiting.popleft()
+                admitted_at[rid] = t  # vLLM's scheduled time: its prefill time runs from here to the first token
                 kv_free -= need
                 running += 1
                 c = min(prompt[rid], budget)
@@ -183,7 +184,7 @@ class Server:
                     kv_free += size
                     in_flight -= 1
                     if record:
-                        sim.observe_finish(t, prompt[rid], output[rid])
+                        sim.observe_finish(t, rid)
             if chunks:
                 still = []
                 for entry in prefilling:
@@ -204,7 +205,7 @@ class Server:
                         kv_free += prompt[rid] + o
                         in_flight -= 1
                         if record:
-                            sim.observe_finish(t, prompt[rid], o)
+                            sim.observe_finish(t, rid)
                 prefilling[:] = still
             if in_flight == 0:
                 self.idle_since = t
@@ -257,6 +258,7 @@ class Simulation:
         n = len(self.arrival)
         self.first_token: list[float] = [math.nan] * n
         self.first_step: list[int] = [-1] * n
+        self.admitted_at: list[float] = [math.nan] * n  # when the scheduler first took the request in
         self.server_of: list[int] = [-1] * n
         self.servers: list[Server] = []
         self.pending: deque[int] = deque()  # at the router while no replica is ready
@@ -271,6 +273,7 @@ class Simulation:
         self.finished = [0] * bins  # requests that finished, per second
         self.finished_prompt = [0] * bins  # their prompt tokens
         self.finished_output = [0] * bins  # their generated tokens
+        self.finished_prefill = [0.0] * bins  # their prefill times (vllm:request_prefill_time_seconds' sum)
         self.waiting_at: dict[float, int] = {}  # the waiting gauge (summed) at each sample time
         self._events: list[tuple[float, int, int]] = []  # (time, seq, server) readiness
 
@@ -374,11 +377,12 @@ class Simulation:
         self.itl_counts[b] += count
         self.itl_sums[min(int(t), self._bins - 1)] += value * count
 
-    def observe_finish(self, t: float, prompt: int, output: int) -> None:
+    def observe_finish(self, t: float, rid: int) -> None:
         b = min(int(t), self._bins - 1)
         self.finished[b] += 1
-        self.finished_prompt[b] += prompt
-        self.finished_output[b] += output
+        self.finished_prompt[b] += self.prompt[rid]
+        self.finished_output[b] += self.output[rid]
+        self.finished_prefill[b] += self.first_token[rid] - self.admitted_at[rid]
 
     def waiting_now(self) -> int:
         return sum(len(s.waiting) for s in self.servers if s.state in (READY, DRAINING)) + len(self.pending)
@@ -418,6 +422,7 @@ class Simulation:
             finished=finished,
             ttft_mean_s=sum(self.ttft_sums[start:end]) / ttft_count if ttft_count else None,
             itl_mean_s=sum(self.itl_sums[start:end]) / itl_count if itl_count else None,
+            prefill_mean_s=sum(self.finished_prefill[start:end]) / finished if finished else None,
         )
 
     # -- snapshots (the oracle's trials) -------------------------------------------------------------------------
@@ -502,6 +507,7 @@ class WindowMetrics:
     finished: int = 0  # requests that finished in the window
     ttft_mean_s: float | None = None  # the histograms' sum over count
     itl_mean_s: float | None = None
+    prefill_mean_s: float | None = None  # of the requests that finished: admission to first token
 
     @property
     def request_rate(self) -> float:
