@@ -90,7 +90,8 @@ def table(results: dict[str, dict[str, Any]], traces: list[str]) -> str:
                 for n in got["policies"] if got else {}:
                     if n not in names:
                         names.append(n)
-        for name in names:
+        order = ["static-peak", "static-mean", "concurrency", "queue", "rightsizer", "rightsizer-model", "oracle"]
+        for name in sorted(names, key=lambda n: order.index(n) if n in order else len(order)):
             cells = []
             for e in ERRORS:
                 ttft, ratio = [], []
