@@ -36,6 +36,7 @@ from e2e.fleet import Fleet
 from e2e.loadgen import Phase, Report, arrivals, load_trace, replay
 from tests.integration.conftest import NAMESPACE_LABEL, webhook_env
 from tests.integration.kube import gone, wait_for
+from tests.integration.objects import custom_object, typed
 from tests.integration.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def operator_for(
 @contextmanager
 def scratch_namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
     try:
         yield name
@@ -191,7 +192,7 @@ class Rig:
         time.sleep(max(0.0, t - self.now()))
 
     def get(self) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, NAME))
+        return custom_object(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, NAME))
 
     def now(self) -> float:
         return time.monotonic() - self.origin

@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from e2e.cluster import localplane
 from tests.integration.crds import apply_crds
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
+from tests.integration.objects import typed
 from tests.integration.operator import OperatorProcess
 from tests.integration.plane import UP, LocalPlane
 
@@ -117,7 +118,7 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
 def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (waits until it is gone, so GPUs are free for the next test)."""
     name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
     # The ServiceAccount admission plugin rejects pods until the controller-manager has made "default".
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
     yield name

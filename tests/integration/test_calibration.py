@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -57,8 +58,8 @@ def rig(
             operator.stop()
 
 
-def accuracy(obj: dict[str, object]) -> dict[str, str] | None:
-    conditions = (obj.get("status") or {}).get("conditions") or []  # type: ignore[union-attr]
+def accuracy(obj: dict[str, Any]) -> dict[str, str] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == "PredictionAccurate"), None)
 
 
@@ -82,8 +83,13 @@ def test_factors_converge_and_prediction_accurate_flips(
         factors = (perf.get("prefillFactor"), perf.get("decodeFactor"))
         trail.append((round(r.now() - start, 1), factors, perf.get("samples"), condition and condition["status"]))
         prefill, decode = factors
-        near = prefill is not None and decode is not None and abs(decode / error - 1) <= 0.10
-        if within_at is None and near and abs(prefill / error - 1) <= PREFILL_TOLERANCE:
+        near = (
+            prefill is not None
+            and decode is not None
+            and abs(decode / error - 1) <= 0.10
+            and abs(prefill / error - 1) <= PREFILL_TOLERANCE
+        )
+        if within_at is None and near:
             within_at = r.now() - start
         if flipped_at is None and condition and condition["status"] == "False":
             flipped_at = r.now() - start
