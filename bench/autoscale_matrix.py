@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "autoscale-matrix.json"))
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--traces", default=",".join(CASES))
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="rate-scaling seeds to run (the table shows all)")
     p.add_argument("--policies", default="", help="a subset (merged into the cases already recorded)")
     p.add_argument("--rerun", action="store_true", help="run the cases already recorded again")
     p.add_argument("--table", action="store_true", help="print the table of what is recorded and stop")
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = json.loads(out.read_text()) if out.exists() else {}
     traces = args.traces.split(",")
     if not args.table:
-        todo = [(t, e, s) for t in traces for e in ERRORS for s in SEEDS if args.rerun or key(t, e, s) not in results]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        todo = [(t, e, s) for t in traces for e in ERRORS for s in seeds if args.rerun or key(t, e, s) not in results]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             futures = [
                 pool.submit(one, t, e, s, args.policies, results.get(key(t, e, s), {}).get("needs")) for t, e, s in todo
