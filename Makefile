@@ -62,6 +62,7 @@ test-unit: $(VENV) ## Pure-core unit tests
 	$(PY) -m pytest tests/unit -q
 
 test-chart: $(VENV) helm-lint ## The chart in every mode, agreement with the operator, manifests drift, Argo CD, Dockerfile
+	e2e/cluster/build argocd
 	$(PY) -m pytest tests/chart tests/argocd -q
 
 test-contract: $(VENV) ## Generated vLLM arguments and metric names against the pinned vLLM release

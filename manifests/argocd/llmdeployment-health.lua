@@ -1,10 +1,13 @@
 -- Argo CD health of a rightsizer.dev/v1alpha1 LLMDeployment, from its status conditions and observedGeneration
 -- (written by the operator: operator/rightsizer/kube/status.py). Install it with argocd-cm.yaml next to this file.
+-- docs/install.md has the table of states; tests/argocd runs this script in Argo CD itself.
 --
 --   Progressing  rightsizer has not yet acted on the current spec (status.observedGeneration behind
---                metadata.generation), or the replicas are rolling out or waiting for GPUs to free up
---   Degraded     the spec cannot be sized (Sized=False), policy forbids it (PolicyCompliant=False), or the running
---                workload is degraded (Degraded=True: unschedulable replicas, replicas kept after a failed re-plan)
+--                metadata.generation), or replicas are starting, rolling out or waiting for a GPU node (routine
+--                during a scale-up: the operator reports Degraded=False until the wait passes its progress deadline)
+--   Degraded     a real failure: the spec cannot be sized (Sized=False), policy forbids it (PolicyCompliant=False),
+--                or the running workload is degraded (Degraded=True: a replica unschedulable past the progress
+--                deadline, pods refused by admission, a child refused, replicas kept after a failed re-plan)
 --   Suspended    spec.replicas asks for zero replicas
 --   Healthy      Ready=True: sized, compliant and every wanted replica ready
 --

@@ -1,20 +1,20 @@
-"""The Argo CD health check over LLMDeployments captured from the local plane (tests/argocd/fixtures, written by
+"""The LLMDeployment health check under Argo CD's own interpreter (`argocd admin settings resource-overrides health`,
+tests/argocd/health.py) over LLMDeployments captured from the local plane (tests/argocd/fixtures, written by
 tests/integration/test_argocd_health.py), plus the edge cases a real object passes through too briefly to capture.
-The script runs under lupa's Lua 5.1 with Argo CD's sandbox (tests/argocd/health.py)."""
+The table in docs/install.md is checked against the same verdicts."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.argocd.health import EXPECTED, FIXTURES, SCRIPT, health
+from tests.argocd.health import ARGOCD_CM, EXPECTED, FIXTURES, SCRIPT, documented_mapping, health, require_argocd
 
-ARGOCD_CM = SCRIPT.parent / "argocd-cm.yaml"
+require_argocd()
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -23,6 +23,10 @@ def fixture(name: str) -> dict[str, Any]:
 
 def test_every_scenario_has_a_captured_fixture() -> None:
     assert sorted(p.stem for p in FIXTURES.glob("*.yaml")) == sorted(EXPECTED)
+
+
+def test_the_table_in_install_md_is_what_argo_cd_does() -> None:
+    assert documented_mapping() == EXPECTED
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -35,6 +39,17 @@ def test_captured_objects(name: str) -> None:
 def test_healthy_says_what_was_planned() -> None:
     message = health(fixture("ready"))["message"]
     assert "per replica" in message and "on pool" in message  # the Sized condition's plan summary
+
+
+def test_waiting_for_gpus_says_why() -> None:
+    """A scale-up that waits for a node is routine: Progressing, with the scheduler's reason."""
+    message = health(fixture("waiting-for-gpus"))["message"]
+    assert "Insufficient nvidia.com/gpu" in message
+
+
+def test_stuck_replicas_say_for_how_long() -> None:
+    message = health(fixture("unschedulable"))["message"]
+    assert message.startswith("Unschedulable: ") and "Insufficient nvidia.com/gpu" in message
 
 
 def with_status(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[], dict[str, Any]]:
@@ -97,17 +112,9 @@ def stale_degraded(obj: dict[str, Any]) -> None:
     ],
 )
 def test_edge_cases(case: str, obj: Callable[[], dict[str, Any]], status: str, message: str) -> None:
-    result = health(obj())
+    result = health({"apiVersion": "rightsizer.dev/v1alpha1", "kind": "LLMDeployment", **obj()})
     assert result["status"] == status, case
     assert message in result["message"], case
-
-
-def test_the_script_runs_without_string_or_math(tmp_path: Path) -> None:
-    """The sandbox is real: a script that uses the string library fails here as it would in Argo CD."""
-    bad = tmp_path / "bad.lua"
-    bad.write_text('hs = {}\nhs.status = string.upper("healthy")\nreturn hs\n')
-    with pytest.raises(Exception, match="string"):
-        health(fixture("ready"), script=bad)
 
 
 def test_argocd_cm_carries_this_script_and_the_ignore_rules() -> None:
@@ -121,3 +128,14 @@ def test_argocd_cm_carries_this_script_and_the_ignore_rules() -> None:
         assert rule["jqPathExpressions"] == [".webhooks[]?.clientConfig.caBundle"]
     rule = yaml.safe_load(cm["data"]["resource.customizations.ignoreDifferences.rightsizer.dev_LLMDeployment"])
     assert rule["jsonPointers"] == ["/spec/replicas/desired"]
+
+
+def test_a_broken_script_is_an_error_not_a_verdict(tmp_path: Any) -> None:
+    """The harness can fail: a script that calls the string library (absent in Argo CD's sandbox) gives no health."""
+    (cm,) = [d for d in yaml.safe_load_all(ARGOCD_CM.read_text()) if d]
+    key = "resource.customizations.health.rightsizer.dev_LLMDeployment"
+    cm["data"][key] = 'hs = {}\nhs.status = string.upper("healthy")\nreturn hs\n'
+    broken = tmp_path / "argocd-cm.yaml"
+    broken.write_text(yaml.safe_dump(cm))
+    with pytest.raises(ValueError, match="string"):
+        health(fixture("ready"), argocd_cm=broken)

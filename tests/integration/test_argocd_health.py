@@ -1,5 +1,6 @@
 """The Argo CD health check (manifests/argocd/llmdeployment-health.lua) on live LLMDeployments the operator reconciled:
-each scenario is created on the real API server, waited for, and judged by the Lua script as Argo CD would run it.
+each scenario is created on the real API server, waited for, and judged by Argo CD's own interpreter
+(`argocd admin settings resource-overrides health`, tests/argocd/health.py).
 
 `RIGHTSIZER_WRITE_FIXTURES=1` also saves each object (spec and status as the operator wrote them) to
 tests/argocd/fixtures/, which tests/argocd/test_health.py replays without a cluster.
@@ -16,12 +17,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.argocd.health import EXPECTED, FIXTURES, health
+from tests.argocd.health import EXPECTED, FIXTURES, health, require_argocd
+from tests.integration.conftest import PROGRESS_DEADLINE_SECONDS
 from tests.integration.kube import wait_for
 from tests.integration.operator import OperatorProcess
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, apply, condition, get, small, wait_condition
 
 pytestmark = pytest.mark.integration
+require_argocd()
 
 KEEP_METADATA = ("name", "generation", "labels", "annotations")
 
@@ -46,7 +49,8 @@ def judged(name: str, obj: dict[str, Any]) -> dict[str, str]:
 def first_status(
     custom: client.CustomObjectsApi, namespace: str, name: str, matches: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    """Poll fast for a passing state (kwok makes pods ready within a second)."""
+    """Poll fast for a passing state (kwok makes pods ready within a second). Judged after the wait: each verdict runs
+    Argo CD's binary (tests/argocd/health.py)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         obj = get(custom, namespace, name)
@@ -87,7 +91,16 @@ def test_unschedulable(
     gpu = {"products": ["H100"], "tensorParallelSize": 8}
     body = small("big", gpu=gpu, replicas={"min": replicas, "max": replicas})
     apply(custom, namespace, body)
-    obj = wait_condition(custom, namespace, "big", "Degraded", timeout=60)
+
+    def waiting(obj: dict[str, Any]) -> bool:
+        progressing, degraded = condition(obj, "Progressing"), condition(obj, "Degraded")
+        return bool(progressing and progressing["reason"] == "Unschedulable" and degraded)
+
+    # First the routine wait for a node (within the operator's progress deadline, conftest.py): Progressing.
+    result = judged("waiting-for-gpus", first_status(custom, namespace, "big", waiting))
+    assert result["status"] == EXPECTED["waiting-for-gpus"] and "Insufficient nvidia.com/gpu" in result["message"]
+    # Then, past the deadline, a stuck replica: Degraded.
+    obj = wait_condition(custom, namespace, "big", "Degraded", timeout=PROGRESS_DEADLINE_SECONDS + 60)
     result = judged("unschedulable", obj)
     assert result["status"] == EXPECTED["unschedulable"] and "Unschedulable" in result["message"]
 
