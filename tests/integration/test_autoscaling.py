@@ -34,9 +34,10 @@ from tests.integration.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
-# One replica serves ~1.48 req/s within the SLO (autoscaling_env). A 15 s window holds 10-50 requests of a bursty
-# trace, so a measured rate is ±25 %: each load keeps that margin from the next replica count.
-LOW, HIGH = 0.9, 3.6  # 1 replica's worth, then 4× that: 3 replicas' worth
+# One replica serves ~1.39 req/s within the SLO at the slow edge of the model's held-out errors (autoscaling_env).
+# A 15 s window holds 10-50 requests of a bursty trace, so a measured rate is ±25 %: each load keeps that margin from
+# the next replica count (0.8 × 1.25 = 1.0 req/s: 72 % of one replica).
+LOW, HIGH = 0.8, 3.6  # 1 replica's worth, then 4.5× that: 3 replicas' worth
 NEEDED = 3
 # From the step until the new count is written: the window must see the new rate (WINDOW_S), plus a few passes and
 # scrapes, plus slack for a loaded two-core machine.
