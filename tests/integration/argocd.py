@@ -14,6 +14,7 @@ release's module, manifests/crds), `argocd-cm` and `argocd-secret` (empty, label
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
 from tests.integration.kube import gone, wait_for
+from tests.integration.objects import custom_object, typed
 from tests.integration.operator import free_port
 
 NAMESPACE = "argocd"
@@ -214,20 +216,25 @@ def prepare_namespace(kubeconfig: str, core: client.CoreV1Api, custom: client.Cu
     extensions = client.ApiextensionsV1Api(core.api_client)
 
     def established(name: str) -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        status = extensions.read_custom_resource_definition(name).status
+        conditions = (status.conditions if status is not None else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
-        wait_for(lambda crd=crd: established(crd), 60, f"CRD {crd} Established")
+        wait_for(functools.partial(established, crd), 60, f"CRD {crd} Established")
     try:
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
+        core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": NAMESPACE}}))
     except ApiException as exc:
         if exc.status != 409:
             raise
     wait_for(lambda: core.read_namespaced_service_account("default", NAMESPACE), 30, "ServiceAccount argocd/default")
     # As in Argo CD's install.yaml: present, labelled, empty; docs/install.md's patch adds rightsizer's keys.
-    core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "argocd-cm", "labels": PART_OF}})
-    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "argocd-secret", "labels": PART_OF}})
+    core.create_namespaced_config_map(
+        NAMESPACE, typed(client.V1ConfigMap, {"metadata": {"name": "argocd-cm", "labels": PART_OF}})
+    )
+    core.create_namespaced_secret(
+        NAMESPACE, typed(client.V1Secret, {"metadata": {"name": "argocd-secret", "labels": PART_OF}})
+    )
     project: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AppProject",
@@ -244,7 +251,8 @@ def prepare_namespace(kubeconfig: str, core: client.CoreV1Api, custom: client.Cu
 def delete_namespace(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
     """Applications first (no finalizers here, so nothing is pruned), then the namespace."""
     try:
-        for app in custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications")["items"]:
+        listed = custom_object(custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications"))
+        for app in listed["items"]:
             custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications", app["metadata"]["name"])
         core.delete_namespace(NAMESPACE)
     except ApiException as exc:
@@ -254,7 +262,7 @@ def delete_namespace(core: client.CoreV1Api, custom: client.CustomObjectsApi) ->
 
 
 def application(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
-    return dict(custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications", name))
+    return custom_object(custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "applications", name))
 
 
 def refresh(custom: client.CustomObjectsApi, name: str) -> None:

@@ -30,6 +30,7 @@ from kubernetes import client
 from tests.integration import argocd
 from tests.integration.argocd import ArgoCD
 from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, wait_for
+from tests.integration.objects import ready_replicas, typed
 from tests.integration.operator import OperatorProcess
 from tests.integration.test_operator import condition, get, small
 
@@ -117,7 +118,8 @@ def documented_application(repo_url: str, namespace: str) -> dict[str, Any]:
 def view(custom: client.CustomObjectsApi) -> dict[str, Any]:
     """Argo CD's view: sync status and revision, the Application's health, and the LLMDeployment's health there."""
     status = argocd.application(custom, APP).get("status") or {}
-    resource = next((r for r in status.get("resources") or [] if r.get("kind") == "LLMDeployment"), {})
+    resources: list[dict[str, Any]] = status.get("resources") or []
+    resource: dict[str, Any] = next((r for r in resources if r.get("kind") == "LLMDeployment"), {})
     return {
         "sync": (status.get("sync") or {}).get("status"),
         "revision": (status.get("sync") or {}).get("revision"),
@@ -169,7 +171,7 @@ def tenant_holding_nodes(name: str, replicas: int) -> dict[str, Any]:
 
 
 def ready_count(apps: client.AppsV1Api, namespace: str, name: str) -> int:
-    return int(apps.read_namespaced_deployment(name, namespace).status.ready_replicas or 0)
+    return ready_replicas(apps.read_namespaced_deployment(name, namespace))
 
 
 def test_argocd_syncs_an_llmdeployment_and_reports_its_health(
@@ -184,7 +186,9 @@ def test_argocd_syncs_an_llmdeployment_and_reports_its_health(
     started = time.monotonic()
     nodes = len(core.list_node(label_selector=f"{POOL_LABEL}=h100").items)
     assert nodes >= 2, "the test needs an H100 pool of at least two nodes (e2e/cluster/pools.yaml)"
-    apps.create_namespaced_deployment(namespace, tenant_holding_nodes("other-tenant", nodes))
+    apps.create_namespaced_deployment(
+        namespace, typed(client.V1Deployment, tenant_holding_nodes("other-tenant", nodes))
+    )
     wait_for(lambda: ready_count(apps, namespace, "other-tenant") == nodes, 60, "the other tenant on every H100 node")
 
     git = GitRepo(tmp_path / "team-a-models")

@@ -20,6 +20,7 @@ from kubernetes import client
 from tests.argocd.health import EXPECTED, FIXTURES, health, require_argocd
 from tests.integration.conftest import PROGRESS_DEADLINE_SECONDS
 from tests.integration.kube import wait_for
+from tests.integration.objects import custom_object
 from tests.integration.operator import OperatorProcess
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, apply, condition, get, small, wait_condition
 
@@ -140,7 +141,7 @@ def test_a_spec_change_is_progressing_until_the_operator_acts(
     apply(custom, namespace, small("chat"))
     wait_condition(custom, namespace, "chat", "Ready")
     patch = {"spec": {"serving": {"maxModelLen": 8192}}}
-    obj = custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat", patch)
+    obj = custom_object(custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "chat", patch))
     assert obj["status"]["observedGeneration"] < obj["metadata"]["generation"]  # the patch response precedes it
     assert judged("generation-behind", obj)["status"] == EXPECTED["generation-behind"]
     wait_for(lambda: health(get(custom, namespace, "chat"))["status"] == "Healthy", 60, "Healthy again")

@@ -20,6 +20,8 @@ from e2e.cluster import localplane
 from tests.integration.autoscaling_env import _port_free
 from tests.integration.conftest import NAMESPACE_LABEL, webhook_env
 from tests.integration.kube import gone, wait_for
+from tests.integration.objects import labels as labels_of
+from tests.integration.objects import typed
 from tests.integration.operator import OperatorProcess
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, apply, get, small, wait_condition
 
@@ -34,7 +36,7 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     """Outside the session's it-* prefix: the session operator (conftest.py, no declared prices) must not reconcile
     it too, or the two would take turns writing status.cost with different prices."""
     name = f"cost-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}})
+    core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
     yield name
     try:
@@ -95,7 +97,7 @@ def test_cost_in_status_and_metrics_with_declared_prices(
     assert series(priced_operator, "rightsizer_cost_per_million_tokens", namespace, "chat") == {}  # no load metrics
 
     pods = core.list_namespaced_pod(namespace, label_selector="rightsizer.dev/llmdeployment=chat").items
-    assert pods and all(p.metadata.labels["rightsizer.dev/model"] == "meta-llama.Llama-3.1-8B-Instruct" for p in pods)
+    assert pods and all(labels_of(p)["rightsizer.dev/model"] == "meta-llama.Llama-3.1-8B-Instruct" for p in pods)
 
     # A scale-up: the history gains an entry, the price doubles.
     patch = {"spec": {"replicas": {"min": 2, "max": 2}}}
