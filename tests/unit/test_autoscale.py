@@ -198,8 +198,8 @@ def test_a_rising_trend_is_planned_for_ahead() -> None:
 
 def test_a_few_seconds_of_history_make_no_trend() -> None:
     """Three decisions 2 s apart on a rate that wobbles upwards: extrapolating that slope 60 s ahead would ask for
-    eleven replicas. Until the rates span half the trend window, no trend is planned for (and around the line through
-    them the three have no spread to add: 16 req/s, two replicas)."""
+    eleven replicas. Until the rates span half the trend window, no trend is planned for, and their spread is taken
+    around their mean (3 req/s: 19 req/s, still two replicas)."""
     behavior = Behavior(1, 100)
     loop = Loop(behavior, replicas=1)
     for i, rate in enumerate((10.0, 13.0, 16.0)):
