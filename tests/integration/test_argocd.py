@@ -175,8 +175,8 @@ def ready_count(apps: client.AppsV1Api, namespace: str, name: str) -> int:
 
 
 @pytest.mark.xfail(
-    reason="issue 17: not yet seen passing on the local plane (its first runs timed out waiting for Argo CD to show the "
-    "operator's Unschedulable message); it runs, and reports XPASS once it does",
+    reason="issue 17: not yet seen passing on the local plane (its first runs timed out waiting for Argo CD to "
+    "show the operator's Unschedulable message); it runs, and reports XPASS once it does",
     strict=False,
 )
 def test_argocd_syncs_an_llmdeployment_and_reports_its_health(
