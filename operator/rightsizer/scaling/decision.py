@@ -276,9 +276,9 @@ def decide(
     """Replicas to set. `current` is the replica count in force (ready + starting), `starting` those not ready yet."""
     span = max(behavior.trend_window_s, behavior.spread_window_s)
     rates = (*((t, r) for t, r in state.rates if obs.time - t <= span), (obs.time, obs.request_rate))
-    history = _trend_history(rates, obs.time, behavior.trend_window_s)
-    trend = _trend(history) if behavior.forecast_s else 0.0
-    spread = _spread(_within(rates, obs.time, behavior.spread_window_s), around_trend=bool(history))
+    trend_rates = _trend_history(rates, obs.time, behavior.trend_window_s)
+    trend = _trend(trend_rates) if behavior.forecast_s else 0.0
+    spread = _spread(_within(rates, obs.time, behavior.spread_window_s), around_trend=bool(trend_rates))
     ready = current - starting
     unsettled_at = state.unsettled_at
     if starting or _backlog(obs, targets, behavior, ready) > 0:
