@@ -159,8 +159,12 @@ def test_405b_runs_as_a_leader_worker_set_across_two_h100_nodes(
 
 
 def small(name: str = "chat", **spec: Any) -> dict[str, Any]:
+    """Llama 3.1 8B on H200, pinned to 2 GPUs per replica with a load one replica serves, whatever the performance
+    model's calibration says (the example itself asks for 64 concurrent requests: three replicas at the slow edge)."""
     body = example("llama-3.1-8b-h200.yaml")
     body["metadata"]["name"] = name
+    body["spec"]["workload"]["concurrency"] = 16
+    body["spec"].setdefault("gpu", {})["tensorParallelSize"] = 2
     body["spec"].update(spec)
     return body
 
