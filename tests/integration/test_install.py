@@ -198,8 +198,11 @@ def policy(custom: client.CustomObjectsApi, release: Release) -> Iterator[Callab
 
 
 def llmd(name: str, **spec: Any) -> dict[str, Any]:
+    """The 8B example pinned to 2 GPUs per replica at a load one replica serves (see test_operator.small)."""
     body = example("llama-3.1-8b-h200.yaml")
     body["metadata"]["name"] = name
+    body["spec"]["workload"]["concurrency"] = 16
+    body["spec"].setdefault("gpu", {})["tensorParallelSize"] = 2
     body["spec"].update(spec)
     return body
 
