@@ -351,7 +351,11 @@ def test_a_replica_that_outgrows_a_node_moves_to_a_leader_worker_set(
     create(custom, release.apps, llmd("grow", replicas={"min": 1, "max": 2}))
     wait_condition(custom, release.apps, "grow", "Sized")
     wait_for(lambda: apps.read_namespaced_deployment("grow", release.apps), 30, "the Deployment")
-    spec = {"model": {"name": "meta-llama/Llama-3.1-405B-Instruct"}, "gpu": {"products": ["H100"]}}
+    # A merge patch: drop the TP pin llmd() sets, so the 405B is free to span nodes.
+    spec = {
+        "model": {"name": "meta-llama/Llama-3.1-405B-Instruct"},
+        "gpu": {"products": ["H100"], "tensorParallelSize": None},
+    }
     custom.patch_namespaced_custom_object(GROUP, VERSION, release.apps, PLURAL, "grow", {"spec": spec})
     wait_for(
         lambda: custom.get_namespaced_custom_object(LWS[0], LWS[1], release.apps, LWS[2], "grow"),
