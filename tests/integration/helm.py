@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,12 @@ def service_account_kubeconfig(
 
 def forbidden_lines(log: str) -> list[str]:
     """Lines of the operator's log that report an authorization failure (a rule missing from the chart's RBAC)."""
-    return [line for line in log.splitlines() if "403" in line or "forbidden" in line.lower()]
+    # Timestamps are cut first: "…T20:51:23.403Z" is not a refusal.
+    lines = [(line, _TIMESTAMP.sub("", line)) for line in log.splitlines()]
+    return [line for line, text in lines if re.search(r"\b403\b", text) or "forbidden" in text.lower()]
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.,]+Z?")
 
 
 def json_lines(log: str) -> list[dict[str, Any]]:

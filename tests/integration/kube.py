@@ -131,3 +131,32 @@ def gpu_container(gpus: int, name: str = "vllm") -> dict[str, Any]:
         "image": "registry.invalid/vllm-openai:test",
         "resources": {"limits": {"nvidia.com/gpu": str(gpus), "cpu": "4", "memory": "64Gi"}},
     }
+
+
+def gpu_tenants(core: client.CoreV1Api) -> list[str]:
+    """Every pod bound to a GPU node, in any namespace, as `namespace/name on node (N GPUs, phase)`: what a test that
+    needs whole GPU nodes finds left over by another (a namespace being deleted, a leaked object)."""
+    gpu_nodes = {meta(n).name for n in core.list_node().items if labels(n).get(GPU_PRODUCT_LABEL)}
+    tenants = []
+    for pod in core.list_pod_for_all_namespaces().items:
+        node = pod_spec(pod).node_name
+        if node not in gpu_nodes:
+            continue
+        gpus = sum(
+            int((c.resources.limits or {}).get("nvidia.com/gpu", 0)) for c in pod_spec(pod).containers if c.resources
+        )
+        deleting = " deleting" if meta(pod).deletion_timestamp else ""
+        tenants.append(
+            f"{meta(pod).namespace}/{meta(pod).name} on {node} ({gpus} GPUs, {pod_status(pod).phase}{deleting})"
+        )
+    return sorted(tenants)
+
+
+def wait_for_empty_gpu_nodes(core: client.CoreV1Api, timeout: float = 120) -> None:
+    """Waits until no pod holds a GPU node (the last test's namespace may still be terminating); fails naming the
+    pods that stay, so a test that needs whole nodes never fails as "timed out" on another test's leftovers."""
+    deadline = time.monotonic() + timeout
+    while tenants := gpu_tenants(core):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"GPU nodes still hold other pods after {timeout:.0f}s: {'; '.join(tenants[:12])}")
+        time.sleep(1)

@@ -22,10 +22,18 @@ from tests.integration.kube import (
     ready_pods,
     unschedulable_message,
     wait_for,
+    wait_for_empty_gpu_nodes,
 )
 from tests.integration.objects import available_replicas, custom_object, labels, meta, node_name, phase, pod_spec, typed
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def empty_gpu_nodes(core: client.CoreV1Api) -> None:
+    """These cases need whole GPU nodes: start once the last test's pods are gone, or fail naming what holds them."""
+    wait_for_empty_gpu_nodes(core)
+
 
 H200 = {GPU_PRODUCT_LABEL: "NVIDIA-H200"}
 LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, wait_for
+from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, gpu_tenants, wait_for, wait_for_empty_gpu_nodes
 from tests.integration.objects import (
     labels,
     limits,
@@ -45,6 +45,13 @@ from tests.integration.test_operator import (
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(autouse=True)
+def empty_gpu_nodes(core: client.CoreV1Api) -> None:
+    """These cases need whole GPU nodes: start once the last test's pods are gone, or fail naming what holds them."""
+    wait_for_empty_gpu_nodes(core)
+
+
 NAME = "llama-3-1-70b-overflow"
 OVERFLOW = f"{NAME}-h100"
 GRACE_SECONDS = 5
@@ -64,7 +71,10 @@ def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, fr
             for name, (replicas, _) in fillers.items()
         )
 
-    wait_for(full, 90, "the h200 pool to be full")
+    try:
+        wait_for(full, 90, "the h200 pool to be full")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; GPU pods: {'; '.join(gpu_tenants(core))}") from exc
 
 
 def filler(name: str, replicas: int, gpus: int) -> dict[str, Any]:
