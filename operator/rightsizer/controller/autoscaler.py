@@ -113,6 +113,11 @@ class Autoscaler:
         self.wall = wall
         self.states: dict[tuple[str, str], ScalerState] = {}
         self.written: dict[tuple[str, str], float] = {}  # when status.autoscaling was last written
+        # What was written then: the body a pass reads comes from the watch and may not show that write yet; within a
+        # refresh period it is the truth (this module owns status.autoscaling), so a stale body costs no second write.
+        self.wrote_autoscaling: dict[tuple[str, str], JSON] = {}
+        self.wrote_condition: dict[tuple[str, str], Condition] = {}
+        self.wrote_performance: set[tuple[str, str]] = set()
         self.unavailable: set[tuple[str, str]] = set()
         self._replicas: dict[str, Replica | None] = {}
         self.calibrations: dict[tuple[str, str], Calibration] = {}  # see scaling.calibration
@@ -124,6 +129,9 @@ class Autoscaler:
     def forget(self, key: tuple[str, str]) -> None:
         self.states.pop(key, None)
         self.written.pop(key, None)
+        self.wrote_autoscaling.pop(key, None)
+        self.wrote_condition.pop(key, None)
+        self.wrote_performance.discard(key)
         self.unavailable.discard(key)
         self.calibrations.pop(key, None)
         for metric in ("ttft", "itl"):
@@ -286,7 +294,40 @@ class Autoscaler:
                 now=self.wall(),
             )
         )
+        await self._write_status(
+            key,
+            body,
+            raw,
+            new,
+            model=model,
+            calibration=calibration,
+            spec=spec,
+            stats=stats,
+            capacity=capacity,
+            now=now,
+        )
+        return events
+
+    async def _write_status(
+        self,
+        key: tuple[str, str],
+        body: JSON,
+        raw: JSON | None,
+        new: JSON,
+        *,
+        model: Replica | None,
+        calibration: Calibration,
+        spec: LLMDeploymentSpec,
+        stats: WindowStats,
+        capacity: float | None,
+        now: float,
+    ) -> None:
+        """One status patch for status.autoscaling, status.performance and PredictionAccurate, or none: only what
+        changed, or everything when the refresh is due."""
+        namespace, name = key
         refresh_due = now - self.written.get(key, -float("inf")) >= self.status_refresh_seconds
+        if not refresh_due and key in self.wrote_autoscaling:
+            raw = self.wrote_autoscaling[key]
         patch: dict[str, Any] = {}
         if needs_write(raw, new, refresh_due=refresh_due):
             changed = sorted(k for k, v in new.items() if (raw or {}).get(k) != v)
@@ -295,6 +336,7 @@ class Autoscaler:
         if model is not None:
             patch.update(
                 await self._performance(
+                    key,
                     body,
                     calibration,
                     model=model,
@@ -303,12 +345,20 @@ class Autoscaler:
                     capacity=capacity,
                     now=now,
                     force=bool(patch) or refresh_due,
+                    recent=not refresh_due,
                 )
             )
         if patch:
-            await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
+            try:
+                await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
+            except Exception:
+                self.wrote_condition.pop(key, None)  # not written after all: the next pass compares with the body
+                raise
             self.written[key] = now
-        return events
+            if "autoscaling" in patch:
+                self.wrote_autoscaling[key] = patch["autoscaling"]
+            if "performance" in patch:
+                self.wrote_performance.add(key)
 
     async def _apply(
         self,
@@ -351,6 +401,7 @@ class Autoscaler:
 
     async def _performance(
         self,
+        key: tuple[str, str],
         body: JSON,
         calibration: Calibration,
         *,
@@ -360,10 +411,12 @@ class Autoscaler:
         capacity: float | None,
         now: float,
         force: bool,
+        recent: bool,
     ) -> dict[str, Any]:
         """status.performance and the PredictionAccurate condition, when due: the condition changed (or is missing:
         the reconciler keeps conditions it does not own, but a write of its own may race this one), another part of
-        status is written anyway, the refresh is due, or there is none yet."""
+        status is written anyway, the refresh is due, or there is none yet. `recent`: within a refresh period of the
+        last write, whose condition counts as written even if the body does not show it yet."""
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
         condition = accuracy_condition(
@@ -374,10 +427,15 @@ class Autoscaler:
             sustain_s=self.accuracy_sustain_seconds,
         )
         patch: dict[str, Any] = {}
-        if condition_changed(conditions, condition):
+        written = self.wrote_condition.get(key) if recent else None
+        if condition_changed(conditions, condition) and (
+            written is None or condition_changed([written.to_wire()], condition)
+        ):
             parsed = [Condition.model_validate(x) for x in conditions]
             patch["conditions"] = [x.to_wire() for x in set_condition(parsed, condition)]
-        if patch or force or not status.get("performance"):
+            self.wrote_condition[key] = condition
+        shown = status.get("performance") or (recent and key in self.wrote_performance)
+        if patch or force or not shown:
             model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
             patch["performance"] = wire.model_dump(by_alias=True, mode="json")
