@@ -131,6 +131,14 @@ def test_a_pod_scraped_once_reports_its_gauges_but_no_rate() -> None:
     assert window_stats({}, now=30.0, window=10.0).pods == 0
 
 
+def test_no_rate_until_the_samples_span_most_of_the_window() -> None:
+    # Scraping began 2 s ago (autoscaling just switched on): 3 first tokens in 2 s is not a rate of 1.5 req/s.
+    young = {"a": [sample(28.0, 0, 0), sample(30.0, 3, 3)]}
+    assert window_stats(young, now=30.0, window=15.0).request_rate is None
+    grown = {"a": [sample(18.0, 0, 0), sample(30.0, 12, 12)]}  # 12 s of a 15 s window: enough (MIN_COVERAGE)
+    assert window_stats(grown, now=30.0, window=15.0).request_rate == pytest.approx(1.0)
+
+
 def test_queue_shrinking_faster_than_arrivals_never_gives_a_negative_rate() -> None:
     w = window_stats({"a": [sample(0.0, 0, 0, waiting=50), sample(10.0, 10, 10, waiting=0)]}, now=10.0, window=10.0)
     assert w.request_rate == 0.0

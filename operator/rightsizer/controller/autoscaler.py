@@ -220,7 +220,7 @@ class Autoscaler:
             return []
         stats = await self.source.window(namespace, name, observed.pods, observed.nodes, spec.serving.engine.version)
         if stats.pods == 0 or stats.request_rate is None:
-            return []  # nothing reports yet (starting, or not scraped twice): no basis for a decision
+            return []  # nothing reports yet, or the samples span too little of the window: no basis for a decision
         self.unavailable.discard(key)
         now = self.clock()
         model = await asyncio.to_thread(self._model, namespace, spec, plan)

@@ -38,6 +38,10 @@ from rightsizer.scaling.histograms import Histogram, histogram_increase, mean, m
 HISTOGRAM_SIGNALS = (Signal.TTFT, Signal.ITL, Signal.PROMPT_TOKENS, Signal.GENERATION_TOKENS, Signal.PREFILL_TIME)
 GAUGE_SIGNALS = (Signal.REQUESTS_WAITING, Signal.REQUESTS_RUNNING, Signal.KV_CACHE_USAGE)
 QUANTILE = 0.95
+# The share of the window the samples must span before the arrival rate means anything: the embedded scraper starts
+# sampling a deployment when its autoscaling is switched on (or the operator starts), and a rate over the first few
+# seconds of a bursty trace is off by half (CI: 1.39 req/s read over 11 s of a 0.8 req/s load, a replica nobody needed).
+MIN_COVERAGE = 0.8
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ def window_stats(
     finished = merged.get(Signal.GENERATION_TOKENS)
     return WindowStats(
         pods=len(current),
-        request_rate=max(0.0, sum(arrived) / span) if arrived and span > 0 else None,
+        request_rate=max(0.0, sum(arrived) / span) if arrived and span >= MIN_COVERAGE * window and span > 0 else None,
         ttft_p95_s=quantile(QUANTILE, merged.get(Signal.TTFT)),
         itl_p95_s=quantile(QUANTILE, merged.get(Signal.ITL)),
         waiting=sum(g.get(Signal.REQUESTS_WAITING, 0.0) for g in current),
