@@ -253,6 +253,28 @@ def test_a_body_that_does_not_show_the_last_write_yet_costs_no_second_write() ->
     assert kube.writes == []
 
 
+def test_a_due_refresh_with_nothing_moved_writes_nothing() -> None:
+    # No load: the refresh period passes, every figure is what the body shows, so the steady state costs no write.
+    now = [1000.0]
+    kube = FakeKube()
+    idle = WindowStats(1, 0.0, None, None, 0.0, 0.0, None, None, None, finished=0.0)
+    autoscaler = Autoscaler(
+        Reconciler(kube, OperatorSettings(allow_hub=False)),
+        FakeSource(idle),
+        status_refresh_seconds=60.0,
+        clock=lambda: now[0],
+    )
+    body = deployment({"min": 1, "max": 6})
+    run(autoscaler, body, observed(ready=1))
+    assert [w.verb for w in kube.writes] == ["status"]
+    for write in kube.writes:
+        body["status"].update(write.body)
+    kube.writes.clear()
+    now[0] += 61.0
+    run(autoscaler, body, observed(ready=1))
+    assert kube.writes == []
+
+
 def decisions(direction: str) -> float:
     return REGISTRY.get_sample_value("rightsizer_scaling_decisions_total", {"direction": direction}) or 0.0
 

@@ -344,8 +344,8 @@ class Autoscaler:
                     stats=stats,
                     capacity=capacity,
                     now=now,
-                    force=bool(patch) or refresh_due,
-                    recent=not refresh_due,
+                    riding=bool(patch),
+                    refresh_due=refresh_due,
                 )
             )
         if patch:
@@ -410,13 +410,15 @@ class Autoscaler:
         stats: WindowStats,
         capacity: float | None,
         now: float,
-        force: bool,
-        recent: bool,
+        riding: bool,
+        refresh_due: bool,
     ) -> dict[str, Any]:
         """status.performance and the PredictionAccurate condition, when due: the condition changed (or is missing:
         the reconciler keeps conditions it does not own, but a write of its own may race this one), another part of
-        status is written anyway, the refresh is due, or there is none yet. `recent`: within a refresh period of the
-        last write, whose condition counts as written even if the body does not show it yet."""
+        status is written anyway (`riding`), there is none yet, or the refresh is due and the figures moved (a
+        steady state writes nothing). Within a refresh period of the last write, what it wrote counts as written
+        even if the body does not show it yet."""
+        recent = not refresh_due
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
         condition = accuracy_condition(
@@ -435,10 +437,12 @@ class Autoscaler:
             patch["conditions"] = [x.to_wire() for x in set_condition(parsed, condition)]
             self.wrote_condition[key] = condition
         shown = status.get("performance") or (recent and key in self.wrote_performance)
-        if patch or force or not shown:
+        if patch or riding or refresh_due or not shown:
             model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
-            patch["performance"] = wire.model_dump(by_alias=True, mode="json")
+            performance = wire.model_dump(by_alias=True, mode="json")
+            if patch or riding or not shown or performance != status.get("performance"):
+                patch["performance"] = performance
         return patch
 
     def _model(self, namespace: str, spec: LLMDeploymentSpec, plan: Plan) -> Replica | None:
