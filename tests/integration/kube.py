@@ -116,7 +116,10 @@ def describe_pods(core: client.CoreV1Api, namespace: str) -> str:
     lines = []
     for pod in pods(core, namespace):
         status = pod_status(pod)
-        conditions = ", ".join(f"{c.type}={c.status}" for c in status.conditions or [])
+        conditions = ", ".join(
+            f"{c.type}={c.status}" + (f" ({c.message})" if c.status == "False" and c.message else "")
+            for c in status.conditions or []
+        )
         lines.append(f"{meta(pod).name}: {status.phase} on {pod_spec(pod).node_name or '-'} [{conditions}]")
     return "\n".join(lines) or "(no pods)"
 
@@ -160,3 +163,16 @@ def wait_for_empty_gpu_nodes(core: client.CoreV1Api, timeout: float = 120) -> No
         if time.monotonic() >= deadline:
             raise AssertionError(f"GPU nodes still hold other pods after {timeout:.0f}s: {'; '.join(tenants[:12])}")
         time.sleep(1)
+
+
+def gpu_nodes_report(core: client.CoreV1Api) -> str:
+    """Each GPU node's readiness, taints and the pods on it: what a scheduling timeout message needs."""
+    lines = []
+    for node in core.list_node().items:
+        if not labels(node).get(GPU_PRODUCT_LABEL):
+            continue
+        status = node.status
+        ready = next((c.status for c in (status.conditions or []) if c.type == "Ready"), "?") if status else "?"
+        taints = ",".join(f"{t.key}:{t.effect}" for t in (node.spec.taints or [])) if node.spec else ""
+        lines.append(f"{meta(node).name}: Ready={ready} taints=[{taints}]")
+    return "; ".join(lines + gpu_tenants(core))

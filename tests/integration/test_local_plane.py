@@ -17,6 +17,7 @@ from tests.integration.kube import (
     describe_pods,
     gone,
     gpu_container,
+    gpu_nodes_report,
     node_pool,
     pods,
     ready_pods,
@@ -61,11 +62,14 @@ def test_gpu_deployment_lands_on_an_h200_node_and_becomes_ready(
     spec = {"containers": [gpu_container(8)], "nodeSelector": H200, "tolerations": [GPU_TOLERATION]}
     apps.create_namespaced_deployment(namespace, deployment("llm", spec))
 
-    wait_for(
-        lambda: available_replicas(apps.read_namespaced_deployment("llm", namespace)) == 1,
-        90,
-        "Deployment llm to have 1 available replica",
-    )
+    try:
+        wait_for(
+            lambda: available_replicas(apps.read_namespaced_deployment("llm", namespace)) == 1,
+            90,
+            "Deployment llm to have 1 available replica",
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\npods: {describe_pods(core, namespace)}\nnodes: {gpu_nodes_report(core)}") from exc
     [pod] = ready_pods(core, namespace, "app=llm", 1) or pytest.fail(describe_pods(core, namespace))
     node = core.read_node(node_name(pod))
     assert labels(node)["rightsizer.dev/pool"] == "h200"
@@ -135,7 +139,10 @@ def test_leaderworkerset_of_two_lands_on_two_h200_nodes(
     }
     custom.create_namespaced_custom_object(LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, lws)
 
-    group = wait_for(lambda: ready_pods(core, namespace, f"{LWS_NAME_LABEL}=llm", 2), 120, "2 ready LWS pods")
+    try:
+        group = wait_for(lambda: ready_pods(core, namespace, f"{LWS_NAME_LABEL}=llm", 2), 120, "2 ready LWS pods")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\npods: {describe_pods(core, namespace)}\nnodes: {gpu_nodes_report(core)}") from exc
     nodes = {node_name(pod) for pod in group}
     assert len(nodes) == 2, describe_pods(core, namespace)
     assert {node_pool(core, node) for node in nodes} == {"h200"}

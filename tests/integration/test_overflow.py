@@ -16,7 +16,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.integration.kube import GPU_TOLERATION, POOL_LABEL, gpu_tenants, wait_for, wait_for_empty_gpu_nodes
+from tests.integration.kube import (
+    GPU_TOLERATION,
+    POOL_LABEL,
+    describe_pods,
+    gpu_nodes_report,
+    wait_for,
+    wait_for_empty_gpu_nodes,
+)
 from tests.integration.objects import (
     labels,
     limits,
@@ -74,7 +81,7 @@ def fill_h200(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, fr
     try:
         wait_for(full, 90, "the h200 pool to be full")
     except TimeoutError as exc:
-        raise AssertionError(f"{exc}; GPU pods: {'; '.join(gpu_tenants(core))}") from exc
+        raise AssertionError(f"{exc}\npods: {describe_pods(core, namespace)}\nnodes: {gpu_nodes_report(core)}") from exc
 
 
 def filler(name: str, replicas: int, gpus: int) -> dict[str, Any]:
