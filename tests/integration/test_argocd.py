@@ -136,13 +136,19 @@ def wait_view(
     through others on the way: right after the sync, before the operator has written any status, the check says
     "Waiting for rightsizer to size this LLMDeployment")."""
 
+    last: list[dict[str, Any]] = []
+
     def check() -> dict[str, Any] | None:
         seen = view(custom)
+        last[:] = [seen]
         synced = seen["sync"] == "Synced" and seen["revision"] == revision
         healthy = seen["health"] == health and seen["resource"] == health and saying in seen["message"]
         return seen if synced and healthy else None
 
-    return wait_for(check, timeout, f"Argo CD: Synced at {revision[:8]}, {health}, {saying!r}", interval=0.5)
+    try:
+        return wait_for(check, timeout, f"Argo CD: Synced at {revision[:8]}, {health}, {saying!r}", interval=0.5)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; Argo CD's last view: {last[0] if last else None}") from exc
 
 
 def tenant_holding_nodes(name: str, replicas: int) -> dict[str, Any]:
