@@ -275,6 +275,27 @@ def test_a_due_refresh_with_nothing_moved_writes_nothing() -> None:
     assert kube.writes == []
 
 
+def test_a_pass_publishes_what_a_dashboard_draws() -> None:
+    sample = REGISTRY.get_sample_value
+    scaled = {"namespace": "ns", "name": "llama-3-1-70b-fp8", "direction": "up", "cause": "capacity"}
+    before = sample("rightsizer_scaling_events_total", scaled) or 0.0
+    autoscaler, _ = scaler(FakeSource(load(rate=6.0)))
+    run(autoscaler, deployment({"min": 1, "max": 6}), observed(ready=1))
+    ttft = {"namespace": "ns", "name": "llama-3-1-70b-fp8", "metric": "ttft"}
+    assert sample("rightsizer_latency_p95_seconds", {**ttft, "source": "target"}) == 1.0
+    assert sample("rightsizer_latency_p95_seconds", {**ttft, "source": "observed"}) == 0.3
+    # 6 req/s on the one ready replica saturates it: no steady p95 to predict, so no series
+    assert sample("rightsizer_latency_p95_seconds", {**ttft, "source": "predicted"}) is None
+    assert sample("rightsizer_scaling_events_total", scaled) == before + 1
+
+    light, _ = scaler(FakeSource(load(rate=0.5)))
+    run(light, deployment({"min": 1, "max": 6}), observed(ready=1))
+    predicted = sample("rightsizer_latency_p95_seconds", {**ttft, "source": "predicted"})
+    assert predicted is not None and 0 < predicted < 1.0  # half a request a second is well within the target
+    light.forget(("ns", "llama-3-1-70b-fp8"))
+    assert sample("rightsizer_latency_p95_seconds", {**ttft, "source": "target"}) is None
+
+
 def decisions(direction: str) -> float:
     return REGISTRY.get_sample_value("rightsizer_scaling_decisions_total", {"direction": direction}) or 0.0
 

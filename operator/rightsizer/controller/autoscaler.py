@@ -49,18 +49,18 @@ from rightsizer.api.v1alpha1.llmdeployment import (
     LLMDeploymentSpec,
 )
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.controller import metrics
+from rightsizer.controller import metrics, series
 from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.errors import RightsizerError
 from rightsizer.kube.placement import count_on_pool, overflow_target
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
-from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, replica_of, slo_of
+from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, predicted_p95, replica_of, slo_of
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, overflow_of, replica_bounds
 from rightsizer.policy.assessment import Assessment
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
 from rightsizer.scaling.capacity import PoolCapacity, PoolShare, pool_capacity
-from rightsizer.scaling.decision import Decision, ScalerState, decide
+from rightsizer.scaling.decision import Decision, ScalerState, Targets, decide
 from rightsizer.scaling.performance import (
     accuracy_condition,
     calibration_from,
@@ -134,6 +134,7 @@ class Autoscaler:
         self.wrote_performance.discard(key)
         self.unavailable.discard(key)
         self.calibrations.pop(key, None)
+        series.forget_window(*key)
         for metric in ("ttft", "itl"):
             with contextlib.suppress(KeyError):
                 metrics.PREDICTION_ERROR.remove(*key, metric)
@@ -261,6 +262,8 @@ class Autoscaler:
             state=state,
         )
         self.states[key] = decision.state
+        corrected = calibration.corrected(model) if model is not None else None
+        self._publish_window(key, spec, stats, corrected=corrected, ready=counts.ready, targets=targets, pools=pools)
         log.debug(
             "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s (in force %s, one more "
             "on %s) -> %d (%s)",
@@ -391,6 +394,7 @@ class Autoscaler:
         await asyncio.to_thread(self.kube.scale, c.API_VERSION, c.LLMD_KIND, namespace, name, replicas)
         up = replicas > counts.current
         metrics.SCALING_DECISIONS.labels("up" if up else "down").inc()
+        series.count_scaling(namespace, name, "up" if up else "down", decision.reason)
         verb = Reason.SCALED_UP if up else Reason.SCALED_DOWN
         log.info("%s/%s: %d -> %d replicas: %s", namespace, name, counts.current, replicas, decision.reason)
         return (
@@ -490,6 +494,35 @@ class Autoscaler:
             rps = self._capacity(spec, calibration.corrected(model), stats) if model is not None else None
         overflow = PoolShare(target.pool, on_overflow.in_force, rps)
         return pool_capacity(primary, overflow, primary_full=on_primary.no_room > 0, overflow_allowed=allowed)
+
+    @staticmethod
+    def _publish_window(
+        key: tuple[str, str],
+        spec: LLMDeploymentSpec,
+        stats: WindowStats,
+        *,
+        corrected: Replica | None,
+        ready: int,
+        targets: Targets,
+        pools: PoolCapacity,
+    ) -> None:
+        """The window as a dashboard draws it (controller.series): observed p95s beside the SLO and what the
+        calibrated model predicts at the same load per ready replica."""
+        predicted = None
+        if corrected is not None and stats.request_rate is not None:
+            w = spec.workload
+            prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
+            output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
+            predicted = predicted_p95(corrected, prompt, output, stats.request_rate / max(1, ready))
+        view = series.WindowView(
+            ttft={"target": targets.ttft_p95_s, "observed": stats.ttft_p95_s, "predicted": predicted and predicted[0]},
+            itl={"target": targets.itl_p95_s, "observed": stats.itl_p95_s, "predicted": predicted and predicted[1]},
+            request_rate=stats.request_rate,
+            capacity_rps=pools.total_rps,
+            waiting=stats.waiting,
+            kv_usage=stats.kv_usage,
+        )
+        series.publish_window(*key, view)
 
     @staticmethod
     def _capacity(spec: LLMDeploymentSpec, replica: Replica | None, stats: WindowStats) -> float | None:

@@ -33,3 +33,41 @@ COST_PER_MILLION_TOKENS = Gauge(
     "Price per million output tokens at the observed load (absent without a metrics window)",
     ["namespace", "name"],
 )
+# Per deployment, what a dashboard draws (charts/rightsizer/dashboards): the replicas from the status the reconciler
+# writes, the last metrics window and the autoscaler's reading of it; removed with the deployment
+# (controller/series.py).
+REPLICAS = Gauge(
+    "rightsizer_replicas",
+    "Replicas of the deployment: desired (status.replicas) and ready (status.readyReplicas)",
+    ["namespace", "name", "state"],
+)
+POOL_REPLICAS = Gauge(
+    "rightsizer_pool_replicas",
+    "Replicas each pool is asked for and has ready (status.placement.pools)",
+    ["namespace", "name", "pool", "role", "state"],
+)
+LATENCY_P95 = Gauge(
+    "rightsizer_latency_p95_seconds",
+    "p95 latency by source: the SLO target, what the last metrics window observed, and what the calibrated model "
+    "predicts at that window's load",
+    ["namespace", "name", "metric", "source"],
+)
+REQUEST_RATE = Gauge("rightsizer_request_rate", "Arrivals per second, last metrics window", ["namespace", "name"])
+CAPACITY = Gauge(
+    "rightsizer_capacity_requests_per_second",
+    "Arrivals per second the replicas in force serve within the SLO (the calibrated model), last metrics window",
+    ["namespace", "name"],
+)
+REQUESTS_WAITING = Gauge(
+    "rightsizer_requests_waiting", "vLLM's waiting queue over the replicas, last metrics window", ["namespace", "name"]
+)
+KV_CACHE_USAGE = Gauge(
+    "rightsizer_kv_cache_usage_ratio",
+    "vLLM's KV-cache use averaged over the replicas, last metrics window",
+    ["namespace", "name"],
+)
+SCALING_EVENTS = Counter(
+    "rightsizer_scaling_events_total",
+    "Replica changes the autoscaler wrote, by direction and the kind of reason (capacity, queue, latency, other)",
+    ["namespace", "name", "direction", "cause"],
+)

@@ -32,7 +32,7 @@ from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec, PlacementStatus, PoolReplicas
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.controller import costs, metrics
+from rightsizer.controller import costs, metrics, series
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError, SloUnreachableError
 from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, missing, owned_by, plan_actions
 from rightsizer.kube.builders.children import desired_children
@@ -533,6 +533,7 @@ class Reconciler:
             overflowing=placed.overflowing if placed is not None else None,
         )
         status = status_fields(inputs)
+        series.publish_status(str(meta["namespace"]), str(meta["name"]), status)
         # Other writers own other status fields (status.autoscaling): compare and patch only ours.
         if any(previous.get(k) != v for k, v in status.items()) or ("plan" in previous and "plan" not in status):
             self.kube.patch_status(

@@ -36,7 +36,7 @@ from rightsizer.model.config import ModelFacts
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.model.multimodal import multimodal_serving
 from rightsizer.model.quantization import resolve_weights
-from rightsizer.perf import Replica, Slo, build_replica, max_request_rate
+from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict
 
 LENGTH_GRID = 1.1  # relative step of the length grid
 PRIOR_REQUESTS = 20.0  # the declared workload's weight, in requests, against the window's observed mean
@@ -142,3 +142,16 @@ def mixed_capacity_rps(replica: Replica, prompt_tokens: float, output_tokens: fl
         if rate > 0:
             inverse, weights = inverse + weight / rate, weights + weight
     return weights / inverse if inverse > 0 else 0.0
+
+
+def predicted_p95(
+    replica: Replica, prompt_tokens: float, output_tokens: float, rate_per_replica: float
+) -> tuple[float, float] | None:
+    """The p95 TTFT and ITL (seconds) the model predicts for one replica at this Poisson load and these mean
+    lengths (snapped and capped as capacity_rps does): what a dashboard puts beside the observed ones. None when
+    the load saturates the replica (its queue grows without bound: no steady p95)."""
+    limit = replica.settings.max_model_len
+    prompt = min(snap_length(prompt_tokens), limit - 1)
+    output = max(1, min(snap_length(output_tokens), limit - prompt))
+    p = predict(replica, Traffic(prompt, output, request_rate=max(rate_per_replica, 1e-6)))
+    return None if p.saturated else (p.ttft.p95, p.itl.p95)
