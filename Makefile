@@ -31,10 +31,11 @@ typecheck: $(VENV) ## mypy (strict) and the import-layer contracts
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
-verify: $(VENV) ## Fail if generated files (CRDs, the chart's copy of them, manifests/) are stale
+verify: $(VENV) ## Fail if generated files (CRDs, the chart's copy of them, manifests/, the dashboard) are stale
 	.venv/bin/rightsizer crds crds --check
 	.venv/bin/rightsizer crds charts/rightsizer/crds --check
 	$(PY) hack/manifests.py --check
+	$(PY) hack/dashboard.py --check
 
 crds: $(VENV) ## Regenerate crds/ from the API models
 	.venv/bin/rightsizer crds crds
