@@ -251,6 +251,18 @@ def test_a_growing_queue_scales_up_before_the_rate_shows_it() -> None:
     assert d.recommendation == 3 and not d.reason.startswith("queue:"), d.reason
 
 
+def test_one_request_waiting_a_moment_is_no_queue_signal() -> None:
+    """One replica at 60 % of its capacity: a burst leaves one request waiting and the gauge's slope at 0.02 req/s.
+    That is noise below the floor (a tenth of a replica's capacity); a queue growing 0.5 req/s is not."""
+    targets = Targets(ttft_p95_s=2.0, itl_p95_s=0.1, capacity_rps=1.4, max_running=11)
+    behavior = Behavior(1, 6, rate_spread=0.0, forecast_s=0.0)
+    observation = calm(60.0, 0.8, waiting=1.0)
+    count, reason = recommend(observation, targets, behavior, serving=1, queue_growth=0.02)
+    assert count == 1 and not reason.startswith("queue:"), reason
+    count, reason = recommend(observation, targets, behavior, serving=1, queue_growth=0.5)
+    assert count == 2 and reason.startswith("queue:"), reason
+
+
 @pytest.mark.parametrize("replicas", [1, 4, 9])
 def test_a_load_over_target_is_never_rounded_down(replicas: int) -> None:
     behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)

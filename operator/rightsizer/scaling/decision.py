@@ -101,6 +101,10 @@ class Behavior:
     rate_spread: float = 1.0  # plan for the rate plus this many standard deviations of its recent swings
     spread_window_s: float = 300.0  # the recent past whose rates give that deviation
     queue_growth_window_s: float = 30.0  # the recent past whose waiting gauges give the queue's growth (0: off)
+    # The queue's growth is a signal from this share of one replica's capacity on: a slope of a bursty gauge below
+    # it is noise (one request waiting a moment, 0.02 req/s, added a replica in CI), and the backlog term of the
+    # demand already serves a small steady excess.
+    queue_growth_floor: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,8 @@ def recommend(
     wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
     capacity = _replicas_for(wanted, targets, behavior)
     queue = 0
-    if queue_growth > 0 and _backlog(obs, targets, behavior, ready) > 0:
+    floor = behavior.queue_growth_floor * (targets.capacity_rps or 0.0)
+    if queue_growth > floor and _backlog(obs, targets, behavior, ready) > 0:
         more = _capacity_estimate(queue_growth, targets, behavior) if targets.capacity_rps else 1
         queue = max(ready + more, serving + (0 if serving > ready else 1))
     ratio = _latency_ratio(obs, targets)
