@@ -9,12 +9,14 @@ case prints its measured figures (reaction times, replica timeline with reasons)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,14 +24,17 @@ from kubernetes import client
 
 from e2e import prometheus as prom
 from e2e.loadgen import Phase
+from hack import dashboard
 from tests.integration.autoscaling_env import (
     INTERVAL_S,
+    NAME,
     STATUS_REFRESH_S,
     WINDOW_S,
     Rig,
     operator_for,
     scratch_namespace,
 )
+from tests.integration.kube import wait_for
 from tests.integration.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -268,3 +273,57 @@ def test_the_steady_state_writes_nothing(rig: tuple[Rig, OperatorProcess], sourc
         writes=0,
         reason=after["status"]["autoscaling"]["reason"],
     )
+
+
+def test_every_dashboard_query_returns_data_and_what_status_shows(
+    rig: tuple[Rig, OperatorProcess], source: str, sd_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    """The chart's Grafana dashboard (hack/dashboard.py) against the real Prometheus, which scrapes the operator as
+    a cluster's would: every panel's query and the scaling annotation return data for this deployment, and the
+    figures that status also reports are the same."""
+    if source == "scrape":
+        pytest.skip("the dashboard reads the operator's own series, whatever its metrics source")
+    r, operator = rig
+    prometheus: prom.Prometheus = request.getfixturevalue("prometheus")
+    operator_target = sd_dir / "operator.json"
+    port = operator.metrics_url.split(":")[-1].split("/")[0]
+    operator_target.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {}}]))
+    try:
+        r.deploy({"min": 1, "max": 6}, {"scaleDownStabilizationSeconds": 60, "enabled": False})
+        start = r.load([Phase(40, rate=LOW), Phase(40, rate=HIGH)])
+        settle(r, start)
+        r.wait_until(lambda s: (s.desired or 0) >= 2, timeout=90, what="a scale-up (the annotation's event)")
+
+        def resolved(expr: str) -> str:
+            return expr.replace("$namespace", r.namespace).replace("$name", NAME)
+
+        def answer(expr: str) -> list[dict[str, Any]]:
+            return prometheus.query(resolved(expr))
+
+        for expr in dashboard.queries():
+            wait_for(functools.partial(answer, expr), 30, f"data for {resolved(expr)}")
+
+        def one(expr: str) -> float:
+            (series,) = answer(expr)
+            return float(series["value"][1])
+
+        target = 'rightsizer_latency_p95_seconds{namespace="$namespace", name="$name", metric="ttft", source="target"}'
+        assert one(target) == r.get()["status"]["autoscaling"]["targetTtftP95Ms"] / 1e3
+        wait_for(
+            lambda: (
+                one('rightsizer_replicas{namespace="$namespace", name="$name", state="desired"}')
+                == r.get()["status"]["replicas"]
+            ),
+            20,
+            "the dashboard's desired replicas to be status.replicas",
+        )
+        wait_for(
+            lambda: (
+                one('rightsizer_cost_per_hour{namespace="$namespace", name="$name"}')
+                == r.get()["status"]["cost"]["pricePerHour"]
+            ),
+            20,
+            "the dashboard's cost per hour to be status.cost.pricePerHour",
+        )
+    finally:
+        operator_target.unlink(missing_ok=True)
