@@ -126,6 +126,12 @@ def test_single_node_example_becomes_available_on_its_pool(
     assert owners and managers, meta(deployment)
     assert (owners[0].kind, owners[0].name, owners[0].controller) == ("LLMDeployment", name, True)
     assert managers[0].manager == "rightsizer"
+    # The replicas' measured start-up on their pool (status.startup), once a reconcile has seen them Ready.
+    startup = wait_for(
+        lambda: (get(custom, namespace, name)["status"].get("startup") or {}).get("pools"), 30, "status.startup"
+    )
+    assert [(e["pool"], e["samples"]) for e in startup] == [(plan["pool"], plan["replicas"])]
+    assert 0 <= startup[0]["p50Seconds"] <= startup[0]["p95Seconds"] < 120
 
 
 def test_405b_runs_as_a_leader_worker_set_across_two_h100_nodes(

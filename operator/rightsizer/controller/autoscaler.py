@@ -53,6 +53,7 @@ from rightsizer.controller import metrics, series
 from rightsizer.controller.reconcile import Event, Observed, Reconciler, now_rfc3339
 from rightsizer.errors import RightsizerError
 from rightsizer.kube.placement import count_on_pool, overflow_target
+from rightsizer.kube.startup import lead_time_seconds
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
 from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, predicted_p95, replica_of, slo_of
@@ -256,7 +257,12 @@ class Autoscaler:
         decision = decide(
             obs,
             targets,
-            behavior_of(spec, bounds, self.window_seconds),
+            behavior_of(
+                spec,
+                bounds,
+                self.window_seconds,
+                lead_time_seconds(placement.startup if placement else None, plan.pool),
+            ),
             current=counts.current,
             starting=counts.starting,
             state=state,

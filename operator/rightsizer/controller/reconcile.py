@@ -49,6 +49,7 @@ from rightsizer.kube.placement import (
     placement_status,
     workload_replicas,
 )
+from rightsizer.kube.startup import startup_status
 from rightsizer.kube.status import StatusInputs, observe, status_fields
 from rightsizer.policy import (
     bound_recommendation,
@@ -528,6 +529,7 @@ class Reconciler:
             child_conflict=outcome.child_conflict,
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
             cost=cost,
+            startup=startup_status(observed.pods, previous.get("startup")),
             pools=pools,
             placement=placement,
             overflowing=placed.overflowing if placed is not None else None,

@@ -10,7 +10,7 @@ from typing import Any
 from rightsizer.api.conditions import CONDITION_ORDER, ConditionType, PolicyConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.cost import CostStatus
-from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, PlacementStatus
+from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, PlacementStatus, StartupStatus
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.kube.progress import DEFAULT_PROGRESS_DEADLINE_SECONDS, past_deadline, unschedulable_since
 
@@ -112,6 +112,7 @@ class StatusInputs:
     child_conflict: str | None = None  # a child's name is taken by an object this LLMDeployment does not control
     progress_deadline_seconds: float = DEFAULT_PROGRESS_DEADLINE_SECONDS  # unschedulable this long: Degraded
     cost: CostStatus | None = None  # status.cost (kube/cost.py)
+    startup: StartupStatus | None = None  # status.startup (kube/startup.py)
     pools: Sequence[PoolPlan] = ()  # every allowed pool's own plan, ranked (sizing/ranking.py)
     placement: PlacementStatus | None = None  # replicas per pool
     overflowing: tuple[bool, str, str] | None = None  # the Overflowing condition (kube/placement.py), when placed
@@ -261,6 +262,7 @@ def status_fields(inputs: StatusInputs) -> dict[str, Any]:
         selector=inputs.selector,
         autoscaling=inputs.autoscaling,
         cost=inputs.cost,
+        startup=inputs.startup,
     )
     return status.to_wire()
 

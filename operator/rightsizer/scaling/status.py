@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,9 +50,18 @@ def replica_counts(spec: LLMDeploymentSpec, status: JSON, workloads: JSON | Sequ
     return Counts(int(current), min(ready, int(current)))
 
 
-def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds, window_seconds: float) -> Behavior:
+# The most a measured start-up stretches the forecast: a pod stuck for an hour before it became Ready is not what the
+# next replica will cost, and a trend carried an hour ahead would ask for replicas nobody needs.
+MAX_LEAD_TIME_S = 600.0
+
+
+def behavior_of(
+    spec: LLMDeploymentSpec, bounds: ReplicaBounds, window_seconds: float, lead_time_s: float | None = None
+) -> Behavior:
+    """`lead_time_s`: the pool's measured p95 start-up (status.startup), how far ahead a rising rate is planned
+    for; None keeps the default (a minute) until a replica has started."""
     a = spec.autoscaling
-    return Behavior(
+    behavior = Behavior(
         min_replicas=bounds.lower,
         max_replicas=bounds.upper,
         scale_up_window_s=float(a.scale_up_stabilization_seconds),
@@ -60,6 +69,9 @@ def behavior_of(spec: LLMDeploymentSpec, bounds: ReplicaBounds, window_seconds: 
         scale_to_zero=a.scale_to_zero,
         window_s=window_seconds,
     )
+    if lead_time_s is None:
+        return behavior
+    return replace(behavior, forecast_s=min(max(lead_time_s, 0.0), MAX_LEAD_TIME_S))
 
 
 def targets_of(

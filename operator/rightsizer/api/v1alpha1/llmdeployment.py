@@ -361,6 +361,22 @@ class PerformanceStatus(StatusModel):
     skipped: str | None = Field(default=None, description="Why the last window was no evidence, if it was not.")
 
 
+class PoolStartup(StatusModel):
+    """How long this pool's replicas took from pod creation to Ready."""
+
+    pool: str = Field(description="The GPU pool.")
+    p50_seconds: float = Field(description="Median start-up, seconds.")
+    p95_seconds: float = Field(description="95th percentile start-up, seconds: the autoscaler's scale-up lead time.")
+    samples: int = Field(description="Pods measured (the Ready pods now on the pool).")
+
+
+class StartupStatus(StatusModel):
+    """Measured cold start per pool (kube/startup.py): the pods Ready now, each from its creation to its Ready
+    transition; a pool with none Ready now keeps its last figures."""
+
+    pools: list[PoolStartup] = Field(default_factory=list, description="One entry per pool measured.")
+
+
 class LLMDeploymentStatus(StatusModel):
     """What rightsizer computed and observed."""
 
@@ -382,6 +398,9 @@ class LLMDeploymentStatus(StatusModel):
     )
     cost: CostStatus | None = Field(
         default=None, description="GPUs held, their price per hour, GPU-hours over the last day, $ per million tokens."
+    )
+    startup: StartupStatus | None = Field(
+        default=None, description="Measured start-up per pool, pod creation to Ready (the scale-up lead time)."
     )
 
 
