@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.autoscale_sim import READY, STARTING, Simulation, WindowMetrics
 from rightsizer.perf import Replica
+from rightsizer.perf.in_force import predicted_p95
 from rightsizer.scaling import decision as autoscale
 from rightsizer.scaling.calibration import Calibration, observe
 from rightsizer.scaling.window import WindowStats
@@ -191,6 +192,11 @@ class Rightsizer:
         if self.model is not None and self.calibrate:
             self.calibration = observe(self.calibration, stats_of(m), self.model, now, window_s=self.window_s)
             replica = self.calibration.corrected(self.model)
+        starting = sum(1 for s in sim.servers if s.state == STARTING)
+        expected = None  # what the operator computes the same way (controller.autoscaler._predicted)
+        if replica is not None and m.mean_prompt_tokens is not None and m.mean_output_tokens is not None:
+            ready = max(1, sum(1 for s in sim.servers if s.state == READY))
+            expected = predicted_p95(replica, m.mean_prompt_tokens, m.mean_output_tokens, m.request_rate / ready)
         obs = autoscale.Observation(
             time=now,
             request_rate=m.request_rate,
@@ -199,6 +205,8 @@ class Rightsizer:
             waiting=float(m.waiting),
             running=float(m.running),
             kv_usage=m.kv_usage,
+            expected_ttft_p95_s=expected[0] if expected else None,
+            expected_itl_p95_s=expected[1] if expected else None,
         )
         targets = self.targets
         if (
@@ -209,7 +217,6 @@ class Rightsizer:
         ):
             capacity = self.capacity_at(replica, m.mean_prompt_tokens, m.mean_output_tokens)
             targets = replace(targets, capacity_rps=capacity)
-        starting = sum(1 for s in sim.servers if s.state == STARTING)
         d = autoscale.decide(obs, targets, self.behavior, current=current, starting=starting, state=self.state)
         self.state = d.state
         self.decisions.append(d)

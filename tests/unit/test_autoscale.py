@@ -263,6 +263,27 @@ def test_one_request_waiting_a_moment_is_no_queue_signal() -> None:
     assert count == 2 and reason.startswith("queue:"), reason
 
 
+@pytest.mark.parametrize(
+    ("observed", "expected", "reacts"),
+    [
+        (2.0, 1.95, False),  # above 0.6 × the 3 s target, but what the model expects at this load: capacity's to answer
+        (2.0, 1.2, True),  # well above what the model expects: it misses something
+        (2.0, None, True),  # no expectation: 0.6 × the target as before
+        (2.9, 3.5, True),  # the model expects a miss: never wait beyond 0.9 × the target
+    ],
+)
+def test_a_p95_the_model_explains_at_this_load_is_no_latency_signal(
+    observed: float, expected: float | None, reacts: bool
+) -> None:
+    """The long-context ratchet: with 12k-token prompts the p95 sits near 2 s at the load the capacity term plans
+    for, above 0.6 × a 3 s target, and the latency signal added a replica every settled window under a flat load."""
+    targets = Targets(ttft_p95_s=3.0, itl_p95_s=None, capacity_rps=1.0, max_running=10)
+    behavior = Behavior(1, 45, rate_spread=0.0, forecast_s=0.0)
+    observation = calm(600.0, 9.0, ttft_p95_s=observed, expected_ttft_p95_s=expected)
+    count, reason = recommend(observation, targets, behavior, serving=10)
+    assert (count > 10 and reason.startswith("latency:")) is reacts, reason
+
+
 @pytest.mark.parametrize("replicas", [1, 4, 9])
 def test_a_load_over_target_is_never_rounded_down(replicas: int) -> None:
     behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)

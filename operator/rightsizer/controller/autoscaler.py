@@ -252,7 +252,9 @@ class Autoscaler:
         usage = namespace_usage(neighbours, excluding=name)
         bounds = replica_bounds(spec, plan, assessment.effective, usage, overflowing)
         state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
-        obs = observation_of(stats, now)
+        corrected = calibration.corrected(model) if model is not None else None
+        predicted = self._predicted(spec, stats, corrected, counts.ready)
+        obs = observation_of(stats, now, predicted)
         targets = targets_of(spec, plan, pools.next_rps, pools.in_force)
         decision = decide(
             obs,
@@ -268,8 +270,7 @@ class Autoscaler:
             state=state,
         )
         self.states[key] = decision.state
-        corrected = calibration.corrected(model) if model is not None else None
-        self._publish_window(key, spec, stats, corrected=corrected, ready=counts.ready, targets=targets, pools=pools)
+        self._publish_window(key, stats, predicted=predicted, targets=targets, pools=pools)
         log.debug(
             "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s (in force %s, one more "
             "on %s) -> %d (%s)",
@@ -502,24 +503,28 @@ class Autoscaler:
         return pool_capacity(primary, overflow, primary_full=on_primary.no_room > 0, overflow_allowed=allowed)
 
     @staticmethod
+    def _predicted(
+        spec: LLMDeploymentSpec, stats: WindowStats, corrected: Replica | None, ready: int
+    ) -> tuple[float, float] | None:
+        """The calibrated model's p95 TTFT and ITL at the window's load per ready replica and expected lengths."""
+        if corrected is None or stats.request_rate is None:
+            return None
+        w = spec.workload
+        prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
+        output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
+        return predicted_p95(corrected, prompt, output, stats.request_rate / max(1, ready))
+
+    @staticmethod
     def _publish_window(
         key: tuple[str, str],
-        spec: LLMDeploymentSpec,
         stats: WindowStats,
         *,
-        corrected: Replica | None,
-        ready: int,
+        predicted: tuple[float, float] | None,
         targets: Targets,
         pools: PoolCapacity,
     ) -> None:
         """The window as a dashboard draws it (controller.series): observed p95s beside the SLO and what the
-        calibrated model predicts at the same load per ready replica."""
-        predicted = None
-        if corrected is not None and stats.request_rate is not None:
-            w = spec.workload
-            prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
-            output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
-            predicted = predicted_p95(corrected, prompt, output, stats.request_rate / max(1, ready))
+        calibrated model predicts at the same load."""
         view = series.WindowView(
             ttft={"target": targets.ttft_p95_s, "observed": stats.ttft_p95_s, "predicted": predicted and predicted[0]},
             itl={"target": targets.itl_p95_s, "observed": stats.itl_p95_s, "predicted": predicted and predicted[1]},

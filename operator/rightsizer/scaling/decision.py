@@ -59,6 +59,10 @@ class Observation:
     waiting: float = 0.0  # requests queued, summed over replicas
     running: float = 0.0  # requests in the running batches, summed
     kv_usage: float | None = None  # mean KV-cache usage 0..1
+    # What the calibrated model expects at this window's load per ready replica (perf.in_force.predicted_p95); None:
+    # it cannot say (no model, no lengths yet, or the load saturates a replica).
+    expected_ttft_p95_s: float | None = None
+    expected_itl_p95_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,26 @@ def _latency_ratio(obs: Observation, targets: Targets) -> float | None:
     return max(ratios) if ratios else None
 
 
+def _latency_excess(obs: Observation, targets: Targets, behavior: Behavior) -> float | None:
+    """The observed p95s over the point where the latency signal acts (above 1: act), the larger of TTFT and ITL.
+    That point is `latency_margin` × the target, raised to what the calibrated model expects at this load (plus the
+    tolerance) where it expects more, but never above (1 − tolerance) × the target. A p95 the model explains at
+    this load is the capacity term's to answer: reacting to it as well added one replica per settled window under a
+    steady long-context load until replicas.max (bench, Mooncake ×4: 2.4× the oracle's GPU-hours)."""
+    excess = []
+    for observed, target, expected in (
+        (obs.ttft_p95_s, targets.ttft_p95_s, obs.expected_ttft_p95_s),
+        (obs.itl_p95_s, targets.itl_p95_s, obs.expected_itl_p95_s),
+    ):
+        if not target or observed is None:
+            continue
+        point = target * behavior.latency_margin
+        if expected is not None:
+            point = min(target * (1 - behavior.tolerance), max(point, expected * (1 + behavior.tolerance)))
+        excess.append(observed / point)
+    return max(excess) if excess else None
+
+
 def recommend(
     obs: Observation,
     targets: Targets,
@@ -252,10 +276,11 @@ def recommend(
         more = _capacity_estimate(queue_growth, targets, behavior) if targets.capacity_rps else 1
         queue = max(ready + more, serving + (0 if serving > ready else 1))
     ratio = _latency_ratio(obs, targets)
+    excess = _latency_excess(obs, targets, behavior)
     reactive = 0
-    if ratio is not None and ratio > behavior.latency_margin and settled:
+    if ratio is not None and excess is not None and excess > 1 and settled:
         # Replicas still starting are the response on its way; else at least one more, up to latency_step times.
-        step = min(ratio / behavior.latency_margin, behavior.latency_step)
+        step = min(excess, behavior.latency_step)
         reactive = serving if serving > ready else max(ready + 1, math.ceil(max(ready, 1) * step))
     elif ratio is not None and ratio >= 1 - behavior.tolerance:
         reactive = serving  # near the target: no reason to move either way

@@ -83,7 +83,8 @@ def targets_of(
     return Targets(slo.ttft_p95_s, slo.itl_p95_s, capacity, plan.max_num_seqs, in_force)
 
 
-def observation_of(stats: WindowStats, now: float) -> Observation:
+def observation_of(stats: WindowStats, now: float, expected: tuple[float, float] | None = None) -> Observation:
+    """`expected`: the calibrated model's p95 TTFT and ITL at this window's load (perf.in_force.predicted_p95)."""
     return Observation(
         time=now,
         request_rate=stats.request_rate or 0.0,
@@ -92,6 +93,8 @@ def observation_of(stats: WindowStats, now: float) -> Observation:
         waiting=stats.waiting,
         running=stats.running,
         kv_usage=stats.kv_usage,
+        expected_ttft_p95_s=expected[0] if expected else None,
+        expected_itl_p95_s=expected[1] if expected else None,
     )
 
 
