@@ -109,6 +109,9 @@ class Behavior:
     # it is noise (one request waiting a moment, 0.02 req/s, added a replica in CI), and the backlog term of the
     # demand already serves a small steady excess.
     queue_growth_floor: float = 0.1
+    # How long a latency signal that replicas did not answer stays ignored (below the target) before one more
+    # replica may test it again.
+    latency_probe_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class ScalerState:
     rates: Rates = ()  # for the trend and the spread
     unsettled_at: float | None = None  # last time a backlog or starting replicas made the latencies stale
     waiting: Rates = ()  # (time, waiting requests): the queue's growth
+    # (time, ready replicas, latency ratio) when the latency signal last added replicas: if the p95 has not come
+    # down once those are serving, more replicas do not lower it (see recommend).
+    latency_probe: tuple[float, int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -263,10 +269,14 @@ def recommend(
     spread: float = 0.0,
     settled: bool = True,
     queue_growth: float = 0.0,
+    unanswered: bool = False,
 ) -> tuple[int, str]:
     """The replicas needed now, before stabilization, and why. `serving` counts ready and starting replicas,
     `ready` those already serving (default: all), `trend` the arrival rate's slope (req/s per second), `settled`
-    whether the latencies describe the present (see decide), `queue_growth` the waiting queue's slope (req/s)."""
+    whether the latencies describe the present (see decide), `queue_growth` the waiting queue's slope (req/s),
+    `unanswered` whether replicas the latency signal added lately left the p95 where it was: below the target
+    it then adds no more (a p95 set by the prompts' own prefill, which no replica count lowers, ratcheted
+    long-context deployments to replicas.max); at the target it still acts."""
     ready = serving if ready is None else ready
     wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
     capacity = _replicas_for(wanted, targets, behavior)
@@ -278,7 +288,8 @@ def recommend(
     ratio = _latency_ratio(obs, targets)
     excess = _latency_excess(obs, targets, behavior)
     reactive = 0
-    if ratio is not None and excess is not None and excess > 1 and settled:
+    below_target = ratio is not None and ratio < 1 - behavior.tolerance
+    if ratio is not None and excess is not None and excess > 1 and settled and not (unanswered and below_target):
         # Replicas still starting are the response on its way; else at least one more, up to latency_step times.
         step = min(excess, behavior.latency_step)
         reactive = serving if serving > ready else max(ready + 1, math.ceil(max(ready, 1) * step))
@@ -321,9 +332,33 @@ def decide(
         (obs.time, obs.waiting),
     )
     growth = _queue_growth(waiting) if behavior.queue_growth_window_s > 0 else 0.0
-    recommendation, reason = recommend(
-        obs, targets, behavior, current, ready, trend=trend, spread=spread, settled=settled, queue_growth=growth
+    ratio = _latency_ratio(obs, targets)
+    probe = state.latency_probe
+    if probe is not None and obs.time - probe[0] > behavior.latency_probe_s:
+        probe = None
+    unanswered = (
+        probe is not None
+        and settled
+        and ready > probe[1]
+        and ratio is not None
+        and ratio >= probe[2] * (1 - behavior.tolerance)
     )
+    recommendation, reason = recommend(
+        obs,
+        targets,
+        behavior,
+        current,
+        ready,
+        trend=trend,
+        spread=spread,
+        settled=settled,
+        queue_growth=growth,
+        unanswered=unanswered,
+    )
+    if reason.startswith("latency:") and recommendation > current and ratio is not None:
+        probe = (obs.time, ready, ratio)
+    elif ratio is None or ratio <= behavior.latency_margin:
+        probe = None  # the latency is fine again: a later signal starts afresh
     idle = obs.request_rate <= 0 and obs.running <= 0 and obs.waiting <= 0
     idle_since = (state.idle_since if state.idle_since is not None else obs.time) if idle else None
     horizon = max(behavior.scale_up_window_s, behavior.scale_down_window_s)
@@ -355,5 +390,5 @@ def decide(
     bounded = max(floor, min(desired, behavior.max_replicas))
     if bounded != desired:
         reason += f"; bounded to {floor}..{behavior.max_replicas}"
-    next_state = ScalerState(history, idle_since, rates, unsettled_at, waiting)
+    next_state = ScalerState(history, idle_since, rates, unsettled_at, waiting, probe)
     return Decision(bounded, recommendation, reason, next_state)
