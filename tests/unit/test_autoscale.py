@@ -284,6 +284,22 @@ def test_a_p95_the_model_explains_at_this_load_is_no_latency_signal(
     assert (count > 10 and reason.startswith("latency:")) is reacts, reason
 
 
+def test_a_p95_that_more_replicas_do_not_lower_stops_the_latency_signal() -> None:
+    """A flat load whose p95 sits at 0.73 × the target whatever the replica count (the prompts' own prefill): the
+    latency signal adds one replica, sees the p95 unchanged once it serves, and adds no more for latency_probe_s;
+    a p95 over the target is acted on regardless."""
+    targets = Targets(ttft_p95_s=3.0, itl_p95_s=None, capacity_rps=1.0, max_running=10)
+    behavior = Behavior(1, 45, rate_spread=0.0, forecast_s=0.0, window_s=60.0)
+    state, current, counts = ScalerState(), 10, []
+    for tick in range(40):
+        d = decide(calm(TICK * tick, 9.0, ttft_p95_s=2.2), targets, behavior, current=current, starting=0, state=state)
+        state, current = d.state, d.replicas
+        counts.append(current)
+    assert max(counts) == 11, counts  # one test of the signal, not one replica per settled window
+    over = decide(calm(TICK * 40, 9.0, ttft_p95_s=2.95), targets, behavior, current=current, starting=0, state=state)
+    assert over.replicas > current and over.reason.startswith("latency:"), over.reason
+
+
 @pytest.mark.parametrize("replicas", [1, 4, 9])
 def test_a_load_over_target_is_never_rounded_down(replicas: int) -> None:
     behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)
