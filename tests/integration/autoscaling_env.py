@@ -88,6 +88,7 @@ def operator_for(
     prometheus_url: str | None,
     targets_dir: Path,
     extra_env: dict[str, str] | None = None,
+    verbose: bool = False,
 ) -> OperatorProcess:
     """An operator that acts on `namespace` only, deciding every INTERVAL_S over WINDOW_S of metrics, from
     Prometheus or (prometheus_url None) by scraping the simulators the targets directory lists. It serves the
@@ -104,7 +105,7 @@ def operator_for(
         env["RIGHTSIZER_PROMETHEUS_URL"] = prometheus_url
     else:
         env["RIGHTSIZER_SCRAPE_TARGETS_DIR"] = str(targets_dir)
-    return OperatorProcess(kubeconfig, log_path, env, args=("--namespace", namespace))
+    return OperatorProcess(kubeconfig, log_path, env, args=("--namespace", namespace, *(("-v",) if verbose else ())))
 
 
 @contextmanager

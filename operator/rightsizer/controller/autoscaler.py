@@ -359,6 +359,7 @@ class Autoscaler:
                 )
             )
         if patch:
+            log.debug("%s/%s: status written (%s)", namespace, name, ", ".join(sorted(patch)))
             try:
                 await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
             except Exception:

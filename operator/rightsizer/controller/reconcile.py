@@ -538,6 +538,10 @@ class Reconciler:
         series.publish_status(str(meta["namespace"]), str(meta["name"]), status)
         # Other writers own other status fields (status.autoscaling): compare and patch only ours.
         if any(previous.get(k) != v for k, v in status.items()) or ("plan" in previous and "plan" not in status):
+            changed = sorted(k for k, v in status.items() if previous.get(k) != v)
+            log.debug(
+                "%s/%s: status written by the reconciler (%s)", meta["namespace"], meta["name"], ", ".join(changed)
+            )
             self.kube.patch_status(
                 c.API_VERSION,
                 c.LLMD_KIND,
