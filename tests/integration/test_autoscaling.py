@@ -270,7 +270,7 @@ def test_the_steady_state_writes_nothing(rig: tuple[Rig, OperatorProcess], sourc
         time.sleep(INTERVAL_S)
     time.sleep(STATUS_REFRESH_S + 3 * INTERVAL_S)
     after = r.get()
-    written = [line for line in operator.log_path.read_text().splitlines() if " written (" in line]
+    written = [line for line in operator.log_path.read_text().splitlines() if "status" in line and " written" in line]
     assert after["status"] == before["status"], written[-3:]
     assert api_writes(operator) == writes, written[-3:]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
