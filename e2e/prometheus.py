@@ -116,6 +116,14 @@ class Prometheus:
             raise RuntimeError(f"{promql}: {answer}")
         return list(answer["data"]["result"])
 
+    def query_range(self, promql: str, start: float, end: float, step_s: float = 2.0) -> list[dict[str, Any]]:
+        """A range query's result matrix (unix-time bounds)."""
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}s"}
+        answer = httpx.get(f"{self.url}/api/v1/query_range", params=params, timeout=10).json()
+        if answer.get("status") != "success":
+            raise RuntimeError(f"{promql}: {answer}")
+        return list(answer["data"]["result"])
+
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
             return ""

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from hack import dashboard
+from hack import dashboard, dashboard_picture
 from rightsizer.controller import metrics  # noqa: F401  (registers the operator's series)
 from tests.chart.render import objects
 
@@ -35,3 +36,13 @@ def test_off_by_default_and_a_sidecar_configmap_when_enabled() -> None:
     assert json.loads(config_map["data"]["rightsizer.json"]) == dashboard.dashboard()
     disabled = objects({"metrics": {"enabled": False, "dashboard": {"enabled": True}}})
     assert ("ConfigMap", "rightsizer-dashboard") not in disabled  # no metrics, nothing to draw
+
+
+def test_the_picture_labels_series_as_the_dashboard_does(tmp_path: Path) -> None:
+    assert dashboard_picture.legend("{{pool}} ({{role}}) ready", {"pool": "h200", "role": "primary"}) == (
+        "h200 (primary) ready"
+    )
+    series = [{"metric": {"source": "observed"}, "values": [[100.0, "0.5"], [102.0, "0.7"]]}]
+    dump = {"panels": {"TTFT": [{"legend": "{{source}}", "series": series}]}, "units": {"TTFT": "s"}}
+    dashboard_picture.draw(dump, tmp_path / "d.png")
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -296,6 +296,7 @@ def test_every_dashboard_query_returns_data_and_what_status_shows(
     operator_target = sd_dir / "operator.json"
     port = operator.metrics_url.split(":")[-1].split("/")[0]
     operator_target.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {}}]))
+    started_at = time.time()
     try:
         r.deploy({"min": 1, "max": 6}, {"scaleDownStabilizationSeconds": 60, "enabled": False})
         start = r.load([Phase(40, rate=LOW), Phase(40, rate=HIGH)])
@@ -333,5 +334,18 @@ def test_every_dashboard_query_returns_data_and_what_status_shows(
             20,
             "the dashboard's cost per hour to be status.cost.pricePerHour",
         )
+        dump = os.environ.get("RIGHTSIZER_DASHBOARD_DUMP")
+        if dump:  # the panels over this run, for hack/dashboard_picture.py (docs/images/dashboard.png)
+            panels = {
+                p.title: [
+                    {
+                        "legend": q.legend,
+                        "series": prometheus.query_range(resolved(q.expr), started_at, time.time()),
+                    }
+                    for q in p.queries
+                ]
+                for p in dashboard.PANELS
+            }
+            Path(dump).write_text(json.dumps({"panels": panels, "units": {p.title: p.unit for p in dashboard.PANELS}}))
     finally:
         operator_target.unlink(missing_ok=True)
