@@ -253,6 +253,13 @@ def test_a_body_that_does_not_show_the_last_write_yet_costs_no_second_write() ->
     assert kube.writes == []
 
 
+def stored(patch: Any) -> Any:
+    """A merge patch as the API server stores it: its nulls delete their keys."""
+    if isinstance(patch, dict):
+        return {k: stored(v) for k, v in patch.items() if v is not None}
+    return [stored(v) for v in patch] if isinstance(patch, list) else patch
+
+
 def test_a_due_refresh_with_nothing_moved_writes_nothing() -> None:
     # No load: the refresh period passes, every figure is what the body shows, so the steady state costs no write.
     now = [1000.0]
@@ -268,7 +275,7 @@ def test_a_due_refresh_with_nothing_moved_writes_nothing() -> None:
     run(autoscaler, body, observed(ready=1))
     assert [w.verb for w in kube.writes] == ["status"]
     for write in kube.writes:
-        body["status"].update(write.body)
+        body["status"].update(stored(write.body))
     kube.writes.clear()
     now[0] += 61.0
     run(autoscaler, body, observed(ready=1))
@@ -287,6 +294,9 @@ def test_a_pass_publishes_what_a_dashboard_draws() -> None:
     # 6 req/s on the one ready replica saturates it: no steady p95 to predict, so no series
     assert sample("rightsizer_latency_p95_seconds", {**ttft, "source": "predicted"}) is None
     assert sample("rightsizer_scaling_events_total", scaled) == before + 1
+    one = {"namespace": "ns", "name": "llama-3-1-70b-fp8"}
+    capacity = sample("rightsizer_capacity_requests_per_second", one)
+    assert capacity is not None and capacity > 0  # one replica in force, at one replica's capacity
 
     light, _ = scaler(FakeSource(load(rate=0.5)))
     run(light, deployment({"min": 1, "max": 6}), observed(ready=1))

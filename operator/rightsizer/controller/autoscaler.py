@@ -270,7 +270,7 @@ class Autoscaler:
             state=state,
         )
         self.states[key] = decision.state
-        self._publish_window(key, stats, predicted=predicted, targets=targets, pools=pools)
+        self._publish_window(key, stats, predicted=predicted, targets=targets, pools=pools, in_force=counts.current)
         log.debug(
             "%s/%s: %s, %d ready of %d, %.0f finished (%s + %s tokens), capacity %s req/s (in force %s, one more "
             "on %s) -> %d (%s)",
@@ -453,7 +453,7 @@ class Autoscaler:
             model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
             performance = wire.model_dump(by_alias=True, mode="json")
-            if patch or riding or not shown or performance != status.get("performance"):
+            if patch or riding or not shown or _without_nulls(performance) != status.get("performance"):
                 patch["performance"] = performance
         return patch
 
@@ -523,14 +523,19 @@ class Autoscaler:
         predicted: tuple[float, float] | None,
         targets: Targets,
         pools: PoolCapacity,
+        in_force: int,
     ) -> None:
         """The window as a dashboard draws it (controller.series): observed p95s beside the SLO and what the
-        calibrated model predicts at the same load."""
+        calibrated model predicts at the same load; capacity over the replicas in force (each at its pool's, or
+        all at one replica's when they share one pool)."""
+        capacity = pools.total_rps
+        if capacity is None and targets.capacity_rps is not None:
+            capacity = targets.capacity_rps * in_force
         view = series.WindowView(
             ttft={"target": targets.ttft_p95_s, "observed": stats.ttft_p95_s, "predicted": predicted and predicted[0]},
             itl={"target": targets.itl_p95_s, "observed": stats.itl_p95_s, "predicted": predicted and predicted[1]},
             request_rate=stats.request_rate,
-            capacity_rps=pools.total_rps,
+            capacity_rps=capacity,
             waiting=stats.waiting,
             kv_usage=stats.kv_usage,
         )
@@ -573,3 +578,13 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
         window_seconds=config.autoscale_window_seconds,
         accuracy_sustain_seconds=config.prediction_sustain_seconds,
     )
+
+
+def _without_nulls(value: Any) -> Any:
+    """A status as the API server stores it: a merge patch's nulls delete their keys, so a written None never
+    reads back, and comparing with one would call every pass a change."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
