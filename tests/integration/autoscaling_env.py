@@ -71,7 +71,7 @@ def llmd(replicas: dict[str, Any], autoscaling: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -98,7 +98,7 @@ def operator_for(
         "RIGHTSIZER_AUTOSCALE_INTERVAL_SECONDS": str(INTERVAL_S),
         "RIGHTSIZER_AUTOSCALE_WINDOW_SECONDS": str(WINDOW_S),
         "RIGHTSIZER_AUTOSCALE_STATUS_REFRESH_SECONDS": str(STATUS_REFRESH_S),
-        **(webhook_env() if _port_free(localplane.RIGHTSIZER_WEBHOOK_PORT) else {}),
+        **(webhook_env() if port_free(localplane.RIGHTSIZER_WEBHOOK_PORT) else {}),
         **(extra_env or {}),
     }
     if prometheus_url:
@@ -108,9 +108,19 @@ def operator_for(
     return OperatorProcess(kubeconfig, log_path, env, args=("--namespace", namespace, *(("-v",) if verbose else ())))
 
 
+def namespaced_operator(
+    kubeconfig: str, namespace: str, log_path: Path, env: dict[str, str] | None = None
+) -> OperatorProcess:
+    """An operator for `namespace` only, serving the admission webhook when no other operator on this machine does
+    (the plane's webhook configuration sends every LLMDeployment create to 127.0.0.1:9444 and fails closed)."""
+    webhook = webhook_env() if port_free(localplane.RIGHTSIZER_WEBHOOK_PORT) else {}
+    return OperatorProcess(kubeconfig, log_path, {**webhook, **(env or {})}, args=("--namespace", namespace))
+
+
 @contextmanager
-def scratch_namespace(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
+def scratch_namespace(core: client.CoreV1Api, prefix: str = NAMESPACE_PREFIX) -> Iterator[str]:
+    """A namespace outside the session operator's it-* prefix (see conftest.py), deleted afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
     wait_for(lambda: core.read_namespaced_service_account("default", name), 30, f"ServiceAccount {name}/default")
     try:

@@ -16,9 +16,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from e2e.cluster import localplane
-from tests.integration.autoscaling_env import _port_free
-from tests.integration.conftest import NAMESPACE_LABEL, webhook_env
+from tests.integration.autoscaling_env import namespaced_operator
+from tests.integration.conftest import NAMESPACE_LABEL
 from tests.integration.kube import gone, wait_for
 from tests.integration.objects import labels as labels_of
 from tests.integration.objects import typed
@@ -53,9 +52,7 @@ def priced_operator(kubeconfig: str, crds: None, namespace: str, tmp_path: Path)
     pools = tmp_path / "pools.yaml"
     pools.write_text(yaml.safe_dump([{"name": "h200", "product": H200, "gpusPerNode": 8, "pricePerGpuHour": PRICE}]))
     env = {"RIGHTSIZER_POOLS_FILE": str(pools)}
-    if _port_free(localplane.RIGHTSIZER_WEBHOOK_PORT):  # the plane's webhook configuration needs someone on :9444
-        env |= webhook_env()
-    process = OperatorProcess(kubeconfig, tmp_path / "operator.log", env, args=("--namespace", namespace))
+    process = namespaced_operator(kubeconfig, namespace, tmp_path / "operator.log", env)
     process.start()
     yield process
     process.stop()
