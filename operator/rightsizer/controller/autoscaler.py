@@ -453,7 +453,8 @@ class Autoscaler:
             model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
             performance = wire.model_dump(by_alias=True, mode="json")
-            if patch or riding or not shown or _without_nulls(performance) != status.get("performance"):
+            # as the API server stores it (a merge patch's nulls delete keys): to_wire() leaves them out
+            if patch or riding or not shown or wire.to_wire() != status.get("performance"):
                 patch["performance"] = performance
         return patch
 
@@ -579,12 +580,3 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
         accuracy_sustain_seconds=config.prediction_sustain_seconds,
     )
 
-
-def _without_nulls(value: Any) -> Any:
-    """A status as the API server stores it: a merge patch's nulls delete their keys, so a written None never
-    reads back, and comparing with one would call every pass a change."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
