@@ -170,3 +170,10 @@ def test_ready_replicas_are_summed_over_the_primary_and_the_overflow() -> None:
     primary, overflow = {"status": {"readyReplicas": 1}}, {"status": {"readyReplicas": 2}}
     counts = replica_counts(spec, {}, [primary, overflow])
     assert counts is not None and (counts.current, counts.ready, counts.starting) == (3, 3, 0)
+
+
+def test_what_the_replicas_in_force_serve() -> None:
+    """Each replica at its own pool's capacity across pools; on one pool, every replica at one replica's."""
+    assert PoolCapacity((1.5, 1.5, 0.9), 0.9, "h100").serving_rps(3) == pytest.approx(3.9)
+    assert PoolCapacity((), 1.4, "h200").serving_rps(3) == pytest.approx(4.2)
+    assert PoolCapacity((), None, None).serving_rps(3) is None  # no model: nothing to draw

@@ -56,7 +56,7 @@ from rightsizer.kube.placement import count_on_pool, overflow_target
 from rightsizer.kube.startup import lead_time_seconds
 from rightsizer.kube.status import set_condition
 from rightsizer.perf import Replica
-from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, predicted_p95, replica_of, slo_of
+from rightsizer.perf.in_force import replica_of
 from rightsizer.policy import bound_recommendation, charge_of, namespace_usage, overflow_of, replica_bounds
 from rightsizer.policy.assessment import Assessment
 from rightsizer.scaling.calibration import SUSTAIN_S, Calibration, observe
@@ -74,6 +74,7 @@ from rightsizer.scaling.status import (
     Counts,
     autoscaling_active,
     behavior_of,
+    expected_p95,
     needs_write,
     next_status,
     observation_of,
@@ -81,6 +82,7 @@ from rightsizer.scaling.status import (
     replica_counts,
     status_wire,
     targets_of,
+    window_capacity_rps,
 )
 from rightsizer.scaling.window import WindowStats
 
@@ -234,7 +236,8 @@ class Autoscaler:
             self.calibrations[key] = calibration
             for metric, ratio in error_ratios(calibration).items():
                 metrics.PREDICTION_ERROR.labels(namespace, name, metric).set(ratio)
-        capacity = await asyncio.to_thread(self._capacity, spec, calibration.corrected(model) if model else None, stats)
+        corrected = calibration.corrected(model) if model is not None else None
+        capacity = await asyncio.to_thread(window_capacity_rps, spec, corrected, stats)
         pools = await asyncio.to_thread(
             self._pools,
             name,
@@ -252,8 +255,7 @@ class Autoscaler:
         usage = namespace_usage(neighbours, excluding=name)
         bounds = replica_bounds(spec, plan, assessment.effective, usage, overflowing)
         state = self.states.get(key) or ScalerState(recommendations=((now, counts.current),))  # see module doc
-        corrected = calibration.corrected(model) if model is not None else None
-        predicted = self._predicted(spec, stats, corrected, counts.ready)
+        predicted = expected_p95(spec, stats, corrected, counts.ready)
         obs = observation_of(stats, now, predicted)
         targets = targets_of(spec, plan, pools.next_rps, pools.in_force)
         decision = decide(
@@ -450,7 +452,7 @@ class Autoscaler:
             self.wrote_condition[key] = condition
         shown = status.get("performance") or (recent and key in self.wrote_performance)
         if patch or riding or refresh_due or not shown:
-            model_capacity = await asyncio.to_thread(self._capacity, spec, model, stats)
+            model_capacity = await asyncio.to_thread(window_capacity_rps, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
             performance = wire.model_dump(by_alias=True, mode="json")
             # as the API server stores it (a merge patch's nulls delete keys): to_wire() leaves them out
@@ -500,21 +502,9 @@ class Autoscaler:
         rps = None
         if on_overflow.in_force or (on_primary.no_room and allowed):
             model = self._model(assessment.effective.namespace, spec, target.ranked.plan)
-            rps = self._capacity(spec, calibration.corrected(model), stats) if model is not None else None
+            rps = window_capacity_rps(spec, calibration.corrected(model), stats) if model is not None else None
         overflow = PoolShare(target.pool, on_overflow.in_force, rps)
         return pool_capacity(primary, overflow, primary_full=on_primary.no_room > 0, overflow_allowed=allowed)
-
-    @staticmethod
-    def _predicted(
-        spec: LLMDeploymentSpec, stats: WindowStats, corrected: Replica | None, ready: int
-    ) -> tuple[float, float] | None:
-        """The calibrated model's p95 TTFT and ITL at the window's load per ready replica and expected lengths."""
-        if corrected is None or stats.request_rate is None:
-            return None
-        w = spec.workload
-        prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
-        output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
-        return predicted_p95(corrected, prompt, output, stats.request_rate / max(1, ready))
 
     @staticmethod
     def _publish_window(
@@ -529,28 +519,15 @@ class Autoscaler:
         """The window as a dashboard draws it (controller.series): observed p95s beside the SLO and what the
         calibrated model predicts at the same load; capacity over the replicas in force (each at its pool's, or
         all at one replica's when they share one pool)."""
-        capacity = pools.total_rps
-        if capacity is None and targets.capacity_rps is not None:
-            capacity = targets.capacity_rps * in_force
         view = series.WindowView(
             ttft={"target": targets.ttft_p95_s, "observed": stats.ttft_p95_s, "predicted": predicted and predicted[0]},
             itl={"target": targets.itl_p95_s, "observed": stats.itl_p95_s, "predicted": predicted and predicted[1]},
             request_rate=stats.request_rate,
-            capacity_rps=capacity,
+            capacity_rps=pools.serving_rps(in_force),
             waiting=stats.waiting,
             kv_usage=stats.kv_usage,
         )
         series.publish_window(*key, view)
-
-    @staticmethod
-    def _capacity(spec: LLMDeploymentSpec, replica: Replica | None, stats: WindowStats) -> float | None:
-        """One replica's request rate within the SLO at the lengths expected from the window (perf.in_force)."""
-        if replica is None:
-            return None
-        w = spec.workload
-        prompt = expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens)
-        output = expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens)
-        return mixed_capacity_rps(replica, prompt, output, slo_of(spec))
 
 
 def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autoscaler:
@@ -579,4 +556,3 @@ def autoscaler_from(reconciler: Reconciler, config: OperatorSettings) -> Autosca
         window_seconds=config.autoscale_window_seconds,
         accuracy_sustain_seconds=config.prediction_sustain_seconds,
     )
-

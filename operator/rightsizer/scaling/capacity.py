@@ -38,6 +38,13 @@ class PoolCapacity:
     def total_rps(self) -> float | None:
         return sum(self.in_force) if self.in_force else None
 
+    def serving_rps(self, replicas: int) -> float | None:
+        """What `replicas` in force serve within the SLO: each at its pool's capacity, or all at next_rps when
+        they share one pool (in_force empty)."""
+        if self.in_force:
+            return sum(self.in_force)
+        return None if self.next_rps is None else self.next_rps * replicas
+
 
 def pool_capacity(
     primary: PoolShare, overflow: PoolShare | None, *, primary_full: bool, overflow_allowed: bool

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from rightsizer.api.v1alpha1.llmdeployment import AutoscalingStatus, LLMDeploymentSpec, ScalingDecision
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.perf.in_force import slo_of
+from rightsizer.perf import Replica
+from rightsizer.perf.in_force import expected_length, mixed_capacity_rps, predicted_p95, slo_of
 from rightsizer.policy import ReplicaBounds
 from rightsizer.scaling.decision import Behavior, Decision, Observation, Targets
 from rightsizer.scaling.window import WindowStats
@@ -170,3 +171,29 @@ def previous_status(body: JSON) -> tuple[JSON | None, AutoscalingStatus | None]:
         return raw, AutoscalingStatus.model_validate(raw)
     except ValidationError:
         return raw, None
+
+
+def window_lengths(spec: LLMDeploymentSpec, stats: WindowStats) -> tuple[float, float]:
+    """The mean prompt and output lengths to plan with: the window's, shrunk towards the declared workload by how
+    few requests finished in it (perf.in_force.expected_length)."""
+    w = spec.workload
+    return (
+        expected_length(stats.mean_prompt_tokens, stats.finished, w.input_tokens),
+        expected_length(stats.mean_generation_tokens, stats.finished, w.output_tokens),
+    )
+
+
+def window_capacity_rps(spec: LLMDeploymentSpec, replica: Replica | None, stats: WindowStats) -> float | None:
+    """One replica's request rate within the SLO at the lengths expected from the window (None: no model)."""
+    if replica is None:
+        return None
+    return mixed_capacity_rps(replica, *window_lengths(spec, stats), slo_of(spec))
+
+
+def expected_p95(
+    spec: LLMDeploymentSpec, stats: WindowStats, replica: Replica | None, ready: int
+) -> tuple[float, float] | None:
+    """The (calibrated) model's p95 TTFT and ITL at the window's load per ready replica and expected lengths."""
+    if replica is None or stats.request_rate is None:
+        return None
+    return predicted_p95(replica, *window_lengths(spec, stats), stats.request_rate / max(1, ready))
