@@ -62,3 +62,33 @@ def test_scaling_events_carry_the_kind_of_reason_only() -> None:
     assert value("rightsizer_scaling_events_total", **labels) == 1
     series.prune([("ns", "other")])
     assert value("rightsizer_scaling_events_total", **labels) is None
+
+
+def test_cost_series_follow_status_cost_and_a_product_left_behind_is_removed() -> None:
+    from rightsizer.api.v1alpha1.cost import CostStatus
+
+    def cost(gpus: dict[str, int], per_million: float | None) -> CostStatus:
+        return CostStatus.model_validate(
+            {
+                "gpus": [{"product": p, "gpus": n} for p, n in gpus.items()],
+                "pricePerHour": 7.0,
+                "priceSource": "declared",
+                "gpuHoursLastDay": 0.0,
+                "coveredHours": 0.0,
+                "peakGpusLastDay": 0,
+                "savedGpuHoursLastDay": 0.0,
+                "dollarsPerMillionTokens": per_million,
+                "dayAsOf": "2026-12-06T00:00:00Z",
+            }
+        )
+
+    one = {"namespace": "ns", "name": "c"}
+    series.publish_cost("ns", "c", cost({"NVIDIA-H200": 2, "NVIDIA-H100-80GB-HBM3": 2}, 1.5))
+    assert value("rightsizer_gpus", **one, gpu_product="NVIDIA-H100-80GB-HBM3") == 2
+    assert value("rightsizer_cost_per_million_tokens", **one) == 1.5
+    series.publish_cost("ns", "c", cost({"NVIDIA-H200": 2}, None))  # back on one pool, no metrics window
+    assert value("rightsizer_gpus", **one, gpu_product="NVIDIA-H100-80GB-HBM3") is None
+    assert value("rightsizer_gpus", **one, gpu_product="NVIDIA-H200") == 2
+    assert value("rightsizer_cost_per_million_tokens", **one) is None
+    series.prune([])
+    assert value("rightsizer_cost_per_hour", **one) is None

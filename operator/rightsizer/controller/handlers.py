@@ -28,7 +28,7 @@ from rightsizer.adapters.webhook_tls import SelfManagedTls
 from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.controller import costs, metrics, series
+from rightsizer.controller import metrics, series
 from rightsizer.controller.autoscaler import Autoscaler, autoscaler_from
 from rightsizer.controller.observed import INDEXES, live_llmds, observed_of
 from rightsizer.controller.reconcile import Reconciler
@@ -58,9 +58,7 @@ def reconcile_all(runtime: Runtime | None, indices: Mapping[str, Any], namespace
     for body in live:
         reconcile_one(runtime, body, indices)
     if namespace is None:  # a pass over every deployment: drop the series of those that are gone
-        keys = [(str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in live]
-        costs.prune(keys)
-        series.prune(keys)
+        series.prune((str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in live)
 
 
 def reconcile_one(runtime: Runtime | None, body: kopf.Body, indices: Mapping[str, Any]) -> None:

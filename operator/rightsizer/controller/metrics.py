@@ -23,7 +23,7 @@ PREDICTION_ERROR = Gauge(
     "Observed over predicted mean latency at the observed load, last metrics window (the uncorrected model)",
     ["namespace", "name", "metric"],
 )
-# Cost per deployment (status.cost, kube/cost.py); series of deleted deployments are removed (controller/costs.py).
+# Cost per deployment (status.cost, kube/cost.py); set and removed with the deployment by controller/series.py.
 GPUS = Gauge("rightsizer_gpus", "GPUs held by the deployment's pods", ["namespace", "name", "gpu_product"])
 COST_PER_HOUR = Gauge(
     "rightsizer_cost_per_hour", "Price per hour of the GPUs the deployment holds (status.cost)", ["namespace", "name"]

@@ -32,7 +32,7 @@ from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec, PlacementStatus, PoolReplicas
 from rightsizer.api.v1alpha1.plan import Plan, PoolPlan
 from rightsizer.api.v1alpha1.sizingpolicy import SizingPolicy
-from rightsizer.controller import costs, metrics, series
+from rightsizer.controller import metrics, series
 from rightsizer.errors import ModelConfigError, RightsizerError, SizingError, SloUnreachableError
 from rightsizer.kube.actions import Apply, ChildKey, Conflict, Delete, key_of, missing, owned_by, plan_actions
 from rightsizer.kube.builders.children import desired_children
@@ -513,7 +513,7 @@ class Reconciler:
             ready_replicas=observation.ready,
             now=now,
         )
-        costs.publish(str(meta["namespace"]), str(meta["name"]), cost)
+        series.publish_cost(str(meta["namespace"]), str(meta["name"]), cost)
         inputs = StatusInputs(
             generation=int(meta.get("generation", 0)),
             now=now,
