@@ -31,19 +31,24 @@ def test_per_pool_quantiles_over_the_ready_pods() -> None:
     created = "2026-12-06T10:00:00Z"
     pods = [pod("h200", created, f"2026-12-06T10:0{m}:00Z") for m in (1, 2, 3, 4)]
     pods += [pod("h100", created, "2026-12-06T10:00:50Z"), pod("h100", created, None)]
-    status = startup_status(pods, previous=None)
+    status = startup_status(pods, previous=None, pools={"h100", "h200"})
     assert status is not None
     by_pool = {e.pool: (e.p50_seconds, e.p95_seconds, e.samples) for e in status.pools}
     assert by_pool == {"h100": (50.0, 50.0, 1), "h200": (120.0, 240.0, 4)}  # nearest rank: start-ups that happened
 
 
 def test_a_pool_with_no_ready_pod_now_keeps_what_status_showed() -> None:
-    previous = {"pools": [{"pool": "h100", "p50Seconds": 70.0, "p95Seconds": 90.0, "samples": 3}]}
-    status = startup_status([pod("h200", "2026-12-06T10:00:00Z", "2026-12-06T10:01:00Z")], previous)
+    previous = {
+        "pools": [
+            {"pool": "h100", "p50Seconds": 70.0, "p95Seconds": 90.0, "samples": 3},
+            {"pool": "made-up", "p50Seconds": 1.0, "p95Seconds": 1.0, "samples": 1},  # no such pool: dropped
+        ]
+    }
+    status = startup_status([pod("h200", "2026-12-06T10:00:00Z", "2026-12-06T10:01:00Z")], previous, {"h100", "h200"})
     assert status is not None
     assert [(e.pool, e.p95_seconds) for e in status.pools] == [("h100", 90.0), ("h200", 60.0)]
     assert lead_time_seconds(status, "h100") == 90.0 and lead_time_seconds(status, "b200") is None
-    assert startup_status([], None) is None  # nothing measured yet: no field at all
+    assert startup_status([], None, {"h200"}) is None  # nothing measured yet: no field at all
 
 
 @pytest.mark.parametrize(("lead", "forecast"), [(None, 60.0), (140.0, 140.0), (7200.0, MAX_LEAD_TIME_S)])

@@ -504,9 +504,10 @@ class Reconciler:
         )
         now = self.clock()
         observation = observe(workload, pods, outcome.replicas, overflow)
+        cluster_pools = self.pools(observed.nodes)
         cost = cost_status(
             observed.pods,
-            self.pools(observed.nodes),
+            cluster_pools,
             default_price=self.settings.default_price_per_gpu_hour,
             previous=previous.get("cost"),
             performance=previous.get("performance"),
@@ -529,7 +530,7 @@ class Reconciler:
             child_conflict=outcome.child_conflict,
             progress_deadline_seconds=self.settings.progress_deadline_seconds,
             cost=cost,
-            startup=startup_status(observed.pods, previous.get("startup")),
+            startup=startup_status(observed.pods, previous.get("startup"), {p.name for p in cluster_pools}),
             pools=pools,
             placement=placement,
             overflowing=placed.overflowing if placed is not None else None,

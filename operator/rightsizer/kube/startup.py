@@ -9,7 +9,7 @@ not forget what the last start-up cost. Pure."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from rightsizer.api import constants as c
@@ -38,9 +38,10 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
-def startup_status(pods: Sequence[JSON], previous: JSON | None) -> StartupStatus | None:
+def startup_status(pods: Sequence[JSON], previous: JSON | None, pools: Collection[str]) -> StartupStatus | None:
     """Per pool (the pods' rightsizer.dev/pool label) p50 and p95 over the pods Ready now; pools without one keep
-    `previous` (status.startup as written). None while nothing was ever measured."""
+    `previous` (status.startup as written), but only pools the operator knows (`pools`): a status edited by hand
+    cannot make it carry any number of made-up entries. None while nothing was ever measured."""
     by_pool: dict[str, list[float]] = {}
     for pod in pods:
         pool = ((pod.get("metadata") or {}).get("labels") or {}).get(c.LABEL_POOL)
@@ -61,7 +62,8 @@ def startup_status(pods: Sequence[JSON], previous: JSON | None) -> StartupStatus
             entry = PoolStartup.model_validate(kept)
         except ValueError:
             continue  # an edited status: measure afresh
-        entries.setdefault(entry.pool, entry)
+        if entry.pool in pools:
+            entries.setdefault(entry.pool, entry)
     return StartupStatus(pools=[entries[p] for p in sorted(entries)]) if entries else None
 
 
