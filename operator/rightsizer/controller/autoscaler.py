@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,7 +40,7 @@ from rightsizer.adapters.kube_api import KubeApi
 from rightsizer.adapters.metrics_source import MetricsSource, MetricsUnavailableError, PrometheusSource, ScrapeSource
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api import constants as c
-from rightsizer.api.conditions import Reason
+from rightsizer.api.conditions import ConditionType, Reason
 from rightsizer.api.v1alpha1.common import Condition
 from rightsizer.api.v1alpha1.llmdeployment import (
     AutoscalingMode,
@@ -93,6 +93,29 @@ JSON = Mapping[str, Any]
 # --- the pass -----------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LastWrite:
+    """This process's last status write for one deployment. The body a pass reads comes from the watch and may not
+    show that write yet; within a refresh period it is the truth (this module owns status.autoscaling, status.
+    performance and PredictionAccurate), so a stale body costs no second write."""
+
+    at: float  # clock time of the write
+    autoscaling: JSON | None  # status.autoscaling as written
+    condition: JSON | None  # the PredictionAccurate condition as written
+    performance: bool  # status.performance written
+
+    @staticmethod
+    def after(last: LastWrite | None, patch: Mapping[str, Any], now: float) -> LastWrite:
+        """The record once `patch` is written: what it holds, and the rest as the last write left it."""
+        accuracy = [x for x in patch.get("conditions") or [] if x.get("type") == ConditionType.PREDICTION_ACCURATE]
+        return LastWrite(
+            at=now,
+            autoscaling=patch.get("autoscaling", last.autoscaling if last else None),
+            condition=accuracy[0] if accuracy else (last.condition if last else None),
+            performance="performance" in patch or (last is not None and last.performance),
+        )
+
+
 class Autoscaler:
     def __init__(
         self,
@@ -115,12 +138,7 @@ class Autoscaler:
         self.clock = clock
         self.wall = wall
         self.states: dict[tuple[str, str], ScalerState] = {}
-        self.written: dict[tuple[str, str], float] = {}  # when status.autoscaling was last written
-        # What was written then: the body a pass reads comes from the watch and may not show that write yet; within a
-        # refresh period it is the truth (this module owns status.autoscaling), so a stale body costs no second write.
-        self.wrote_autoscaling: dict[tuple[str, str], JSON] = {}
-        self.wrote_condition: dict[tuple[str, str], Condition] = {}
-        self.wrote_performance: set[tuple[str, str]] = set()
+        self.last_writes: dict[tuple[str, str], LastWrite] = {}
         self.unavailable: set[tuple[str, str]] = set()
         self._replicas: dict[str, Replica | None] = {}
         self.calibrations: dict[tuple[str, str], Calibration] = {}  # see scaling.calibration
@@ -131,10 +149,7 @@ class Autoscaler:
 
     def forget(self, key: tuple[str, str]) -> None:
         self.states.pop(key, None)
-        self.written.pop(key, None)
-        self.wrote_autoscaling.pop(key, None)
-        self.wrote_condition.pop(key, None)
-        self.wrote_performance.discard(key)
+        self.last_writes.pop(key, None)
         self.unavailable.discard(key)
         self.calibrations.pop(key, None)
         series.forget_window(*key)
@@ -337,9 +352,11 @@ class Autoscaler:
         """One status patch for status.autoscaling, status.performance and PredictionAccurate, or none: only what
         changed, or everything when the refresh is due."""
         namespace, name = key
-        refresh_due = now - self.written.get(key, -float("inf")) >= self.status_refresh_seconds
-        if not refresh_due and key in self.wrote_autoscaling:
-            raw = self.wrote_autoscaling[key]
+        last = self.last_writes.get(key)
+        refresh_due = last is None or now - last.at >= self.status_refresh_seconds
+        recent = None if refresh_due else last
+        if recent is not None and recent.autoscaling is not None:
+            raw = recent.autoscaling
         patch: dict[str, Any] = {}
         if needs_write(raw, new, refresh_due=refresh_due):
             changed = sorted(k for k, v in new.items() if (raw or {}).get(k) != v)
@@ -348,7 +365,7 @@ class Autoscaler:
         if model is not None:
             patch.update(
                 await self._performance(
-                    key,
+                    recent,
                     body,
                     calibration,
                     model=model,
@@ -362,16 +379,8 @@ class Autoscaler:
             )
         if patch:
             log.debug("%s/%s: status written (%s)", namespace, name, ", ".join(sorted(patch)))
-            try:
-                await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
-            except Exception:
-                self.wrote_condition.pop(key, None)  # not written after all: the next pass compares with the body
-                raise
-            self.written[key] = now
-            if "autoscaling" in patch:
-                self.wrote_autoscaling[key] = patch["autoscaling"]
-            if "performance" in patch:
-                self.wrote_performance.add(key)
+            await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
+            self.last_writes[key] = LastWrite.after(last, patch, now)
 
     async def _apply(
         self,
@@ -415,7 +424,7 @@ class Autoscaler:
 
     async def _performance(
         self,
-        key: tuple[str, str],
+        recent: LastWrite | None,
         body: JSON,
         calibration: Calibration,
         *,
@@ -431,8 +440,7 @@ class Autoscaler:
         the reconciler keeps conditions it does not own, but a write of its own may race this one), another part of
         status is written anyway (`riding`), there is none yet, or the refresh is due and the figures moved (a
         steady state writes nothing). Within a refresh period of the last write, what it wrote counts as written
-        even if the body does not show it yet."""
-        recent = not refresh_due
+        even if the body does not show it yet (`recent`: that write, None once the refresh is due)."""
         status = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
         condition = accuracy_condition(
@@ -443,14 +451,11 @@ class Autoscaler:
             sustain_s=self.accuracy_sustain_seconds,
         )
         patch: dict[str, Any] = {}
-        written = self.wrote_condition.get(key) if recent else None
-        if condition_changed(conditions, condition) and (
-            written is None or condition_changed([written.to_wire()], condition)
-        ):
+        written = [recent.condition] if recent is not None and recent.condition is not None else None
+        if condition_changed(conditions, condition) and (written is None or condition_changed(written, condition)):
             parsed = [Condition.model_validate(x) for x in conditions]
             patch["conditions"] = [x.to_wire() for x in set_condition(parsed, condition)]
-            self.wrote_condition[key] = condition
-        shown = status.get("performance") or (recent and key in self.wrote_performance)
+        shown = status.get("performance") or (recent is not None and recent.performance)
         if patch or riding or refresh_due or not shown:
             model_capacity = await asyncio.to_thread(window_capacity_rps, spec, model, stats)
             wire = performance_status(calibration, capacity_rps=capacity, model_capacity_rps=model_capacity)
