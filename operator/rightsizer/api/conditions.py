@@ -201,6 +201,14 @@ class Reason:
     SCALE_RECOMMENDED: Final = "ScaleRecommended"
     """Normal event in Recommend mode (spec.autoscaling.mode): the recommended replicas changed; nothing is scaled."""
 
+    RESIZE_RECOMMENDED: Final = "ResizeRecommended"
+    """Normal event: the plan the deployment's measured speed calls for (status.recommendation) differs from the
+    plan in force; the message lists what would change and why it is not applied yet, if it is not."""
+
+    RECOMMENDATION_APPLIED: Final = "RecommendationApplied"
+    """Normal event (spec.autoscaling.applyRecommendations): the plan is re-sized with the measured speed; the
+    message lists what changes (changed engine arguments restart the pods)."""
+
     WITHIN_INTERVAL: Final = "WithinInterval"
     """PredictionAccurate=True: observed latencies are within the performance model's interval at the observed
     load."""

@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +48,7 @@ from rightsizer.api.v1alpha1.llmdeployment import (
     AutoscalingStatus,
     LLMDeployment,
     LLMDeploymentSpec,
+    RecommendationStatus,
 )
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.controller import metrics, series
@@ -69,6 +71,7 @@ from rightsizer.scaling.performance import (
     error_ratios,
     performance_status,
 )
+from rightsizer.scaling.recommendation import Correction, Evidence, applied_correction, recommend
 from rightsizer.scaling.status import (
     WORKLOAD_KINDS,
     Counts,
@@ -94,6 +97,15 @@ JSON = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
+class Resizing:
+    """What re-sizing at the measured speed needs: the spec as written, the cluster, and the plan in force."""
+
+    spec: LLMDeploymentSpec
+    observed: Observed
+    plan: Plan
+
+
+@dataclass(frozen=True)
 class LastWrite:
     """This process's last status write for one deployment. The body a pass reads comes from the watch and may not
     show that write yet; within a refresh period it is the truth (this module owns status.autoscaling, status.
@@ -103,6 +115,7 @@ class LastWrite:
     autoscaling: JSON | None  # status.autoscaling as written
     condition: JSON | None  # the PredictionAccurate condition as written
     performance: bool  # status.performance written
+    recommendation: JSON | None = None  # status.recommendation as written
 
     @staticmethod
     def after(last: LastWrite | None, patch: Mapping[str, Any], now: float) -> LastWrite:
@@ -113,6 +126,7 @@ class LastWrite:
             autoscaling=patch.get("autoscaling", last.autoscaling if last else None),
             condition=accuracy[0] if accuracy else (last.condition if last else None),
             performance="performance" in patch or (last is not None and last.performance),
+            recommendation=patch.get("recommendation", last.recommendation if last else None),
         )
 
 
@@ -226,7 +240,14 @@ class Autoscaler:
             self.forget(key)
             return []
         try:
-            assessment = await asyncio.to_thread(self.reconciler.assess, namespace, name, user_spec, observed)
+            assessment = await asyncio.to_thread(
+                self.reconciler.assess,
+                namespace,
+                name,
+                user_spec,
+                observed,
+                correction=applied_correction(user_spec, status),
+            )
         except RightsizerError as err:
             log.debug("autoscaling of %s/%s waits for a plan: %s", namespace, name, err.one_line())
             return []
@@ -321,7 +342,7 @@ class Autoscaler:
                 now=self.wall(),
             )
         )
-        await self._write_status(
+        events += await self._write_status(
             key,
             body,
             raw,
@@ -332,6 +353,7 @@ class Autoscaler:
             stats=stats,
             capacity=capacity,
             now=now,
+            sizing=Resizing(user_spec, observed, plan),
         )
         return events
 
@@ -348,9 +370,10 @@ class Autoscaler:
         stats: WindowStats,
         capacity: float | None,
         now: float,
-    ) -> None:
-        """One status patch for status.autoscaling, status.performance and PredictionAccurate, or none: only what
-        changed, or everything when the refresh is due."""
+        sizing: Resizing,
+    ) -> list[Event]:
+        """One status patch for status.autoscaling, status.performance, PredictionAccurate and status.recommendation,
+        or none: only what changed, or everything when the refresh is due. Returns the recommendation's Events."""
         namespace, name = key
         last = self.last_writes.get(key)
         refresh_due = last is None or now - last.at >= self.status_refresh_seconds
@@ -377,10 +400,65 @@ class Autoscaler:
                     refresh_due=refresh_due,
                 )
             )
+        events: list[Event] = []
+        shown = (body.get("status") or {}).get("recommendation") or (recent.recommendation if recent else None)
+        if calibration.samples and ("performance" in patch or not shown):
+            recommendation, events = await self._recommend(key, sizing, calibration, shown)
+            if recommendation != shown:
+                patch["recommendation"] = recommendation
         if patch:
             log.debug("%s/%s: status written (%s)", namespace, name, ", ".join(sorted(patch)))
             await asyncio.to_thread(self.kube.patch_status, c.API_VERSION, c.LLMD_KIND, namespace, name, patch)
             self.last_writes[key] = LastWrite.after(last, patch, now)
+        return events
+
+    async def _recommend(
+        self, key: tuple[str, str], sizing: Resizing, calibration: Calibration, shown: JSON | None
+    ) -> tuple[JSON, list[Event]]:
+        """status.recommendation (scaling.recommendation): the spec re-sized at the measured speed against the plan
+        in force; applied (written to .applied, which the reconciler sizes with) when the spec asks and it is due."""
+        namespace, name = key
+        evidence = Evidence(
+            Correction.of(calibration.prefill.factor, calibration.decode.factor),
+            calibration.confidence,
+            calibration.samples,
+        )
+        corrected, error = None, None
+        try:
+            assessment = await asyncio.to_thread(
+                self.reconciler.assess, namespace, name, sizing.spec, sizing.observed, correction=evidence.correction
+            )
+        except RightsizerError as err:
+            error = err.one_line()
+        else:
+            if assessment.plan is not None and assessment.decision.allowed:
+                corrected = assessment.plan
+            else:
+                error = f"a SizingPolicy forbids the plan: {assessment.decision.message()}"
+        try:
+            previous = RecommendationStatus.model_validate(shown) if shown else None
+        except ValidationError:
+            previous = None
+        verdict = recommend(
+            sizing.spec,
+            in_force=sizing.plan,
+            corrected=corrected,
+            error=error,
+            evidence=evidence,
+            previous=previous,
+            now=datetime.now(UTC),
+            wall=self.wall(),
+        )
+        events: list[Event] = []
+        changes = verdict.status.changes
+        if verdict.apply:
+            metrics.RESIZES.inc()
+            log.info("%s/%s: re-sized with the measured speed: %s", namespace, name, "; ".join(changes))
+            events.append(Event("Normal", Reason.RECOMMENDATION_APPLIED, verdict.status.message))
+        elif changes and (previous is None or previous.state != verdict.status.state):
+            # on the change of state only: the figures of a standing recommendation move with every window
+            events.append(Event("Normal", Reason.RESIZE_RECOMMENDED, f"{'; '.join(changes)}: {verdict.status.message}"))
+        return verdict.status.to_wire(), events
 
     async def _apply(
         self,

@@ -18,6 +18,10 @@ SCALING_RECOMMENDATIONS = Counter(
     "Changed recommendations of the autoscaler in Recommend mode (spec.autoscaling.mode), not applied",
     ["direction"],
 )
+RESIZES = Counter(
+    "rightsizer_resizes_total",
+    "Plans re-sized with a deployment's measured speed (spec.autoscaling.applyRecommendations)",
+)
 PREDICTION_ERROR = Gauge(
     "rightsizer_prediction_error_ratio",
     "Observed over predicted mean latency at the observed load, last metrics window (the uncorrected model)",

@@ -63,7 +63,10 @@ from rightsizer.policy.assessment import Assessment, assess, effective_policy
 from rightsizer.policy.effective import EffectivePolicy
 from rightsizer.policy.evaluate import unreadable_token_secret
 from rightsizer.policy.quota import Overflow
+from rightsizer.scaling.recommendation import Correction, applied_correction
 from rightsizer.sizing.budget import time_budget
+from rightsizer.sizing.explain import plan_summary
+from rightsizer.sizing.performance import SloPerformance
 from rightsizer.sizing.pools import GpuPool, merge
 
 log = logging.getLogger(__name__)
@@ -259,16 +262,27 @@ class Reconciler:
         )
 
     def assess(
-        self, namespace: str, name: str, spec: LLMDeploymentSpec, observed: Observed, *, reads: bool = True
+        self,
+        namespace: str,
+        name: str,
+        spec: LLMDeploymentSpec,
+        observed: Observed,
+        *,
+        reads: bool = True,
+        correction: Correction | None = None,
     ) -> Assessment:
         """The plan the policies allow for this spec; raises RightsizerError naming the field at fault (a sizing
-        that outruns ASSESSMENT_BUDGET_SECONDS included). `reads`: see resolve_model."""
+        that outruns ASSESSMENT_BUDGET_SECONDS included). `reads`: see resolve_model. `correction`: size at a
+        measured speed instead of the model's (scaling.recommendation)."""
         effective = effective_policy(namespace, observed.policies, observed.namespace_labels)
         resolved = self.resolve_model(namespace, spec, reads=reads, effective=effective)
         pools = self.pools(observed.nodes)
         material = json.dumps(
-            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective)], sort_keys=True, default=str
+            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective), correction and correction.pair()],
+            sort_keys=True,
+            default=str,
         )
+        performance = SloPerformance(correction=correction.pair()) if correction is not None else None
 
         def compute() -> Assessment:
             with time_budget(_deadline(ASSESSMENT_BUDGET_SECONDS)):
@@ -280,6 +294,7 @@ class Reconciler:
                     known_pools=pools,
                     effective=effective,
                     image_repository=self.settings.image_repository,
+                    performance=performance,
                 )
 
         return self.assessments.get_or_compute(material, compute)
@@ -299,7 +314,7 @@ class Reconciler:
             return self._write_status(body, observed, Outcome(kept_plan, error, kept_replicas), [])
 
         try:
-            assessment = self.assess(namespace, name, spec, observed)
+            assessment = self.assess(namespace, name, spec, observed, correction=applied_correction(spec, previous))
         except RightsizerError as err:
             error = (_error_reason(err), err.one_line())
             metrics.SIZING_FAILURES.labels(error[0]).inc()
@@ -317,7 +332,7 @@ class Reconciler:
             return self._write_status(body, observed, outcome, warned)
 
         events: list[Event] = []
-        summary = _plan_summary(planned)
+        summary = plan_summary(planned)
         uid = str(meta.get("uid"))
         if previous.get("plan") != planned.to_wire() and self._announced.get(uid) != summary:
             self._announced[uid] = summary
@@ -570,10 +585,3 @@ def _live_workload(observed: Observed, owner_uid: str, target: OverflowTarget) -
         return None
     live = observed.children.get((_kind(target.ranked.plan), target.workload))
     return live if live is not None and owned_by(live, owner_uid) else None
-
-
-def _plan_summary(p: Plan) -> str:
-    return (
-        f"{p.gpus_per_replica} × {p.gpu_product} per replica, TP {p.tensor_parallel_size} PP "
-        f"{p.pipeline_parallel_size}, max-num-seqs {p.max_num_seqs}, max-model-len {p.max_model_len}"
-    )

@@ -25,6 +25,14 @@ from rightsizer.sizing.vllm_args import server_args
 from rightsizer.sizing.words import gib, plural
 
 
+def plan_summary(p: Plan) -> str:
+    """The plan in one line (the Planned Event, status.recommendation.summary)."""
+    return (
+        f"{p.gpus_per_replica} × {p.gpu_product} per replica, TP {p.tensor_parallel_size} PP "
+        f"{p.pipeline_parallel_size}, max-num-seqs {p.max_num_seqs}, max-model-len {p.max_model_len}"
+    )
+
+
 def to_plan(request: SizingRequest, chosen: Candidate, result: SearchResult, model_name: str) -> Plan:
     spec = request.spec
     common = basics(request)

@@ -69,16 +69,20 @@ class SloPerformance:
     Predictions use the declared workload's lengths (capped at max_model_len) and the load each replica carries:
     spec.workload.concurrency or .requestRate split over the replicas, or a full replica (max_num_seqs
     concurrent requests) when the workload declares neither.
+
+    `correction` (prefill, decode) runs every replica at a measured speed instead of the model's (Replica.scaled):
+    how a deployment is re-sized with what its own metrics showed (scaling.recommendation).
     """
 
-    def __init__(self, efficiency: Efficiency = VLLM) -> None:
+    def __init__(self, efficiency: Efficiency = VLLM, correction: tuple[float, float] | None = None) -> None:
         self.efficiency = efficiency
+        self.correction = correction
 
     def _replica(self, candidate: Candidate, request: SizingRequest) -> Replica | None:
         pool = candidate.shape.pool
         if not has_performance_figures(pool.gpu):
             return None
-        return build_replica(
+        replica = build_replica(
             request.facts,
             candidate.settings,
             pool.gpu,
@@ -86,6 +90,7 @@ class SloPerformance:
             gpus_per_node=pool.gpus_per_node,
             efficiency=self.efficiency,
         )
+        return replica if self.correction is None else replica.scaled(*self.correction)
 
     @staticmethod
     def _lengths(candidate: Candidate, request: SizingRequest) -> tuple[int, int]:

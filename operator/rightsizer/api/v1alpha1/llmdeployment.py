@@ -209,6 +209,9 @@ class Replicas(WireModel):
         return self.min if self.max is None else self.max
 
 
+MAX_APPLY_INTERVAL_SECONDS = 7 * 86400  # a week
+
+
 class AutoscalingMode(StrEnum):
     """Whether the autoscaler's decisions change replicas.desired or are only recorded."""
 
@@ -236,6 +239,18 @@ class Autoscaling(WireModel):
     )
     scale_to_zero: bool = Field(
         default=False, description="Allow 0 replicas when idle (requests then wait for a cold start)."
+    )
+    apply_recommendations: bool = Field(
+        default=False,
+        description="Re-size with the speed this deployment's own metrics measured (status.recommendation): "
+        "--max-num-seqs, the replica need and, if it changes, the parallelism or pool. Changing the engine's "
+        "arguments restarts the pods, so it happens at most once per applyIntervalSeconds, with an Event.",
+    )
+    apply_interval_seconds: int = Field(
+        default=3600,
+        description="Fewest seconds between two applied recommendations (each restarts the pods).",
+        ge=300,
+        le=MAX_APPLY_INTERVAL_SECONDS,
     )
 
 
@@ -377,6 +392,35 @@ class StartupStatus(StatusModel):
     pools: list[PoolStartup] = Field(default_factory=list, description="One entry per pool measured.")
 
 
+class AppliedCorrection(StatusModel):
+    """The measured speed the plan in force is sized with (spec.autoscaling.applyRecommendations)."""
+
+    prefill_factor: float = Field(description="Prompt work takes this many times the model's time.")
+    decode_factor: float = Field(description="Decode steps take this many times the model's time.")
+    model: str = Field(description="spec.model.name the factors were measured on; another model ignores them.")
+    time: str = Field(description="RFC 3339 time it was applied.")
+
+
+class RecommendationStatus(StatusModel):
+    """The plan the corrected model (status.performance's factors) would choose, against the plan in force."""
+
+    prefill_factor: float = Field(description="The factors the recommendation rests on.")
+    decode_factor: float = Field(description="The factors the recommendation rests on.")
+    confidence: float = Field(description="Of the factors (status.performance.confidence).")
+    summary: str | None = Field(default=None, description="The recommended plan in one line.")
+    changes: list[str] = Field(
+        default_factory=list, description="What would change against the plan in force; empty: nothing."
+    )
+    state: str = Field(
+        description="UpToDate (nothing would change), Applied, Recommended (not applied: see message), or "
+        "Unplannable (the corrected model finds no plan: see message)."
+    )
+    message: str = Field(description="Why, in one line.")
+    applied: AppliedCorrection | None = Field(
+        default=None, description="The correction the plan in force uses (applyRecommendations), if any."
+    )
+
+
 class LLMDeploymentStatus(StatusModel):
     """What rightsizer computed and observed."""
 
@@ -401,6 +445,9 @@ class LLMDeploymentStatus(StatusModel):
     )
     startup: StartupStatus | None = Field(
         default=None, description="Measured start-up per pool, pod creation to Ready (the scale-up lead time)."
+    )
+    recommendation: RecommendationStatus | None = Field(
+        default=None, description="The plan the deployment's measured speed calls for (self-calibration)."
     )
 
 
