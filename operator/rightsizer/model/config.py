@@ -411,6 +411,32 @@ def _rotary(cfg: Mapping[str, Any], attention: AttentionFacts, limit: int) -> tu
     return limit, int(attention.head_dim * factor)
 
 
+def _gemma3_rope_rows(cfg: Mapping[str, Any], positions: int, sliding: bool) -> int:
+    """Rows of Gemma 3's two rotary caches. gemma3.py builds the global layers' rope from config.json's rope
+    settings and the sliding layers' as a plain rope at rope_local_base_freq
+    (vllm/model_executor/models/gemma3.py@v0.19.0:167-185); get_rope keeps one cache per distinct setting
+    (rotary_embedding/__init__.py@v0.19.0:68-78), so there are two. A "linear" rope is a
+    LinearScalingRotaryEmbedding, whose cache holds max_position × factor rows (linear_scaling_rope.py@v0.19.0
+    _compute_cos_sin_cache): for the published Gemma 3 4B-27B (factor 8, 131,072 positions) 1,048,576 rows, 0.50 GiB
+    at head_dim 256, beside the local cache's 131,072. Gemma 3's max_model_len ignores the factor (_max_model_len)."""
+    rope = _rope_parameters(cfg) or {}
+    full = rope.get("full_attention")
+    if isinstance(full, Mapping):  # transformers v5: one rope_parameters entry per layer type
+        rope = dict(full)
+        rope.setdefault("rope_type", rope.get("type", "default"))
+    factor = 1.0
+    if rope.get("rope_type") == "linear":
+        factor = float_of(rope, "factor", 1.0, 1e-6, 1024.0, base=f"{FIELD}.rope_scaling")
+    global_rows = int(positions * factor)
+    if global_rows > limits.MAX_POSITIONS:
+        raise ModelConfigError(
+            f"{FIELD}.rope_scaling",
+            f"scales the rotary cache to {global_rows} positions, above {limits.MAX_POSITIONS}",
+            "fix the rope factor in config.json",
+        )
+    return global_rows + (positions if sliding else 0)
+
+
 def _chunked_attention(cfg: Mapping[str, Any], model_type: str, num_layers: int) -> tuple[int | None, frozenset[int]]:
     """(attention_chunk_size, layers that use it). vLLM's llama4.py builds ChunkedLocalAttention on every layer with
     rotary embeddings (no_rope_layers[i] == 1) when attention_chunk_size is set; the NoPE layers attend globally.
@@ -472,6 +498,8 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
     window = _uniform_sliding_window(cfg, "") if LayerKind.SLIDING in kinds else None
     limit, default = _max_model_len(cfg, model_type)
     rope_rows, rotary_dim = _rotary(cfg, attention, limit)
+    if model_type in ("gemma3", "gemma3_text"):
+        rope_rows = _gemma3_rope_rows(cfg, limit, LayerKind.SLIDING in kinds)
     gemma = model_type.startswith("gemma")
     phi = model_type == PHI
     chunk, chunked_layers = _chunked_attention(cfg, model_type, layers)

@@ -297,7 +297,11 @@ def moe_workspace_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, 
 class EncoderProfiling:
     """vLLM's encoder profiling run (gpu_model_runner.profile_run): `items` dummy items of `modality` go through the
     encoder and their outputs stay in the encoder cache, `rows` embeddings of `width` elements each, through the
-    language model's dummy run."""
+    language model's dummy run. So do the dummy items' inputs: profile_run keeps `batched_dummy_mm_inputs` (the
+    pixel tensors, moved to the GPU and cast to the model dtype by the processor's _postprocess_output) referenced
+    until it returns, so they are alive during the language model's forward pass and the sampler
+    (v1/worker/gpu_model_runner.py profile_run and multimodal/processing/context.py@v0.19.0:225-236; the same in
+    v0.10.2 and v0.11.0). `input_elements` per item."""
 
     modality: str
     tokens_per_item: int
@@ -305,9 +309,13 @@ class EncoderProfiling:
     items: int
     rows: int
     width: int
+    input_elements: int = 0
 
     def cached_bytes(self, act_bytes: int) -> float:
         return float(self.items * self.rows * self.width * act_bytes)
+
+    def input_bytes(self, act_bytes: int) -> float:
+        return float(self.items * self.input_elements * act_bytes)
 
 
 def encoder_profiling(f: ModelFacts, s: EngineSettings) -> EncoderProfiling | None:
@@ -331,10 +339,11 @@ def encoder_profiling(f: ModelFacts, s: EngineSettings) -> EncoderProfiling | No
     budget = max(s.max_num_batched_tokens, tokens)
     per_prompt = max(1, min(limits.get(modality, DEFAULT_ITEMS_PER_PROMPT), s.max_model_len // tokens))
     items = max(1, min(budget // tokens, s.max_num_seqs * per_prompt))
+    inputs = rows * f.vision.outputs.input_per_row  # the item's own rows: v0.11 widens its output, not its input
     if s.widen_encoder_outputs:
         rows = max(rows, budget)
     width = f.hidden_size * f.vision.outputs.width_factor
-    return EncoderProfiling(modality, tokens, budget, items, rows, width)
+    return EncoderProfiling(modality, tokens, budget, items, rows, width, inputs)
 
 
 def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, layers: range, last: bool) -> float:
@@ -353,7 +362,7 @@ def activation_bytes(f: ModelFacts, s: EngineSettings, profile: VllmProfile, lay
     forward += t_b * expert_parallel_workspace_growth(f, s, layers)
     sampler = s.max_num_seqs * f.vocab_size * (act + m.k_sampler) if last else 0.0
     encoder = encoder_profiling(f, s)
-    cached = encoder.cached_bytes(act) if encoder is not None else 0.0
+    cached = encoder.cached_bytes(act) + encoder.input_bytes(act) if encoder is not None else 0.0
     return persistent + max(forward, moe_workspace_bytes(f, s, profile, layers) + sampler) + cached
 
 

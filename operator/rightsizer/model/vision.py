@@ -40,6 +40,9 @@ class EncoderOutputs:
     video_grid_cap: int = 0  # Qwen: temporal patches of the dummy video at most (0: no video modality)
     video_tokens_per_embedding: float = 1.0
     width_factor: int = 1  # rows are width_factor × the text hidden size wide (Qwen3-VL appends deepstack features)
+    # Elements of the processor's pixel tensor per embedding row: the dummy item's encoder input, which vLLM keeps on
+    # the GPU, in the model dtype, through the whole profiling run (memory.EncoderProfiling.input_bytes).
+    input_per_row: int = 0
 
     def per_item(self, modality: str, max_model_len: int) -> tuple[int, int]:
         """(budget tokens, cached rows) of one dummy item of `modality` at `max_model_len`."""
@@ -87,6 +90,17 @@ def _qwen_image_tokens(vc: Mapping[str, Any], max_pixels: int) -> int:
     factor = patch * merge
     side = max(factor, math.isqrt(max_pixels) // factor * factor)
     return (side // patch) ** 2 // (merge * merge)
+
+
+def _qwen_input_per_row(vc: Mapping[str, Any]) -> int:
+    """Qwen2.5-VL / Qwen3-VL pixel_values (and pixel_values_videos) are flattened patches of
+    channels × temporal_patch_size × patch² elements, spatial_merge_size² patches per embedding row
+    (Qwen2VLImageProcessor; qwen2_5_vl.py / qwen3_vl.py)."""
+    patch = int_of(vc, "patch_size", high=1024, base=WHERE)
+    temporal = int_of(vc, "temporal_patch_size", default=2, high=16, base=WHERE)
+    merge = int_of(vc, "spatial_merge_size", default=2, high=16, base=WHERE)
+    channels = int_of(vc, "in_channels", "in_chans", default=3, high=16, base=WHERE)
+    return merge * merge * channels * temporal * patch * patch
 
 
 def _llama4(vc: Mapping[str, Any], text_hidden: int) -> int:
@@ -226,16 +240,24 @@ def vision_facts(config: Mapping[str, Any], text_hidden: int) -> VisionFacts | N
         # is max_patches tiles plus the global view.
         per_tile = (image // patch) ** 2 // round(1 / shuffle**2)
         tokens = per_tile * (tiles + 1 if tiles > 1 else 1)
-        return VisionFacts("llama4", _llama4(vc, text_hidden), EncoderOutputs(("image",), tokens))
+        # pixel_values: one (channels, image_size, image_size) tile per per_tile rows (mllama4.py _parse_and_validate).
+        channels = int_of(vc, "num_channels", default=3, high=16, base=WHERE)
+        outputs = EncoderOutputs(("image",), tokens, input_per_row=channels * image * image // max(1, per_tile))
+        return VisionFacts("llama4", _llama4(vc, text_hidden), outputs)
     if model_type == "gemma3" and vision_type == "siglip_vision_model":
         # gemma3_mm.py get_num_image_tokens: (crops + 1) × mm_tokens_per_image, crops only with pan-and-scan.
         per_image = int_of(config, "mm_tokens_per_image", default=256, high=1 << 16)
         crops = _positive(pre, "pan_and_scan_max_num_crops", 4, 64, PREPROCESSOR) if pre.get("do_pan_and_scan") else 0
-        outputs = EncoderOutputs(("image",), (crops + 1) * per_image)
+        # pixel_values: (crops + 1, channels, image_size, image_size) per image (gemma3_mm.py Gemma3ImagePixelInputs).
+        image = int_of(vc, "image_size", high=1 << 16, base=WHERE)
+        channels = int_of(vc, "num_channels", default=3, high=16, base=WHERE)
+        pixels = channels * image * image // per_image
+        outputs = EncoderOutputs(("image",), (crops + 1) * per_image, input_per_row=pixels)
         return VisionFacts("siglip", _siglip(vc, text_hidden), outputs)
     if model_type == "qwen2_5_vl":
         tokens = _qwen_image_tokens(vc, _qwen_max_pixels(pre, QWEN2_5_VL_MAX_PIXELS))
-        outputs = EncoderOutputs(("image", "video"), tokens, video_grid_cap=QWEN2_5_VL_VIDEO_FRAMES // 2)
+        frames, pixels = QWEN2_5_VL_VIDEO_FRAMES // 2, _qwen_input_per_row(vc)
+        outputs = EncoderOutputs(("image", "video"), tokens, video_grid_cap=frames, input_per_row=pixels)
         return VisionFacts("qwen2_5_vl", _qwen_vit(vc, text_hidden, qwen3=False), outputs)
     if model_type in ("qwen3_vl", "qwen3_vl_moe"):
         tokens = _qwen_image_tokens(vc, _qwen_max_pixels(pre, QWEN3_VL_MAX_PIXELS))
@@ -246,12 +268,16 @@ def vision_facts(config: Mapping[str, Any], text_hidden: int) -> VisionFacts | N
             video_grid_cap=1 << 20,  # _MAX_FRAMES_PER_VIDEO 24576 at v0.11.0: max_model_len bounds it first
             video_tokens_per_embedding=QWEN3_VL_VIDEO_TOKENS_PER_EMBEDDING,
             width_factor=1 + (len(deepstack) if isinstance(deepstack, list) else 0),
+            input_per_row=_qwen_input_per_row(vc),
         )
         return VisionFacts("qwen3_vl", _qwen_vit(vc, text_hidden, qwen3=True), outputs)
     if model_type == "mistral3" and vision_type == "pixtral":
         # pixtral.py / mistral3.py: image_size / patch patches per side, merged spatial_merge_size^2 to one.
         side = int_of(vc, "image_size", high=1 << 16, base=WHERE) // int_of(vc, "patch_size", high=1024, base=WHERE)
         merge = int_of(config, "spatial_merge_size", default=2, high=16)
-        outputs = EncoderOutputs(("image",), max(1, side // merge) ** 2)
+        # pixel_values: (channels, image_size, image_size) for the largest image, merge^2 patches per row.
+        channels = int_of(vc, "num_channels", default=3, high=16, base=WHERE)
+        patch = int_of(vc, "patch_size", high=1024, base=WHERE)
+        outputs = EncoderOutputs(("image",), max(1, side // merge) ** 2, input_per_row=channels * (patch * merge) ** 2)
         return VisionFacts("pixtral", _pixtral(vc, config, text_hidden), outputs)
     return None  # other encoders are not counted yet (docs/sizing.md: multimodal)
