@@ -259,3 +259,63 @@ def test_plain_tp_wins_at_equal_cost() -> None:
     costs = {(c.shape.tp, c.shape.expert_parallel): c.gpu_hours_per_hour() for c in candidates}
     assert costs == {(4, False): 8, (8, True): 8}
     assert (candidates[0].shape.tp, candidates[0].shape.expert_parallel) == (4, False)
+
+
+# --- the pin: spec.serving.expertParallel -----------------------------------------------------------------------------
+
+
+def test_the_pin_true_gives_every_plan_expert_parallelism() -> None:
+    """TP4 on H100 is accepted without it (the published recipe), but the pin is honoured: EP = 4, 32 experts a GPU."""
+    facts = fp8_facts(QWEN3_235B_FP8)
+    p = size(QWEN3_235B_FP8, facts, [pool("H100")], serving={"expertParallel": True})
+    assert (p.tensor_parallel_size, p.expert_parallel) == (4, True)
+    assert p.vllm_args.count(EP_FLAG) == 1
+    assert any("pinned by spec.serving.expertParallel" in r and "32 of the 128 experts" in r for r in p.reasons)
+
+
+def test_the_pin_false_keeps_plain_tp_where_vllm_accepts_it() -> None:
+    p = size(QWEN3_235B_FP8, fp8_facts(QWEN3_235B_FP8), [pool("H100")], serving={"expertParallel": False})
+    assert (p.tensor_parallel_size, p.expert_parallel) == (4, False)
+    assert EP_FLAG not in p.vllm_args
+
+
+def test_the_pin_false_refuses_a_tp_degree_only_expert_parallelism_makes_vllm_accept() -> None:
+    """TP8 splits each 1536-wide FP8 expert into 192 columns, which vLLM refuses; with the pin at false nothing else
+    is allowed, so the refusal names the pin rather than the TP pin."""
+    with pytest.raises(SizingError) as refused:
+        size(
+            QWEN3_235B_FP8,
+            fp8_facts(QWEN3_235B_FP8),
+            [pool("H100")],
+            gpu={"tensorParallelSize": 8},
+            serving={"expertParallel": False},
+        )
+    assert refused.value.field == "spec.serving.expertParallel"
+    assert "192" in refused.value.problem and "\n" not in str(refused.value)
+
+
+def test_the_pin_false_on_l40s_leaves_no_plan_and_says_which_pin() -> None:
+    """Eight L40S hold the FP8 235B only at TP8, which vLLM accepts only with expert parallelism."""
+    with pytest.raises(SizingError) as refused:
+        size(QWEN3_235B_FP8, fp8_facts(QWEN3_235B_FP8), [pool("L40S")], serving={"expertParallel": False})
+    assert refused.value.field == "spec.serving.expertParallel"
+
+
+def test_the_pin_true_on_a_dense_model_is_refused_naming_the_field() -> None:
+    name = "meta-llama/Llama-3.1-8B-Instruct"
+    with pytest.raises(SizingError) as refused:
+        size(name, facts_of(name), [pool("H100")], serving={"expertParallel": True})
+    assert refused.value.field == "spec.serving.expertParallel"
+    assert "dense" in refused.value.problem
+    # false on a dense model asks for what vLLM does anyway: planned as without the pin
+    assert not size(name, facts_of(name), [pool("H100")], serving={"expertParallel": False}).expert_parallel
+
+
+def test_the_pin_true_plans_an_unquantized_moe_model_expert_parallel() -> None:
+    """Mixtral 8x7B (bf16) is accepted at every TP without expert parallelism, so the search never tries it; the
+    pin makes the plan expert-parallel (whole experts on each GPU) and passes the flag."""
+    name = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    unpinned = size(name, facts_of(name), [pool("H100")])
+    pinned = size(name, facts_of(name), [pool("H100")], serving={"expertParallel": True})
+    assert not unpinned.expert_parallel and EP_FLAG not in unpinned.vllm_args
+    assert pinned.expert_parallel and pinned.vllm_args.count(EP_FLAG) == 1

@@ -179,7 +179,10 @@ def _expert_parallel_reason(request: SizingRequest, chosen: Candidate, result: S
         (r for r in result.rejections if r.shape == replace(shape, expert_parallel=False)),
         None,
     )
-    why = f"vLLM refuses TP{shape.tp} without it ({plain.reason})" if plain is not None else "vLLM needs it"
+    if request.spec.serving.expert_parallel:
+        why = "pinned by spec.serving.expertParallel"
+    else:
+        why = f"vLLM refuses TP{shape.tp} without it ({plain.reason})" if plain is not None else "vLLM needs it"
     per_gpu = experts_per_rank(moe.num_experts, shape.tp)
     return (
         f"expert parallelism (--enable-expert-parallel): {why}; each GPU holds {per_gpu} of the "

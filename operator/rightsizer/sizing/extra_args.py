@@ -46,7 +46,7 @@ REFUSED: dict[str, tuple[str, str]] = {
     # parallelism
     "tensor_parallel_size": (COMPUTED, "set spec.gpu.tensorParallelSize instead"),
     "pipeline_parallel_size": (COMPUTED, "set spec.gpu.pipelineParallelSize instead"),
-    "enable_expert_parallel": (COMPUTED, "remove it: rightsizer chooses expert parallelism for MoE models"),
+    "enable_expert_parallel": (COMPUTED, "set spec.serving.expertParallel instead (it pins expert parallelism)"),
     "data_parallel_size": (COMPUTED, "set spec.replicas instead: each replica is one engine"),
     "data_parallel_size_local": (COMPUTED, "set spec.replicas instead: each replica is one engine"),
     "data_parallel_rank": (COMPUTED, "set spec.replicas instead: each replica is one engine"),

@@ -16,6 +16,7 @@ from rightsizer.sizing.explain import to_plan
 from rightsizer.sizing.pools import allowed, unknown_products
 from rightsizer.sizing.ranking import RankedPool, rank_pools
 from rightsizer.sizing.request import (
+    MEMORY_ONLY,
     Floor,
     PerformanceHook,
     Rejection,
@@ -42,6 +43,9 @@ def plan_with_pools(
             f"unknown GPU product {unknown[0]!r}",
             f"use a GPU Feature Discovery name such as {EXAMPLE_GFD_NAME} or an alias: {EXAMPLE_ALIASES}",
         )
+    pin_error = expert_parallel_pin_error(request)
+    if pin_error is not None:
+        raise pin_error
     result = search(request, performance)
     if not result.candidates:
         raise no_plan_error(request, result)
@@ -105,6 +109,10 @@ def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
         )
     pinned = spec.gpu.tensor_parallel_size is not None or spec.gpu.pipeline_parallel_size is not None
     shape_errors = [r for r in result.rejections if r.kv_gib is None]
+    if spec.serving.expert_parallel is not None:
+        pin_refusal = _expert_parallel_pin_keeps_every_plan_out(request, result)
+        if pin_refusal is not None:
+            return pin_refusal
     if pinned and len(shape_errors) == len(result.rejections):
         field = "spec.gpu.tensorParallelSize" if spec.gpu.tensor_parallel_size else "spec.gpu.pipelineParallelSize"
         return SizingError(field, f"vLLM would refuse it: {shape_errors[0].reason}", _valid_tp_hint(request))
@@ -130,6 +138,38 @@ def no_plan_error(request: SizingRequest, result: SearchResult) -> SizingError:
         "spec.gpu.products",
         f"no allowed GPU pool can hold one replica of this {weights / 1e9:.1f}B-parameter model{detail}",
         "allow larger GPUs or more nodes, lower spec.serving.maxModelLen, or quantize (spec.model.quantization: fp8)",
+    )
+
+
+def expert_parallel_pin_error(request: SizingRequest) -> SizingError | None:
+    """spec.serving.expertParallel: true needs experts to place (vLLM enables expert parallelism for fused-MoE
+    layers only; a dense model would get the flag and nothing to apply it to)."""
+    if request.spec.serving.expert_parallel and request.facts.moe is None:
+        return SizingError(
+            "spec.serving.expertParallel",
+            f"{request.facts.architecture} is a dense model: it has no experts to place",
+            "remove spec.serving.expertParallel (or set it to false)",
+        )
+    return None
+
+
+def _expert_parallel_pin_keeps_every_plan_out(request: SizingRequest, result: SearchResult) -> SizingError | None:
+    """When spec.serving.expertParallel is all that keeps every plan out (the search without it finds one), name the
+    pin, with what vLLM or memory says about the plan the pin turned away."""
+    pin = bool(request.spec.serving.expert_parallel)
+    serving = request.spec.serving.model_copy(update={"expert_parallel": None})
+    unpinned = replace(request, spec=request.spec.model_copy(update={"serving": serving}))
+    found = search(unpinned, MEMORY_ONLY).candidates
+    if not found:
+        return None
+    best = found[0].shape
+    twin = next((r for r in result.rejections if r.shape == replace(best, expert_parallel=pin)), None)
+    detail = f" ({twin.reason})" if twin is not None else ""
+    layout = "with" if pin else "without"
+    return SizingError(
+        "spec.serving.expertParallel",
+        f"no plan fits {layout} expert parallelism: {best.label()} would, but not {layout} it{detail}",
+        f"remove spec.serving.expertParallel (or set it to {str(not pin).lower()})",
     )
 
 

@@ -54,10 +54,10 @@ def _shapes(request: SizingRequest) -> list[Shape]:
         if pins.tensor_parallel_size is not None or pins.pipeline_parallel_size is not None:
             tp = pins.tensor_parallel_size or 1
             pp = pins.pipeline_parallel_size or 1
-            shapes += _layouts(Shape(pool, preference, tp, pp), facts)
+            shapes += _layouts(Shape(pool, preference, tp, pp), facts, spec.serving.expert_parallel)
             continue
         for tp in range(1, per_node + 1):
-            shapes += _layouts(Shape(pool, preference, tp, 1), facts)
+            shapes += _layouts(Shape(pool, preference, tp, 1), facts, spec.serving.expert_parallel)
         # Spanning nodes: TP fills each node with the widest degree the model accepts, PP strings the nodes.
         node_tp = max(
             (tp for tp in range(1, per_node + 1) if per_node % tp == 0 and _accepted(facts, tp)),
@@ -65,7 +65,9 @@ def _shapes(request: SizingRequest) -> list[Shape]:
         )
         max_nodes = min(pool.max_nodes or MAX_NODES_PER_REPLICA, MAX_NODES_PER_REPLICA)
         for nodes in range(2, max_nodes + 1):
-            shapes += _layouts(Shape(pool, preference, node_tp, nodes * per_node // node_tp), facts)
+            shapes += _layouts(
+                Shape(pool, preference, node_tp, nodes * per_node // node_tp), facts, spec.serving.expert_parallel
+            )
     return shapes
 
 
@@ -74,12 +76,18 @@ def _accepted(facts: ModelFacts, tp: int) -> bool:
     return not tensor_parallel_problems(facts, tp) or not tensor_parallel_problems(facts, tp, expert_parallel=True)
 
 
-def _layouts(shape: Shape, facts: ModelFacts) -> list[Shape]:
+def _layouts(shape: Shape, facts: ModelFacts, pin: bool | None = None) -> list[Shape]:
     """The shape, and its expert-parallel twin where only expert parallelism makes vLLM accept it (an FP8 block
     finer than the expert width per GPU, experts narrower than TP). Where plain TP is accepted, expert
     parallelism with one data-parallel rank holds the same expert bytes per GPU (more on the busiest rank when the
     experts do not divide), keeps the same all-reduce, and can only widen the MoE workspace: it never ranks ahead,
-    and plain TP is the layout with fewer surprises, so it is not tried."""
+    and plain TP is the layout with fewer surprises, so it is not tried.
+
+    `pin` is spec.serving.expertParallel: True makes every shape expert-parallel and False none (a shape vLLM then
+    refuses is rejected with vLLM's reason, by _shape_problems); a dense model with True was refused before the
+    search (planner.expert_parallel_pin_error)."""
+    if pin is not None:
+        return [replace(shape, expert_parallel=pin and facts.moe is not None)]
     if facts.moe is None or shape.tp < 2 or not tensor_parallel_problems(facts, shape.tp):
         return [shape]
     if tensor_parallel_problems(facts, shape.tp, expert_parallel=True):

@@ -147,6 +147,12 @@ class Serving(WireModel):
         ge=1,
         le=INT32_MAX,
     )
+    expert_parallel: bool | None = Field(
+        default=None,
+        description="Pin vLLM --enable-expert-parallel for a mixture-of-experts model: true puts whole experts on "
+        "each GPU (EP = TP), false keeps every expert split over TP. Default: the search adds it only where vLLM "
+        "refuses the TP degree without it.",
+    )
     limit_mm_per_prompt: MultimodalLimits | None = Field(
         default=None,
         description="Pin vLLM --limit-mm-per-prompt for a multimodal model: items of each modality per prompt. "
