@@ -54,7 +54,10 @@ NAMESPACE_PREFIX = "as-"
 SLICE_S = 5.0  # load phases are played in slices this long (Rig.load)
 
 
-def llmd(replicas: dict[str, Any], autoscaling: dict[str, Any]) -> dict[str, Any]:
+SLO = {"ttftP95Ms": 2000, "itlP95Ms": 100}
+
+
+def llmd(replicas: dict[str, Any], autoscaling: dict[str, Any], slo: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "LLMDeployment",
@@ -63,7 +66,7 @@ def llmd(replicas: dict[str, Any], autoscaling: dict[str, Any]) -> dict[str, Any
             "model": {"name": MODEL, "quantization": "fp8"},
             "serving": {"maxModelLen": MAX_MODEL_LEN},
             "workload": {"inputTokens": 1155, "outputTokens": 211},
-            "slo": {"ttftP95Ms": 2000, "itlP95Ms": 100},
+            "slo": slo or SLO,
             "gpu": {"products": ["H200"]},
             "replicas": replicas,
             "autoscaling": autoscaling,
@@ -163,11 +166,16 @@ class Rig:
     # -- setup -----------------------------------------------------------------------------------------------------
 
     def deploy(
-        self, replicas: dict[str, Any], autoscaling: dict[str, Any], *, model_error: tuple[float, float] = (1.0, 1.0)
+        self,
+        replicas: dict[str, Any],
+        autoscaling: dict[str, Any],
+        *,
+        model_error: tuple[float, float] = (1.0, 1.0),
+        slo: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create the LLMDeployment, wait until it is Ready with its pods, start one simulator per pod (running
         `model_error` times the model's step time: e2e/vllm_sim --model-error)."""
-        body = llmd(replicas, autoscaling)
+        body = llmd(replicas, autoscaling, slo)
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, copy.deepcopy(body))
         expected = replicas.get("desired", replicas.get("min", 1))
         obj = wait_for(lambda: self._ready(expected), 90, f"{self.namespace}/{NAME} Ready with {expected} replicas")

@@ -5,6 +5,10 @@ status.performance and PredictionAccurate, and in Recommend mode never writes /s
 Two cases, one deployment each (the autoscaling rig: Llama 3.1 70B FP8 on H200, tests/integration/autoscaling_env.py):
 replicas 40 % slower than the model in Recommend mode, and 30 % faster in Act mode. Each prints its figures (when
 the factors came within 10 % of the injected error, the condition's flip) on one `calibration-e2e:` line.
+
+A third re-sizes: 40 % slower replicas under an ITL target the model's --max-num-seqs only meets at the model's
+speed, with spec.autoscaling.applyRecommendations; the operator applies the corrected plan (status.recommendation)
+and the Deployment rolls out with the lower --max-num-seqs (`resize-e2e:` line).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import pytest
 from kubernetes import client
 
 from e2e.loadgen import Phase
-from tests.integration.autoscaling_env import Rig, operator_for, scratch_namespace
+from tests.integration.autoscaling_env import NAME, Rig, operator_for, scratch_namespace
+from tests.integration.kube import wait_for
 from tests.integration.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -28,6 +33,9 @@ SUSTAIN_S = 20.0  # RIGHTSIZER_PREDICTION_SUSTAIN_SECONDS here (300 s by default
 LOAD_S = 120.0
 RATE = 1.0  # req/s: within one replica by the model (1.48 req/s); near the truth's capacity at x1.4
 PREFILL_TOLERANCE = 0.20
+# An ITL target the model's --max-num-seqs (11) meets at the model's speed, and a 40 % slower replica only at a far
+# smaller batch (3 at exactly ×1.4 by the model; fewer as the measured decode factor comes out above it).
+RESIZE_SLO = {"ttftP95Ms": 2000, "itlP95Ms": 30}
 
 
 @pytest.fixture
@@ -131,6 +139,64 @@ def test_factors_converge_and_prediction_accurate_flips(
                 "itl_ms": [perf["observedItlMs"], perf["predictedItlMs"], perf["correctedItlMs"]],
                 "recommended": autoscaling["desiredReplicas"],
                 "condition": condition["message"],
+            }
+        )
+    )
+
+
+def workload_args(r: Rig) -> list[str]:
+    deployment = r.apps.api_client.sanitize_for_serialization(r.apps.read_namespaced_deployment(NAME, r.namespace))
+    return [str(a) for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
+
+
+def max_num_seqs_of(args: list[str]) -> int:
+    return int(args[args.index("--max-num-seqs") + 1])
+
+
+def test_a_slower_fleet_is_re_sized_when_the_spec_asks(rig: tuple[Rig, OperatorProcess]) -> None:
+    r, _ = rig
+    error = 1.4
+    before = r.deploy(
+        {"min": 1, "max": 4},
+        {"applyRecommendations": True, "scaleDownStabilizationSeconds": 60},
+        model_error=(error, error),
+        slo=RESIZE_SLO,
+    )
+    seqs_before = before["status"]["plan"]["maxNumSeqs"]
+    assert max_num_seqs_of(workload_args(r)) == seqs_before
+    start = r.load([Phase(LOAD_S, rate=RATE)])
+    applied_at: float | None = None
+    trail = []
+    while r.now() < start + LOAD_S and applied_at is None:
+        recommendation = (r.get().get("status") or {}).get("recommendation") or {}
+        trail.append((round(r.now() - start, 1), recommendation.get("state"), recommendation.get("confidence")))
+        if recommendation.get("applied"):
+            applied_at = r.now() - start
+        time.sleep(2.0)
+    assert applied_at is not None, f"never applied: {trail}"
+
+    # The reconciler sizes with the applied factors: the plan and the Deployment's arguments follow.
+    def re_sized() -> int | None:
+        seqs = int(r.get()["status"]["plan"]["maxNumSeqs"])
+        return seqs if seqs < seqs_before else None
+
+    seqs_after = wait_for(re_sized, 60, "status.plan re-sized")
+    wait_for(lambda: max_num_seqs_of(workload_args(r)) == seqs_after or None, 60, "the Deployment re-sized")
+    r.wait_load()
+    recommendation = r.get()["status"]["recommendation"]
+    assert recommendation["applied"]["decodeFactor"] == pytest.approx(error, rel=0.10), recommendation
+    applied_events = [e for e in r.events() if e.reason == "RecommendationApplied"]
+    assert len(applied_events) == 1, [e.reason for e in r.events()]
+    assert f"--max-num-seqs {seqs_before} → {seqs_after}" in applied_events[0].message
+    print(
+        "\nresize-e2e: "
+        + json.dumps(
+            {
+                "injected": error,
+                "applied_after_s": round(applied_at, 1),
+                "max_num_seqs": [seqs_before, seqs_after],
+                "applied": recommendation["applied"],
+                "event": applied_events[0].message,
             }
         )
     )
