@@ -8,7 +8,7 @@ import pytest
 from rightsizer.api.v1alpha1.llmdeployment import DEFAULT_ENGINE_VERSION
 from rightsizer.errors import SizingError
 from rightsizer.facts.vllm_options import RELEASES
-from rightsizer.sizing.extra_args import REFUSED, read_extra_args
+from rightsizer.sizing.extra_args import FULL_SPELLING_ONLY, REFUSED, read_extra_args
 from tests.contract.conftest import cached_releases, load_or_skip
 from tests.contract.vllm_option_export import release_options
 from tests.contract.vllm_release import ReleaseContract
@@ -58,7 +58,10 @@ def test_the_reader_binds_what_argparse_binds(pinned: ReleaseContract) -> None:
         vllm_refuses = any(not any(v in p for v in VALUE_PROBLEMS) for p in problems)
         joined = not argv[0].startswith("--") and parser.resolve(argv[0]) is None
         option = parser.resolve(argv[0][:2] if joined else argv[0])
-        refused_by_us = option is not None and option.dest in REFUSED
+        refused_by_us = option is not None and (
+            option.dest in REFUSED
+            or FULL_SPELLING_ONLY.get(option.dest, argv[0].partition("=")[0]) != argv[0].partition("=")[0]
+        )
         try:
             read = read_extra_args(pinned.version, argv)
         except SizingError:

@@ -217,3 +217,73 @@ def test_a_config_maps_preprocessor_config_json_is_read() -> None:
     del keys["preprocessor_config.json"]
     vision = resolve(source, read_config_map=read).facts.vision
     assert vision is not None and vision.outputs.image_tokens == 16_384
+
+
+# --- --mm-encoder-tp-mode data (a pass-through in extraArgs that the weights follow) ---------------------------------
+
+SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+DATA_MODE = ["--mm-encoder-tp-mode", "data"]
+
+
+def test_data_mode_replicates_the_encoder_on_every_rank_where_vllm_supports_it() -> None:
+    """mllama4.py sets supports_encoder_tp_data (v0.10.2 on): the vision layers become replicated, the projector's
+    linear_1 stays column-parallel; at TP 4 each GPU holds 3/4 of the rest of the encoder more."""
+    facts = facts_of(SCOUT)
+    vision = facts.vision
+    assert vision is not None
+    serving = multimodal_serving(spec(SCOUT, "0.19.0", engine={"version": "0.19.0", "extraArgs": DATA_MODE}), facts)
+    assert serving.encoder_data_parallel
+    layers = range(facts.num_layers)
+    sharded = weight_bytes(facts, settings(tensor_parallel_size=4), 0, layers)
+    data = weight_bytes(facts, settings(tensor_parallel_size=4, encoder_data_parallel=True), 0, layers)
+    projector = 4096 * 5120  # vision_output_dim x text hidden_size
+    assert vision.tp_sharded_in_data_mode == projector
+    assert data - sharded == pytest.approx((vision.parameters - projector) * 3 / 4 * 2)
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "supported"),
+    [
+        (SCOUT, "0.10.2", True),
+        ("Qwen/Qwen3-VL-8B-Instruct", "0.11.0", True),
+        ("Qwen/Qwen3-VL-8B-Instruct", "0.19.0", True),
+        (GEMMA, "0.19.0", False),  # gemma3_mm.py does not support it: vLLM falls back to "weights"
+    ],
+)
+def test_data_mode_follows_the_releases_model_files(model: str, version: str, supported: bool) -> None:
+    validated = spec(model, version, engine={"version": version, "extraArgs": DATA_MODE})
+    assert multimodal_serving(validated, facts_of(model)).encoder_data_parallel is supported
+
+
+def test_the_plan_passes_data_mode_through_and_counts_the_replicated_encoder() -> None:
+    pools = [GpuPool("h100", lookup("H100"), 8, None, None)]
+
+    def planned(extra: list[str]) -> Any:
+        validated = LLMDeploymentSpec.model_validate(
+            {
+                "model": {"name": SCOUT},
+                "serving": {"maxModelLen": 8192, "engine": {"version": "0.19.0", "extraArgs": extra}},
+                "gpu": {"tensorParallelSize": 4},
+            }
+        )
+        return plan(SizingRequest(validated, facts_of(SCOUT), pools), SCOUT)
+
+    plain, data = planned([]), planned(["--mm-encoder-tp-mode=data"])
+    assert "--mm-encoder-tp-mode=data" in data.vllm_args
+    assert data.memory.weights_gib_per_gpu > plain.memory.weights_gib_per_gpu + 0.3
+    assert any("every GPU holds the whole llama4 encoder" in r for r in data.reasons)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--mm-encoder-tp", "data"], "sets how the vision encoder is sharded"),
+        (["--mm-encoder-tp-mode", "both"], "vLLM accepts only weights or data"),
+        (["--mm_encoder_tp_mode=data"], "sets how the vision encoder is sharded"),
+    ],
+)
+def test_data_mode_is_read_in_its_full_spelling_only(args: list[str], problem: str) -> None:
+    with pytest.raises(SizingError) as refused:
+        read_extra_args("0.19.0", args)
+    assert refused.value.field == "spec.serving.engine.extraArgs[0]"
+    assert problem in refused.value.problem

@@ -28,6 +28,24 @@ TOWER_SKIPPED_FROM: dict[str, tuple[int, int]] = {
 _WIDENED_FROM, _WIDENED_UNTIL = (0, 11), (0, 19)
 
 
+# Encoder family -> the first release whose model file supports `--mm-encoder-tp-mode data` (supports_encoder_tp_data
+# = True: the encoder's layers become ReplicatedLinear, or disable_tp, on every TP rank, and each rank encodes its
+# share of the images). mllama4.py and qwen2_5_vl.py at v0.10.2, qwen3_vl.py from v0.11.0 (its first release), all
+# three at v0.19.0; siglip (gemma3_mm.py) and pixtral (mistral3.py, pixtral.py) do not set it in any of the three, and
+# vLLM then falls back to "weights" with a warning (ModelConfig.__post_init__, config/model.py@v0.19.0:615-624).
+ENCODER_DATA_PARALLEL_FROM: dict[str, tuple[int, int]] = {
+    "llama4": (0, 10),
+    "qwen2_5_vl": (0, 10),
+    "qwen3_vl": (0, 11),
+}
+
+
+def encoder_data_parallel(family: str, version: str) -> bool:
+    """Whether `--mm-encoder-tp-mode data` replicates the encoder of `family` on vLLM `version`."""
+    first = ENCODER_DATA_PARALLEL_FROM.get(family)
+    return first is not None and parse_release(version)[:2] >= first
+
+
 def skips_tower(family: str, version: str) -> bool:
     """Whether vLLM `version` leaves the encoder of `family` unbuilt when every modality is limited to 0."""
     first = TOWER_SKIPPED_FROM.get(family)

@@ -65,6 +65,9 @@ class EngineSettings:
     encoder_loaded: bool = True
     mm_limits: tuple[tuple[str, int], ...] = ()
     widen_encoder_outputs: bool = False
+    # --mm-encoder-tp-mode data (model.multimodal): every TP rank holds the whole encoder and encodes its share of
+    # the images; only Llama 4's multi_modal_projector stays column-parallel (mllama4.py@v0.19.0:158-173).
+    encoder_data_parallel: bool = False
 
     @property
     def moe_tensor_parallel(self) -> int:
@@ -227,6 +230,9 @@ def _weight_bytes(
         if g.module == "vision_tower" and not s.encoder_loaded:
             continue  # a text-only start the release builds without the encoder (facts.vllm_multimodal)
         count = per_rank_count(g, f, tp, s.expert_parallel) * (expert_scale if g.is_expert else 1.0)
+        if g.module == "vision_tower" and s.encoder_data_parallel and f.vision is not None:
+            sharded = f.vision.tp_sharded_in_data_mode
+            count = g.count - sharded + sharded / tp
         total += count * bytes_per_param(g, s, f)
         params += count
     if stage == pp - 1 and tied_head_on_last_stage(f, pp):

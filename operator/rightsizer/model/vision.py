@@ -62,6 +62,7 @@ class VisionFacts:
     family: str  # llama4, siglip (Gemma 3), qwen2_5_vl, qwen3_vl, pixtral (Mistral Small 3.x)
     parameters: int
     outputs: EncoderOutputs
+    tp_sharded_in_data_mode: int = 0  # parameters still split over TP under --mm-encoder-tp-mode data
 
 
 def _positive(source: Mapping[str, Any], key: str, default: int, high: int, base: str) -> int:
@@ -243,7 +244,9 @@ def vision_facts(config: Mapping[str, Any], text_hidden: int) -> VisionFacts | N
         # pixel_values: one (channels, image_size, image_size) tile per per_tile rows (mllama4.py _parse_and_validate).
         channels = int_of(vc, "num_channels", default=3, high=16, base=WHERE)
         outputs = EncoderOutputs(("image",), tokens, input_per_row=channels * image * image // max(1, per_tile))
-        return VisionFacts("llama4", _llama4(vc, text_hidden), outputs)
+        # Llama4MultiModalProjector's linear_1 stays a ColumnParallelLinear in data mode (mllama4.py@v0.19.0:158-173).
+        projector = int_of(vc, "vision_output_dim", high=limits.MAX_HIDDEN_SIZE, base=WHERE) * text_hidden
+        return VisionFacts("llama4", _llama4(vc, text_hidden), outputs, tp_sharded_in_data_mode=projector)
     if model_type == "gemma3" and vision_type == "siglip_vision_model":
         # gemma3_mm.py get_num_image_tokens: (crops + 1) × mm_tokens_per_image, crops only with pan-and-scan.
         per_image = int_of(config, "mm_tokens_per_image", default=256, high=1 << 16)

@@ -62,6 +62,7 @@ def engine_settings(spec: LLMDeploymentSpec, facts: ModelFacts, plan: Plan) -> E
         encoder_loaded=multimodal.encoder_loaded,
         mm_limits=multimodal.limits,
         widen_encoder_outputs=multimodal.widen_encoder_outputs,
+        encoder_data_parallel=multimodal.encoder_data_parallel,
     )
 
 

@@ -13,6 +13,7 @@ from rightsizer.model.memory import (
     attention_bytes_per_token,
     encoder_profiling,
 )
+from rightsizer.model.multimodal import encoder_tp_data
 from rightsizer.model.params import experts_per_rank, total_parameters
 from rightsizer.sizing.request import (
     Basics,
@@ -163,11 +164,18 @@ def _multimodal_reason(request: SizingRequest, chosen: Candidate, common: Basics
     run = encoder_profiling(request.facts, s)
     assert run is not None
     widened = " (widened to the budget's rows, as this release does)" if s.widen_encoder_outputs else ""
+    if s.encoder_data_parallel:
+        sharding = f"; --mm-encoder-tp-mode data: every GPU holds the whole {vision.family} encoder"
+    elif s.tensor_parallel_size > 1 and encoder_tp_data(request.spec.serving.engine.extra_args):
+        sharding = f"; --mm-encoder-tp-mode data is ignored: vLLM {version} does not support it for this encoder"
+    else:
+        sharding = ""
     return (
         f"multimodal profiling: vLLM runs the {tower} on {plural(run.items, f'dummy {run.modality} item')} of "
         f"{run.tokens_per_item:,} tokens (encoder budget {run.encoder_budget:,}) and keeps their outputs, "
-        f"{gib(run.cached_bytes(s.act_bytes))}{widened}, through its profiling pass: counted in the activation; "
-        "spec.serving.limitMmPerPrompt limits or turns off modalities"
+        f"{gib(run.cached_bytes(s.act_bytes))}{widened}, and inputs, {gib(run.input_bytes(s.act_bytes))}, through "
+        f"its profiling pass: counted in the activation{sharding}; spec.serving.limitMmPerPrompt limits or turns off "
+        "modalities"
     )
 
 

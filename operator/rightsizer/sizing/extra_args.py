@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from rightsizer.errors import SizingError
 from rightsizer.facts.vllm_option_table import Arity, ReleaseOptions, VllmOption
 from rightsizer.facts.vllm_options import RELEASES
+from rightsizer.model.multimodal import MM_ENCODER_TP_FLAG
 
 FIELD = "spec.serving.engine.extraArgs"
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's _negative_number_matcher
@@ -128,6 +129,14 @@ REFUSED: dict[str, tuple[str, str]] = {
 }
 
 
+# vLLM's MMEncoderTPMode = Literal["weights", "data"] (config/multimodal.py@v0.11.0 and v0.19.0; config/__init__.py
+# at v0.10.2): argparse refuses any other value.
+MM_ENCODER_TP_MODES = ("weights", "data")
+# Options whose value the plan follows, read outside this parser (model.multimodal.encoder_tp_data): only their full
+# spelling is taken, so every reader agrees (tests/contract/test_vllm_options.py knows this).
+FULL_SPELLING_ONLY = {"mm_encoder_tp_mode": MM_ENCODER_TP_FLAG}
+
+
 @dataclass(frozen=True)
 class BoundArg:
     """One option of extraArgs as vLLM's parser binds it."""
@@ -136,6 +145,7 @@ class BoundArg:
     written: str  # as written in extraArgs
     option: VllmOption
     matched: str  # the option string argparse matched (a `--no-` form, the full name of an abbreviation)
+    value: str | None = None  # its value (joined or the next argument) when it takes exactly one
 
 
 @dataclass(frozen=True)
@@ -260,8 +270,22 @@ class _Reader:
         option, matched, explicit = matches[0]
         if dotted:
             explicit = inline if eq else None
-        bound.append(BoundArg(i, arg, option, matched))
-        return self._consume_values(i, arg, option, explicit)
+        end = self._consume_values(i, arg, option, explicit)
+        value = explicit if explicit is not None else self.extra[i + 1] if end == i + 2 else None
+        if option.dest == "mm_encoder_tp_mode":
+            self._check_encoder_tp_mode(i, arg, value)
+        bound.append(BoundArg(i, arg, option, matched, value))
+        return end
+
+    def _check_encoder_tp_mode(self, i: int, arg: str, value: str | None) -> None:
+        """The weights follow --mm-encoder-tp-mode (model.multimodal.encoder_tp_data reads it for sizing and for the
+        in-force performance model alike), so only its full spelling is taken, with one of vLLM's two values."""
+        if arg.partition("=")[0] != FULL_SPELLING_ONLY["mm_encoder_tp_mode"]:
+            raise self.error(i, f"{arg!r} sets how the vision encoder is sharded", f"write it as {MM_ENCODER_TP_FLAG}")
+        if value not in MM_ENCODER_TP_MODES:
+            raise self.error(
+                i, f"{arg!r}: vLLM accepts only {' or '.join(MM_ENCODER_TP_MODES)}", f"{MM_ENCODER_TP_FLAG} data"
+            )
 
     def _consume_values(self, i: int, arg: str, option: VllmOption, explicit: str | None) -> int:
         arity = Arity.ONE if "." in arg.partition("=")[0] else option.arity

@@ -129,6 +129,7 @@ def _settings(shape: Shape, common: Basics, spec: LLMDeploymentSpec, seqs: int, 
         encoder_loaded=common.multimodal.encoder_loaded,
         mm_limits=common.multimodal.limits,
         widen_encoder_outputs=common.multimodal.widen_encoder_outputs,
+        encoder_data_parallel=common.multimodal.encoder_data_parallel,
     )
 
 
