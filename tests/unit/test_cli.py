@@ -93,6 +93,8 @@ def test_yaml_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         ("meta-llama/Llama-3.1-8B-Instruct", "  gpu: {products: [TPU-v5]}", [], "spec.gpu.products"),
         ("meta-llama/Llama-3.1-8B-Instruct", "", ["--gpu", "Voodoo2"], "--gpu"),
         ("meta-llama/Llama-3.1-8B-Instruct", "  replicas: {min: 3, max: 1}", [], "spec.replicas"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "", ["--speed", "1.4"], "--speed"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "", ["--speed", "0,1"], "--speed"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -146,3 +148,22 @@ def test_a_closed_pipe_ends_the_plan_quietly() -> None:
         code = proc.wait(timeout=120)
     assert code == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_speed_sizes_at_a_measured_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An ITL target that caps --max-num-seqs: a replica 40 % slower than the model holds it at a smaller batch (or
+    # needs more GPUs), one 30 % faster at a larger one (or fewer GPUs); 1,1 is the model itself.
+    slo = "  slo: {itlP95Ms: 30}\n  gpu: {tensorParallelSize: 1, products: [H200]}"
+    plans = {}
+    for speed in (None, "1,1", "1.4,1.4", "0.7,0.7"):
+        extra = ["--speed", speed] if speed else []
+        code, out, _ = run(["plan", "-f", manifest(tmp_path, extra=slo), "-o", "json", "--offline", *extra], capsys)
+        assert code == 0
+        plans[speed] = json.loads(out)["plan"]
+    assert plans["1,1"] == plans[None]
+    assert plans["1.4,1.4"]["maxNumSeqs"] <= plans[None]["maxNumSeqs"] <= plans["0.7,0.7"]["maxNumSeqs"]
+    assert plans["0.7,0.7"]["maxNumSeqs"] > plans[None]["maxNumSeqs"]
+    assert all(p["performance"]["itlP95MsHigh"] <= 30 for p in plans.values())
+    # the same batch, predicted at the slower speed
+    slow, model = plans["1.4,1.4"]["performance"], plans[None]["performance"]
+    assert slow["itlP50Ms"] > model["itlP50Ms"] * 1.2

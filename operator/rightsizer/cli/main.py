@@ -25,7 +25,9 @@ from rightsizer.cli.policy import add_policy_arguments, add_policy_commands, pla
 from rightsizer.cli.render import plan_table, pools_table
 from rightsizer.errors import RightsizerError, validation_message
 from rightsizer.facts import catalog, gpus
+from rightsizer.scaling.calibration import FACTOR_BOUNDS
 from rightsizer.sizing import SizingRequest
+from rightsizer.sizing.performance import SloPerformance
 from rightsizer.sizing.planner import plan_with_pools
 from rightsizer.sizing.pools import default_pools
 
@@ -42,6 +44,21 @@ def load_deployment(path: Path) -> LLMDeployment:
         raise UsageError(f"{path}: spec.{validation_message(err).removeprefix('spec.')}") from None
 
 
+def speed_hook(speed: str | None) -> SloPerformance | None:
+    """--speed PREFILL,DECODE: size as if replicas took these multiples of the model's time (the factors in an
+    LLMDeployment's status.performance or status.recommendation), as the operator does when it re-sizes."""
+    if speed is None:
+        return None
+    try:
+        prefill, decode = (float(x) for x in speed.split(","))
+    except ValueError:
+        raise UsageError(f"--speed: {speed!r} is not PREFILL,DECODE (two numbers, e.g. 1.4,1.3)") from None
+    low, high = FACTOR_BOUNDS
+    if not all(low <= f <= high for f in (prefill, decode)):
+        raise UsageError(f"--speed: each factor must be within {low:g}..{high:g}, not {speed}")
+    return SloPerformance(correction=(prefill, decode))
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     deployment = load_deployment(Path(args.file))
     spec = deployment.spec
@@ -54,9 +71,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     pools = load_pools(Path(args.pools)) if args.pools else default_pools()
     hub = None if args.offline else HubClient.from_env()
     resolved = resolve(spec.model, config_file=Path(args.model_config) if args.model_config else None, hub=hub)
+    performance = speed_hook(args.speed)
     if args.policy:
-        return plan_under_policy(args, deployment, spec, resolved, pools if args.pools else None)
-    result, ranked = plan_with_pools(SizingRequest(spec, resolved.facts, pools), spec.model.name)
+        return plan_under_policy(
+            args, deployment, spec, resolved, pools if args.pools else None, performance=performance
+        )
+    result, ranked = plan_with_pools(SizingRequest(spec, resolved.facts, pools), spec.model.name, performance)
     name = deployment.metadata.get("name", Path(args.file).stem)
     entries = [r.entry for r in ranked]
     document = {"plan": result.to_wire(), "pools": [e.to_wire() for e in entries]}
@@ -135,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", help="only consider this GPU product (e.g. H200, NVIDIA-H100-80GB-HBM3)")
     p.add_argument("--pools", help="YAML list of GPU pools (name, product, gpusPerNode, maxNodes, pricePerGpuHour)")
     p.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
+    p.add_argument(
+        "--speed",
+        metavar="PREFILL,DECODE",
+        help="size as if replicas took these multiples of the model's time (a deployment's measured factors, "
+        "status.performance), e.g. 1.4,1.4 for 40%% slower",
+    )
     p.set_defaults(func=cmd_plan)
 
     add_policy_arguments(p)

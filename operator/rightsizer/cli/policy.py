@@ -40,6 +40,7 @@ from rightsizer.policy import (
 from rightsizer.policy.selection import namespace_labels
 from rightsizer.sizing import SizingRequest
 from rightsizer.sizing.pools import GpuPool, default_pools
+from rightsizer.sizing.request import PerformanceHook
 
 EXIT_DENIED = 2
 
@@ -141,6 +142,8 @@ def plan_under_policy(
     spec: LLMDeploymentSpec,
     resolved: ResolvedModel,
     known_pools: list[GpuPool] | None,
+    *,
+    performance: PerformanceHook | None = None,
 ) -> int:
     """Defaults, sizing within the policy, evaluation; exit 2 with one line when the policy denies."""
     namespace = args.namespace or str(deployment.metadata.get("namespace") or "default")
@@ -149,7 +152,9 @@ def plan_under_policy(
     if known_pools is None:  # without --pools: the policies' declared pools, else one pool per known product
         known_pools = [] if effective.pools else default_pools()
     pools = with_declared(known_pools, effective)
-    outcome = plan_within_policy(SizingRequest(defaulting.spec, resolved.facts, pools), effective, spec.model.name)
+    outcome = plan_within_policy(
+        SizingRequest(defaulting.spec, resolved.facts, pools), effective, spec.model.name, performance
+    )
     decision = outcome.decision
     name = deployment.metadata.get("name", Path(args.file).stem)
     if args.output in ("json", "yaml"):
