@@ -1,8 +1,10 @@
 """The built-in model catalog against the models' published parameter counts.
 
-Every count and every config.json here has its source in docs/models.md. A published count is compared with the
-parameter inventory's total within 0.5 %. Architectures the inventory is known to misread (issue 12) are strict
-xfails, so each flips to a failure the day the sizing fix lands and its mark must go.
+Every count and every config.json here has its source in docs/models.md. A count from a model card, paper or report
+is compared with the parameter inventory's total (what vLLM loads) within 0.5 %; a count from the Hub's safetensors
+metadata, which covers every tensor of the checkpoint, MTP layers included, is compared with the checkpoint's total.
+Architectures the inventory is known to misread (issue 12) are strict xfails, so each flips to a failure the day the
+sizing fix lands and its mark must go.
 """
 
 import json
@@ -11,7 +13,7 @@ from importlib import resources
 import pytest
 
 from rightsizer.facts import catalog
-from rightsizer.model.params import total_parameters
+from rightsizer.model.params import checkpoint_parameters, inventory, nextn_groups, total_parameters
 from tests.unit.helpers import REPO, facts_of
 
 TOLERANCE = 0.005
@@ -51,32 +53,28 @@ PUBLISHED: dict[str, float] = {
     "deepseek-ai/DeepSeek-R1": 671e9,
     "Qwen/Qwen3-Coder-480B-A35B-Instruct": 480e9,
     "Qwen/Qwen3.5-397B-A17B": 397e9,
-    "MiniMaxAI/MiniMax-M2.5": 229.9e9,
-    "nvidia/MiniMax-M2.5-NVFP4": 229.9e9,
-    "zai-org/GLM-4.5-Air": 106e9,
     "microsoft/phi-2": 2_779_683_840,  # issue 12 item 7: the Hub's safetensors count (F16), exact
 }
 
-_MINIMAX = (
-    "issue 12: 228.69B computed with the q/k norms over all heads and the routing bias (minimax_m2.py), -0.53 % "
-    "from the 229.9B summarised from MiniMax's report; the three MTP modules (each a full MoE layer, ~3.7B) vLLM "
-    "does not load without speculative decoding cannot explain a 1.2B gap, so the published figure's convention "
-    "is unknown"
-)
-
-# The cases the inventory misreads today, with what it misreads.
-MISREAD: dict[str, str] = {
-    "MiniMaxAI/MiniMax-M2.5": _MINIMAX,
-    "nvidia/MiniMax-M2.5-NVFP4": _MINIMAX,
-    "zai-org/GLM-4.5-Air": (
-        "issue 12: 106.85B computed (every module of vLLM's glm4_moe.py, routing bias included), 0.8 % above the "
-        "GLM-4.5 report's 106B; the MTP layer the checkpoint ships is not counted, which could only add, so the "
-        "report's figure looks truncated rather than the inventory wrong"
-    ),
+# The Hub's safetensors totals: every tensor of the checkpoint, the MTP layers vLLM builds only for speculative
+# decoding included (and FP8 block scales, 1 in 16,384), so compared with checkpoint_parameters.
+CHECKPOINT_TOTALS: dict[str, float] = {
+    "deepseek-ai/DeepSeek-V3": 684_531_386_000,  # FP8 weights and scales, the MTP layer 61 included
+    "zai-org/GLM-4.5-Air": 110_468_824_832,  # BF16, the MTP layer 46 with its own embed_tokens and head included
+    # The Hub's "229B". The checkpoint ships none of the 3 MTP modules its config.json names (num_mtp_modules).
+    "MiniMaxAI/MiniMax-M2.5": 229e9,
+    "nvidia/MiniMax-M2.5-NVFP4": 229e9,  # the same weights in NVFP4 (its own Hub count is of packed FP4 bytes)
 }
 
+# BF16 checkpoints hold no quantization scales, so their Hub total is the weight count to the parameter.
+EXACT_CHECKPOINT_TOTALS = ("zai-org/GLM-4.5-Air",)
 
-def _cases() -> list[object]:
+# The cases the inventory misreads today, with what it misreads (none since issue 12: MiniMax-M2.5 and GLM-4.5-Air
+# had been compared with figures that count something else; docs/models.md says what).
+MISREAD: dict[str, str] = {}
+
+
+def _cases(counts: dict[str, float]) -> list[object]:
     return [
         pytest.param(
             model,
@@ -84,19 +82,42 @@ def _cases() -> list[object]:
             id=model,
             marks=[pytest.mark.xfail(strict=True, reason=MISREAD[model])] if model in MISREAD else [],
         )
-        for model, published in PUBLISHED.items()
+        for model, published in counts.items()
     ]
 
 
-@pytest.mark.parametrize(("model", "published"), _cases())
+@pytest.mark.parametrize(("model", "published"), _cases(PUBLISHED))
 def test_parameter_count_matches_the_published_count(model: str, published: float) -> None:
     assert total_parameters(facts_of(model)) == pytest.approx(published, rel=TOLERANCE)
+
+
+@pytest.mark.parametrize(("model", "published"), _cases(CHECKPOINT_TOTALS))
+def test_checkpoint_count_matches_the_hubs_safetensors_total(model: str, published: float) -> None:
+    assert checkpoint_parameters(facts_of(model)) == pytest.approx(published, rel=TOLERANCE)
+
+
+@pytest.mark.parametrize("model", EXACT_CHECKPOINT_TOTALS)
+def test_checkpoint_count_of_a_bf16_checkpoint_is_exact(model: str) -> None:
+    assert checkpoint_parameters(facts_of(model)) == CHECKPOINT_TOTALS[model]
+
+
+def test_mtp_layers_count_in_the_checkpoint_but_not_in_what_vllm_loads() -> None:
+    glm = facts_of("zai-org/GLM-4.5-Air")  # num_nextn_predict_layers: 1
+    assert all(g.layer < glm.num_layers for g in inventory(glm))
+    extra = checkpoint_parameters(glm) - total_parameters(glm)
+    assert extra == sum(g.count for g in nextn_groups(glm))
+    # one MoE decoder layer, eh_proj, the norms, and the layer's own embed_tokens and shared_head.head copies
+    assert extra == 3_616_573_568
+    minimax = facts_of("MiniMaxAI/MiniMax-M2.5")  # num_mtp_modules: 3, which the checkpoint does not ship
+    assert checkpoint_parameters(minimax) == total_parameters(minimax)
 
 
 def test_published_counts_and_misreads_name_catalog_models() -> None:
     models = set(catalog.models())
     assert set(PUBLISHED) <= models
-    assert set(MISREAD) <= set(PUBLISHED)
+    assert set(CHECKPOINT_TOTALS) <= models
+    assert set(EXACT_CHECKPOINT_TOTALS) <= set(CHECKPOINT_TOTALS)
+    assert set(MISREAD) <= set(PUBLISHED) | set(CHECKPOINT_TOTALS)
 
 
 def test_every_model_name_finds_its_own_file() -> None:

@@ -112,6 +112,10 @@ class ModelFacts:
     chunked_layers: frozenset[int] = frozenset()
     mlp_gated: bool = True  # gate_up_proj + down_proj (SwiGLU); False: fc1 -> activation -> fc2 (Phi)
     lm_head_bias: bool = False  # a bias on the LM head (Phi)
+    # DeepSeek-V3-style multi-token-prediction layers (num_nextn_predict_layers) the checkpoint stores after the
+    # decoder layers. vLLM builds them only for MTP speculative decoding, so sizing leaves them out; they count in
+    # the checkpoint's own total (params.checkpoint_parameters).
+    nextn_layers: int = 0
 
     @property
     def is_mla(self) -> bool:
@@ -530,4 +534,5 @@ def parse(config: Mapping[str, Any]) -> ModelFacts:
         chunked_layers=chunked_layers,
         mlp_gated=not phi,
         lm_head_bias=phi,  # ParallelLMHead(bias=True) (phi.py@v0.19.0:326-331)
+        nextn_layers=int_of(cfg, "num_nextn_predict_layers", default=0, low=0, high=limits.MAX_LAYERS),
     )

@@ -187,6 +187,32 @@ def total_parameters(f: ModelFacts) -> int:
     return sum(g.count for g in inventory(f))
 
 
+def nextn_groups(f: ModelFacts) -> Iterator[ParamGroup]:
+    """The multi-token-prediction layers a DeepSeek-V3-style checkpoint stores after its decoder layers
+    (num_nextn_predict_layers), as vLLM's deepseek_mtp.py and glm4_moe_mtp.py build them: a full decoder layer (an
+    MoE layer, its index being past first_k_dense_replace), enorm and hnorm, eh_proj (2 x hidden -> hidden),
+    shared_head.norm, and the checkpoint's own copies of embed_tokens and shared_head.head for that layer. vLLM
+    builds them only for MTP speculative decoding, so they are not in the inventory that sizing reads."""
+    h, rows = f.hidden_size, f.vocab_size * f.hidden_size
+    for layer in range(f.num_layers, f.num_layers + f.nextn_layers):
+        yield from _attention_groups(f, layer)
+        yield from _mlp_groups(f, layer)
+        norm = f.norms_per_layer * h * (2 if f.norm_bias else 1)
+        yield ParamGroup("layernorm", norm, Sharding.REPLICATED, Stage.LAYER, layer)
+        yield ParamGroup("enorm_hnorm", 2 * h, Sharding.REPLICATED, Stage.LAYER, layer)
+        yield _linear("eh_proj", [(2 * h, h)], Sharding.REPLICATED, layer)
+        yield ParamGroup("shared_head.norm", h, Sharding.REPLICATED, Stage.LAYER, layer)
+        yield ParamGroup("embed_tokens", rows, Sharding.VOCAB, Stage.LAYER, layer)
+        yield ParamGroup("shared_head.head", rows, Sharding.VOCAB, Stage.LAYER, layer)
+
+
+def checkpoint_parameters(f: ModelFacts) -> int:
+    """Every weight of the checkpoint, as the Hub's safetensors total counts it: what vLLM loads plus the MTP layers.
+    Quantization scales are not weights and are left out (the Hub counts FP8's 128x128 block scales too, about one
+    element in 16,384 more)."""
+    return total_parameters(f) + sum(g.count for g in nextn_groups(f))
+
+
 def active_parameters(f: ModelFacts) -> int:
     """Parameters touched per token: all but the experts a token is not routed to."""
     total = 0
