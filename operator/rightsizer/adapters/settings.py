@@ -46,6 +46,13 @@ class OperatorSettings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         default=60.0, description="How often every LLMDeployment is re-checked even without events.", gt=0
     )
+    reconcile_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Threads that reconcile LLMDeployments from the coalescing work queue (more only share the "
+        "interpreter lock with the admission webhook).",
+    )
     default_price_per_gpu_hour: float = Field(
         default=1.0,
         description="Price of a GPU-hour on a pool without a declared pricePerGpuHour, for status.cost and the cost "

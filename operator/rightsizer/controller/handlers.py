@@ -1,8 +1,11 @@
 """kopf wiring: indexes that mirror the cluster, and handlers that each call the reconciler in a line or two.
 
 Reconciliation is level-based: any event on an LLMDeployment, on one of its children or pods, or a change of the
-GPU pools triggers the same idempotent reconcile; a background loop re-checks everything every
-RIGHTSIZER_RECONCILE_INTERVAL_SECONDS as a safety net (no timers, so no finalizer on user objects).
+GPU pools marks the LLMDeployments it concerns as due in a coalescing work queue (controller.workqueue), whose
+workers run the same idempotent reconcile from the indexes' latest state: a burst of events for one object costs
+one reconcile. A background loop re-checks everything every RIGHTSIZER_RECONCILE_INTERVAL_SECONDS as a safety net
+(no timers, so no finalizer on user objects). The event handlers are async and only enqueue, so kopf's thread pool
+(index functions, probes) and the admission webhook's own threads never wait behind reconciles.
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from rightsizer.controller.observed import INDEXES, live_llmds, observed_of
 from rightsizer.controller.reconcile import Reconciler
 from rightsizer.controller.runtime import MEMO_KEY, PEERING_KEY, Runtime, runtime_of
 from rightsizer.controller.supervision import LoopHealth, stale, supervise
+from rightsizer.controller.workqueue import WorkQueue
 from rightsizer.errors import validation_messages
 from rightsizer.kube.status import policy_status
 from rightsizer.policy import policy_problems
@@ -48,25 +50,48 @@ CHILD_RESOURCES = (
     ("policy", "v1", "poddisruptionbudgets"),
 )
 
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 HEALTH_KEY = "loop_health"
 BACKGROUND_TASKS = ("resync", "webhook_tls", "autoscale")  # memo keys of the supervised loops' tasks
 
 
-def reconcile_all(runtime: Runtime | None, indices: Mapping[str, Any], namespace: str | None = None) -> None:
+def reconcile_all(runtime: Runtime | None, indices: Mapping[str, Any], namespace: str | None = None) -> dict[Any, int]:
+    """Every live LLMDeployment (of one namespace) due; returns the queue's tickets (controller.workqueue.wait).
+    Without a queue, reconciles them here."""
     live = live_llmds(indices, namespace)
+    keys = [(str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in live]
+    if namespace is None:  # a pass over every deployment: drop the series of those that are gone
+        series.prune(keys)
+    if runtime is None:
+        return {}
+    if runtime.queue is not None:
+        return runtime.queue.enqueue_all(keys)
     for body in live:
         reconcile_one(runtime, body, indices)
-    if namespace is None:  # a pass over every deployment: drop the series of those that are gone
-        series.prune((str(b["metadata"]["namespace"]), str(b["metadata"]["name"])) for b in live)
+    return {}
 
 
-def reconcile_one(runtime: Runtime | None, body: kopf.Body, indices: Mapping[str, Any]) -> None:
+def due(runtime: Runtime | None, namespace: str, name: str, indices: Mapping[str, Any]) -> None:
+    """This LLMDeployment needs a reconcile: queued (coalesced with any already due), or run here without a queue."""
+    if runtime is None:
+        return
+    if runtime.queue is not None:
+        runtime.queue.enqueue((namespace, name))
+        return
+    reconcile_key(runtime, (namespace, name), indices)
+
+
+def reconcile_key(runtime: Runtime | None, key: tuple[str, str], indices: Mapping[str, Any]) -> None:
+    """The queue's work: reconcile the LLMDeployment from the index's latest body (gone: nothing to do)."""
+    for body in list(indices["llmds"].get(key, [])):
+        reconcile_one(runtime, body, indices)
+
+
+def reconcile_one(runtime: Runtime | None, body: Mapping[str, Any], indices: Mapping[str, Any]) -> None:
     if runtime is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
     reconciler = runtime.reconciler
     namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
-    with _locks[(namespace, name)], metrics.RECONCILE_SECONDS.time():
+    with metrics.RECONCILE_SECONDS.time():  # one at a time per object: the work queue never runs a key twice at once
         try:
             events = reconciler.reconcile(body, observed_of(namespace, name, indices))
         except TemporaryApiError as err:
@@ -88,16 +113,27 @@ def reconcile_one(runtime: Runtime | None, body: kopf.Body, indices: Mapping[str
 
 
 # --- indexes: the operator's view of the cluster, kept current by watches ------------------------------------
+# Async: each is a dictionary lookup, not worth a hop to kopf's thread pool per watch event.
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What an index keeps of an object: all of it but metadata.managedFields, which nothing here reads and which is
+    half of a Deployment's or a pod's size in memory (about 125 -> 63 KiB per LLMDeployment with its children and
+    pod; docs/benchmarks.md, *Under load*). A shallow copy: the rest is shared with kopf's body."""
+    meta = body.get("metadata") or {}
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 @kopf.index(*LLMD)
-def llmds(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], kopf.Body]:
-    return {(namespace, name): body}
+async def llmds(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    return {(namespace, name): slim(body)}
 
 
-def _child_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def _child_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     instance = labels.get(c.LABEL_INSTANCE)
-    return {(namespace, instance): body} if instance else {}
+    return {(namespace, instance): slim(body)} if instance else {}
 
 
 for _group, _version, _plural in CHILD_RESOURCES:
@@ -105,17 +141,17 @@ for _group, _version, _plural in CHILD_RESOURCES:
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED)
-def pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return _child_index(namespace, labels, body)
+async def pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return await _child_index(namespace, labels, body)
 
 
 @kopf.index("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
-def gpu_nodes(body: kopf.Body, **_: Any) -> dict[None, kopf.Body]:
-    return {None: body}
+async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[None, dict[str, Any]]:
+    return {None: slim(body)}
 
 
 @kopf.index(c.GROUP, c.VERSION, c.POLICY_PLURAL)
-def sizing_policies(body: kopf.Body, **_: Any) -> dict[None, SizingPolicy]:
+async def sizing_policies(body: kopf.Body, **_: Any) -> dict[None, SizingPolicy]:
     """Parsed once per change; a policy the schema allowed but the model rejects is logged and left out."""
     try:
         return {None: SizingPolicy.model_validate(dict(body))}
@@ -125,7 +161,7 @@ def sizing_policies(body: kopf.Body, **_: Any) -> dict[None, SizingPolicy]:
 
 
 @kopf.index("", "v1", "namespaces")
-def namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+async def namespaces(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
     return {name: dict(labels)}
 
 
@@ -157,6 +193,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         start_http_server(config.metrics_port, addr=config.metrics_address)
         log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     indices = {name: kwargs[name] for name in INDEXES}
+    runtime.queue = WorkQueue(
+        lambda key: reconcile_key(runtime, key, indices),
+        workers=config.reconcile_workers,
+        on_coalesced=metrics.RECONCILES_COALESCED.inc,
+    )
+    metrics.RECONCILE_QUEUE_DEPTH.set_function(runtime.queue.depth)
     memo["autoscaler"] = autoscaler = autoscaler_from(reconciler, config)
     for name, interval, one_pass in (
         ("resync", config.reconcile_interval_seconds, lambda: _resync_pass(runtime, indices)),
@@ -208,6 +250,11 @@ def _serve_admission(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime = runtime_of(memo)
+    if runtime is not None:
+        if runtime.queue is not None:
+            runtime.queue.stop()
+        runtime.admission.shutdown(wait=False, cancel_futures=True)
     for name in BACKGROUND_TASKS:
         task = memo.get(name)
         if task is not None:
@@ -238,7 +285,9 @@ async def _resync_pass(runtime: Runtime, indices: Mapping[str, Any]) -> None:
     outranks this process; an unreadable peering state fails the pass (supervise retries it)."""
     if await asyncio.to_thread(runtime.paused):
         return
-    await asyncio.to_thread(reconcile_all, runtime, indices)
+    tickets = reconcile_all(runtime, indices)
+    if runtime.queue is not None:  # the pass completes once each was reconciled (a stuck worker stalls the loop)
+        await asyncio.to_thread(runtime.queue.wait, tickets)
 
 
 async def _autoscale_pass(runtime: Runtime, autoscaler: Autoscaler, indices: Mapping[str, Any]) -> None:
@@ -254,15 +303,21 @@ async def _autoscale_pass(runtime: Runtime, autoscaler: Autoscaler, indices: Map
 
 
 @kopf.on.event(*LLMD)
-def llmd_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf names it `type`
-    if type != "DELETED":
-        reconcile_one(runtime_of(memo), body, indices)
+async def llmd_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf names it `type`
+    runtime = runtime_of(memo)
+    if runtime is None:
+        return
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        runtime.reconciler.forget(str(meta.get("uid")))
+        return
+    due(runtime, str(meta["namespace"]), str(meta["name"]), indices)
 
 
-def _owner_changed(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **indices: Any) -> None:
+async def _owner_changed(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **indices: Any) -> None:
     owner = labels.get(c.LABEL_INSTANCE)
-    for body in indices["llmds"].get((namespace, owner), []):
-        reconcile_one(runtime_of(memo), body, indices)
+    if namespace is not None and owner and indices["llmds"].get((namespace, owner)):
+        due(runtime_of(memo), namespace, owner, indices)
 
 
 for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
@@ -270,12 +325,12 @@ for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
 
 
 @kopf.on.event("", "v1", "nodes", labels={c.GFD_PRODUCT: kopf.PRESENT})
-def gpu_node_changed(memo: kopf.Memo, **indices: Any) -> None:
+async def gpu_node_changed(memo: kopf.Memo, **indices: Any) -> None:
     """A GPU node appeared, left or changed: if the pools changed, every LLMDeployment may need a new plan."""
     runtime = runtime_of(memo)
     if runtime is None:
         return
-    pools = runtime.reconciler.pools(list(indices["gpu_nodes"].get(None, [])))
+    pools = await asyncio.to_thread(runtime.reconciler.pools, list(indices["gpu_nodes"].get(None, [])))
     fingerprint = repr([(p.name, p.product, p.gpus_per_node, p.max_nodes) for p in pools])
     if fingerprint == runtime.pools_fingerprint:
         return
@@ -284,12 +339,12 @@ def gpu_node_changed(memo: kopf.Memo, **indices: Any) -> None:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.POLICY_PLURAL)
-def policy_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf names it `type`
+async def policy_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:  # kopf: `type`
     """A policy changed: its Accepted condition is refreshed, and every LLMDeployment it might select is judged
     again (running replicas stay)."""
     runtime = runtime_of(memo)
-    if type != "DELETED" and runtime is not None and not runtime.paused():
-        _write_policy_status(runtime.reconciler, body)
+    if type != "DELETED" and runtime is not None and not await asyncio.to_thread(runtime.paused):
+        await asyncio.to_thread(_write_policy_status, runtime.reconciler, body)
     reconcile_all(runtime, indices)
 
 
@@ -314,6 +369,6 @@ def _write_policy_status(reconciler: Reconciler, body: kopf.Body) -> None:
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_labels_changed(name: str, memo: kopf.Memo, **indices: Any) -> None:
+async def namespace_labels_changed(name: str, memo: kopf.Memo, **indices: Any) -> None:
     """Namespace labels decide which policies apply."""
     reconcile_all(runtime_of(memo), indices, namespace=name)

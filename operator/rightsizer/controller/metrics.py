@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("rightsizer_reconciles_total", "Reconciles of LLMDeployments", ["result"])
+RECONCILES_COALESCED = Counter(
+    "rightsizer_reconciles_coalesced_total",
+    "Events that found their LLMDeployment already due in the work queue (no reconcile of their own)",
+)
+RECONCILE_QUEUE_DEPTH = Gauge("rightsizer_reconcile_queue_depth", "LLMDeployments waiting for a reconcile worker")
 RECONCILE_SECONDS = Histogram(
     "rightsizer_reconcile_duration_seconds",
     "Time one reconcile takes",

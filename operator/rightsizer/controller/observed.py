@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 from rightsizer.controller.reconcile import Observed
 
 INDEXES = ("llmds", "children", "pods", "gpu_nodes", "sizing_policies", "namespaces")
@@ -33,7 +31,7 @@ def observed_of(namespace: str, name: str, indices: Mapping[str, Any]) -> Observ
     )
 
 
-def live_llmds(indices: Mapping[str, Any], namespace: str | None = None) -> list[kopf.Body]:
+def live_llmds(indices: Mapping[str, Any], namespace: str | None = None) -> list[Mapping[str, Any]]:
     """The indexed LLMDeployments (of one namespace, or all) whose namespace still exists.
 
     When a namespace is deleted, kopf stops watching it (with a namespace pattern) before the deletion events of its

@@ -52,6 +52,7 @@ from rightsizer.kube.placement import (
 from rightsizer.kube.startup import startup_status
 from rightsizer.kube.status import StatusInputs, observe, status_fields
 from rightsizer.policy import (
+    GpuCharge,
     bound_recommendation,
     charge_of,
     declared_pools,
@@ -217,6 +218,7 @@ class Reconciler:
         # The plan last announced per object: the cached body can lag our own status write by a watch event, and
         # one decision should make one event.
         self._announced: dict[str, str] = {}
+        self._charges: dict[str, tuple[str, GpuCharge]] = {}  # uid -> (resourceVersion, its charge), see charges()
         self.options = BuildOptions(
             image_repository=settings.image_repository,
             startup_base_seconds=settings.startup_base_seconds,
@@ -225,6 +227,25 @@ class Reconciler:
             run_as_user=settings.vllm_run_as_user,
             scratch_size=settings.vllm_scratch_size,
         )
+
+    def forget(self, uid: str) -> None:
+        """The LLMDeployment is gone: drop what this process kept for it."""
+        self._announced.pop(uid, None)
+        self._charges.pop(uid, None)
+
+    def charges(self, bodies: Sequence[JSON]) -> list[GpuCharge]:
+        """The GPUs each LLMDeployment holds (policy.charge_of), parsed once per resourceVersion of each."""
+        out = []
+        for body in bodies:
+            meta = body.get("metadata", {})
+            uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+            known = self._charges.get(uid)
+            if known is None or known[0] != version or not uid or not version:
+                known = (version, charge_of(LLMDeployment.model_validate(dict(body))))
+                if uid and version:
+                    self._charges[uid] = known
+            out.append(known[1])
+        return out
 
     def pools(self, nodes: Sequence[JSON]) -> list[GpuPool]:
         """Pools known cluster-wide: discovered from GPU nodes, plus those the operator configuration declares."""
@@ -444,7 +465,9 @@ class Reconciler:
         replicas on the overflow pool counted at its product); running replicas are never removed by a tightened
         policy."""
         wanted = desired_replicas(assessment.spec, planned)
-        neighbours = [charge_of(LLMDeployment.model_validate(dict(b))) for b in observed.neighbours]
+        # Only a namespace quota counts the neighbours' GPUs: without one, none is parsed (a namespace of 1,000
+        # LLMDeployments would parse 999 per reconcile).
+        neighbours = self.charges(observed.neighbours) if assessment.effective.quotas else []
         used = namespace_usage(neighbours, excluding=name)
         bounds = replica_bounds(assessment.spec, planned, assessment.effective, used, overflowing)
         bounded = bound_recommendation(wanted, current, bounds)

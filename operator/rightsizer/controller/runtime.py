@@ -8,6 +8,7 @@ in through `kopf.run(memo=...)`. Nothing here is a global: a test builds its own
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from rightsizer.controller.ha import (
 )
 from rightsizer.controller.reconcile import Reconciler
 from rightsizer.controller.reservations import ReservationBook
+from rightsizer.controller.workqueue import WorkQueue
 
 MEMO_KEY = "runtime"
 PEERING_KEY = "peering"
@@ -33,6 +35,12 @@ class Runtime:
     peering: Peering | None = None  # None: standalone, always acts
     pools_fingerprint: str = ""
     reservations: ReservationBook = field(default_factory=ReservationBook)  # the validating webhook's, in memory
+    # The reconciles (controller.workqueue), made by the startup handler; None: each handler reconciles inline.
+    queue: WorkQueue[tuple[str, str]] | None = None
+    # The admission handlers' own threads (controller.webhooks): never shared with reconciles or kopf's handlers.
+    admission: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="rightsizer-admission")
+    )
 
     def paused(self) -> bool:
         """Whether a peer with a higher or equal priority is alive, so this process must not act (see controller.ha)."""

@@ -3,6 +3,7 @@
 Only policy refuses an apply. A spec that cannot be sized (no pool holds it, the Hub is down) is admitted with a
 warning, and its Sized condition explains what to change.
 
+The handlers run on two threads of their own (Runtime.admission), never behind reconciles or kopf's other handlers.
 Registered only when RIGHTSIZER_WEBHOOK_ENABLED is true (kopf refuses admission handlers without a server). The
 handlers call the same assessment the reconciler uses, so `kubectl apply` is refused for exactly the reasons the
 reconciler would refuse to act. Failure policy is Fail (docs/policy.md): while the webhook is down, creates and
@@ -17,8 +18,11 @@ memory, where one that no real object backs expires (controller.reservations).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,13 +33,11 @@ from rightsizer.api import constants as c
 from rightsizer.api.v1alpha1.llmdeployment import LLMDeployment, LLMDeploymentSpec
 from rightsizer.controller.observed import observed_of
 from rightsizer.controller.reconcile import Observed, Reconciler
-from rightsizer.controller.reservations import ReservationBook
-from rightsizer.controller.runtime import runtime_of
+from rightsizer.controller.runtime import Runtime, runtime_of
 from rightsizer.errors import RightsizerError, validation_message
 from rightsizer.policy import (
     AdmissionRequest,
     apply_defaults,
-    charge_of,
     evaluate,
     needs_evaluation,
     overflow_of,
@@ -60,7 +62,28 @@ def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
+async def _on_admission_threads(handler: Callable[..., None], kwargs: dict[str, Any]) -> None:
+    """Run a handler on the Runtime's admission threads: kopf would run a synchronous handler in its own thread
+    pool, and a queue of index functions or a burst of anything else there would delay every `kubectl apply`
+    (docs/benchmarks.md, *Under load*). Before the startup handler (no Runtime) the handler returns at once."""
+    runtime = runtime_of(kwargs["memo"])
+    if runtime is None:
+        handler(**kwargs)
+        return
+    call = functools.partial(contextvars.copy_context().run, functools.partial(handler, **kwargs))
+    await asyncio.get_running_loop().run_in_executor(runtime.admission, call)
+
+
 @kopf.on.mutate(*LLMD, id="default-llmdeployment", operations=["CREATE", "UPDATE"], side_effects=False)
+async def _default_admission(**kwargs: Any) -> None:
+    await _on_admission_threads(default_llmdeployment, kwargs)
+
+
+@kopf.on.validate(*LLMD, id="validate-llmdeployment", operations=["CREATE", "UPDATE"], side_effects=False)
+async def _validate_admission(**kwargs: Any) -> None:
+    await _on_admission_threads(validate_llmdeployment, kwargs)
+
+
 def default_llmdeployment(
     *,
     body: kopf.Body,
@@ -94,7 +117,6 @@ def default_llmdeployment(
         patch["spec"] = spec_patch
 
 
-@kopf.on.validate(*LLMD, id="validate-llmdeployment", operations=["CREATE", "UPDATE"], side_effects=False)
 def validate_llmdeployment(
     *,
     body: kopf.Body,
@@ -126,7 +148,13 @@ def validate_llmdeployment(
         raise kopf.AdmissionError(decision.message(), code=403)
     warnings.extend(f"rightsizer: {w}" for w in decision.warnings)
     _check_quota(
-        runtime.reservations, namespace, body, assessment, observed.neighbours, dryrun=dryrun, warnings=warnings
+        runtime,
+        namespace,
+        body,
+        assessment,
+        observed.neighbours,
+        dryrun=dryrun,
+        warnings=warnings,
     )
     if dryrun:
         p = assessment.plan
@@ -150,7 +178,7 @@ def _check_stated(
 
 
 def _check_quota(
-    book: ReservationBook,
+    runtime: Runtime,
     namespace: str,
     body: Mapping[str, Any],
     assessment: Assessment,
@@ -185,8 +213,8 @@ def _check_quota(
         plan,
         overflow,
     )
-    charges = [charge_of(LLMDeployment.model_validate(dict(b))) for b in neighbours]
-    outcome = book.admit(request, assessment.effective, charges, datetime.now(UTC), record=not dryrun)
+    charges = runtime.reconciler.charges(neighbours)
+    outcome = runtime.reservations.admit(request, assessment.effective, charges, datetime.now(UTC), record=not dryrun)
     if not outcome.check.decision.allowed:
         raise kopf.AdmissionError(outcome.check.decision.message(), code=403)
     warnings.extend(f"rightsizer: {w}" for w in outcome.check.decision.warnings)
