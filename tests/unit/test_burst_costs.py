@@ -4,6 +4,7 @@ indexes keep objects without metadata.managedFields."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,3 +75,16 @@ def test_indexes_keep_objects_without_managed_fields() -> None:
     kept = handlers.slim(body)
     assert kept == {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"a": 1}}
     assert body["metadata"]["managedFields"]  # kopf's own body is left as it is
+    assert kept["spec"] is not body["spec"]  # a copy: kopf's parsed event is not kept alive by the index
+
+
+def test_index_copies_share_their_keys_and_short_values() -> None:
+    """Each watch event is parsed on its own: without interning, 1,000 pods hold 1,000 copies of every key."""
+    raw = '{"metadata": {"name": "pod-%d", "labels": {"app.kubernetes.io/managed-by": "rightsizer"}}, "status": "True"}'
+    a, b = (handlers.slim(json.loads(raw % i)) for i in (1, 2))
+    assert a["metadata"]["labels"] == b["metadata"]["labels"]
+    key_a = next(iter(a["metadata"]["labels"]))
+    key_b = next(iter(b["metadata"]["labels"]))
+    assert key_a is key_b
+    assert a["metadata"]["labels"][key_a] is b["metadata"]["labels"][key_b]
+    assert a["status"] is b["status"]
