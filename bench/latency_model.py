@@ -6,9 +6,10 @@
     .venv/bin/python bench/latency_model.py --rows     # every row's prediction
 
 The corpus is bench/data/latency-published.csv (bench/latency_corpus.py). A row predicts what its source measured:
-closed-loop clients (`concurrency`), Poisson arrivals (`request_rate`), or a burst (every request sent at once: the
-TTFT of a burst is a queue draining, predicted by `burst_ttft`). Errors are (predicted − measured) / measured: a
-negative signed error is an optimistic prediction. The last line is
+closed-loop clients (`concurrency`), Poisson arrivals (`request_rate`), or a burst (every request sent at once),
+drained through vLLM V1's scheduler step by step (`burst`, rightsizer.perf.drain): its TTFT is a queue draining,
+reported apart and never fitted; its median ITL is the median over every gap, as vllm bench serve computes it.
+Errors are (predicted − measured) / measured: a negative signed error is an optimistic prediction. The last line is
 `summary: itl_median_abs_err=<pct> ttft_median_abs_err=<pct> n=<N>` over the holdout split.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -33,6 +36,7 @@ from bench.fitting import nelder_mead  # noqa: E402
 from rightsizer.facts.perf_calibration import VLLM, Efficiency  # noqa: E402
 from rightsizer.facts.perf_intervals import Interval  # noqa: E402
 from rightsizer.perf import Prediction, Replica, Traffic, predict  # noqa: E402
+from rightsizer.perf.drain import Drain, drain  # noqa: E402
 from rightsizer.perf.uncertainty import ALL  # noqa: E402
 
 # The model as it was on main before the V1 calibration (facts/perf_calibration.py at b112208): the baseline every
@@ -68,8 +72,30 @@ def _lengths(row: corpus.Row) -> tuple[int, int]:
     return max(1, round(row.input_tokens)), max(1, round(row.output_tokens))
 
 
-def burst_ttft(r: Replica, prompt: int, output: int, requests: int, saturated: Prediction) -> float:
-    """TTFT of the median request of `requests` sent at once, seconds.
+def burst_lengths(row: corpus.Row) -> tuple[list[int], list[int]]:
+    """The prompt and output lengths of a burst's requests, in the order they were sent. `random` datasets fix every
+    length; a conversation dataset (ShareGPT) spreads them: exponential quantiles around the row's means, prompt and
+    output lengths shuffled independently (a fixed, deterministic order), at least 4 tokens each as vllm bench serve
+    keeps them."""
+    n = row.burst or 1
+    prompt, output = _lengths(row)
+    if not row.varied_lengths:
+        return [prompt] * n, [output] * n
+    quantiles = [-math.log(1 - (k + 0.5) / n) for k in range(n)]
+    prompts = [max(4, round(prompt * quantiles[k])) for k in sorted(range(n), key=lambda k: (k * 0.618034) % 1)]
+    outputs = [max(4, round(output * quantiles[k])) for k in sorted(range(n), key=lambda k: (k * 0.414214) % 1)]
+    return prompts, outputs
+
+
+def burst(r: Replica, row: corpus.Row) -> Drain:
+    """A burst (every request sent at once) drained by vLLM V1's scheduler step by step (perf.drain)."""
+    prompts, outputs = burst_lengths(row)
+    return drain(r, prompts, outputs, first_token_s=r.efficiency.request_overhead_s)
+
+
+def fluid_burst_ttft(r: Replica, prompt: int, output: int, requests: int, saturated: Prediction) -> float:
+    """The bench before perf.drain (kept for the baseline column): TTFT of the median request of `requests` sent at
+    once, seconds.
 
     The replica admits up to its capacity at once and prefills their prompts through the token budget, chunk by
     chunk (decode of the admitted ones rides in the same steps); the rest wait for slots, which free at the
@@ -83,8 +109,9 @@ def burst_ttft(r: Replica, prompt: int, output: int, requests: int, saturated: P
     return r.efficiency.request_overhead_s + prefill + waiting
 
 
-def burst_itl(r: Replica, prompt: int, output: int, requests: int, varied_lengths: bool) -> float:
-    """Median inter-token latency of a burst that fits in the running batch, seconds.
+def fluid_burst_itl(r: Replica, prompt: int, output: int, requests: int, varied_lengths: bool) -> float:
+    """The bench before perf.drain (kept for the baseline column): median inter-token latency of a burst that fits in
+    the running batch, seconds.
 
     Every request is admitted at once; their prompts are prefilled through the token budget over the first
     `requests × prompt / budget` steps, and every one of those steps also decodes the requests already prefilled.
@@ -101,36 +128,60 @@ def burst_itl(r: Replica, prompt: int, output: int, requests: int, varied_length
     return r.decode_step_seconds(max(1.0, batch), prompt + output / 2.0)
 
 
-def score_row(row: corpus.Row, efficiency: Efficiency) -> list[Scored]:
+def score_row(row: corpus.Row, efficiency: Efficiency, drained: bool = True) -> list[Scored]:
+    """A row's predictions. `drained`: a burst through perf.drain; else the fluid approximation of the bench before
+    it (the baseline column)."""
     r = corpus.replica(row, efficiency)
     prompt, output = _lengths(row)
-    burst = row.burst
-    if row.concurrency is not None or burst is not None:
-        prediction = predict(r, Traffic(prompt, output, concurrency=row.concurrency or float(burst or 1)))
+    scored: list[Scored] = []
+    if row.burst is not None and not drained:
+        return _fluid_burst_row(r, row, prompt, output)
+    if row.burst is not None:
+        drained = burst(r, row)
+        if row.itl_ms:
+            itl = drained.itl_p50 if row.itl_stat in ("median", "median_tpot") else drained.itl_mean
+            scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, True))
+        if row.ttft_ms:
+            ttft = drained.ttft_p50 if row.ttft_stat == "median" else drained.ttft_mean
+            scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
+        return scored
+    if row.concurrency is not None:
+        prediction = predict(r, Traffic(prompt, output, concurrency=row.concurrency))
     else:
         assert row.request_rate is not None
         prediction = predict(r, Traffic(prompt, output, request_rate=row.request_rate))
-    scored = []
     if row.itl_ms:
         itl = prediction.itl.p50 if row.itl_stat in ("median", "median_tpot") else prediction.itl.mean
-        if burst is not None and burst <= prediction.capacity:
-            itl = burst_itl(r, prompt, output, burst, row.varied_lengths)
-        scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, burst is not None))
+        scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, False))
     if row.ttft_ms:
-        if burst is not None:
-            ttft = burst_ttft(r, prompt, output, burst, prediction)
-        else:
-            ttft = prediction.ttft.p50 if row.ttft_stat == "median" else prediction.ttft.mean
-        scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, burst is not None))
+        ttft = prediction.ttft.p50 if row.ttft_stat == "median" else prediction.ttft.mean
+        scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, False))
     return scored
 
 
-def score(rows: Iterable[corpus.Row], efficiency: Efficiency) -> tuple[list[Scored], dict[str, int]]:
+def _fluid_burst_row(r: Replica, row: corpus.Row, prompt: int, output: int) -> list[Scored]:
+    burst_size = row.burst or 1
+    prediction = predict(r, Traffic(prompt, output, concurrency=float(burst_size)))
+    scored = []
+    if row.itl_ms:
+        itl = prediction.itl.p50 if row.itl_stat in ("median", "median_tpot") else prediction.itl.mean
+        if burst_size <= prediction.capacity:
+            itl = fluid_burst_itl(r, prompt, output, burst_size, row.varied_lengths)
+        scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, True))
+    if row.ttft_ms:
+        ttft = fluid_burst_ttft(r, prompt, output, burst_size, prediction)
+        scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
+    return scored
+
+
+def score(
+    rows: Iterable[corpus.Row], efficiency: Efficiency, drained: bool = True
+) -> tuple[list[Scored], dict[str, int]]:
     scored: list[Scored] = []
     skipped: dict[str, int] = defaultdict(int)
     for row in rows:
         try:
-            scored.extend(score_row(row, efficiency))
+            scored.extend(score_row(row, efficiency, drained))
         except corpus.RowSkippedError as why:
             skipped[str(why)] += 1
     return scored, dict(skipped)
@@ -273,15 +324,23 @@ def _usable(row: corpus.Row) -> bool:
     return True
 
 
+def _held_out(job: tuple[Sequence[corpus.Row], str, Efficiency]) -> list[Scored]:
+    rows, source, start = job
+    train = [r for r in rows if r.source_key != source]
+    test = [r for r in rows if r.source_key == source]
+    return score(test, fit(train, start, iterations=60))[0]
+
+
 def loso(rows: Sequence[corpus.Row], start: Efficiency, progress: Callable[[str], None]) -> list[Scored]:
-    """Leave-one-source-out: each source is predicted by factors fitted on every other source."""
+    """Leave-one-source-out: each source is predicted by factors fitted on every other source (one process per CPU:
+    the fits are independent, and each scores every burst through perf.drain)."""
     sources = sorted({r.source_key for r in rows if _usable(r)})
     held: list[Scored] = []
-    for i, source in enumerate(sources, 1):
-        train = [r for r in rows if r.source_key != source]
-        test = [r for r in rows if r.source_key == source]
-        progress(f"  loso {i}/{len(sources)}: {source[:80]}")
-        held.extend(score(test, fit(train, start, iterations=60))[0])
+    jobs = [(rows, source, start) for source in sources]
+    with multiprocessing.get_context("fork").Pool(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        for i, (source, points) in enumerate(zip(sources, pool.imap(_held_out, jobs), strict=True), 1):
+            progress(f"  loso {i}/{len(sources)}: {source[:80]}")
+            held.extend(points)
     return held
 
 
@@ -368,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("# fitted factors (paste into operator/rightsizer/facts/perf_calibration.py):")
         print(efficiency_source(efficiency))
     current, skipped = score(rows, efficiency)
-    baseline, _ = score(rows, MAIN_2026_12)
+    baseline, _ = score(rows, MAIN_2026_12, drained=False)
     print(f"corpus: {len(rows)} rows, {len({p.row.line for p in current})} predicted; skipped: {sum(skipped.values())}")
     for why, count in sorted(skipped.items(), key=lambda kv: -kv[1]):
         print(f"  {count:>3} {why}")

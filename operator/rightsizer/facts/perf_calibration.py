@@ -46,17 +46,19 @@ class Efficiency:
 # its 0.92 ceiling: the published decode steps are explained by near-peak streaming plus a ~3 ms per-step overhead.
 # The V1 engine's CPU costs: fitted by `bench/latency_model.py --fit` on the `fit` split of the V1 corpus
 # (bench/data/latency-published.csv), which the 0.6-era rows cannot see: a fixed ~35 ms per request in TTFT (HTTP,
-# tokenising, the first detokenise, the reasoning and tool parsers) and ~56 µs per running sequence per step
+# tokenising, the first detokenise, the reasoning and tool parsers) and ~60 µs per running sequence per step
 # (sampling, detokenising and streaming each sequence's token), which is what makes loaded steps slower than the
-# GPU work alone. Checked on the `holdout` split and by leave-one-source-out (docs/benchmarks.md).
+# GPU work alone. Refitted when the bench began to drain bursts step by step (perf.drain) instead of the fluid
+# approximation: 34.9 ms and 55.6 µs before. Checked on the `holdout` split and by leave-one-source-out
+# (docs/benchmarks.md).
 VLLM = Efficiency(
     hbm=0.920,
     compute=0.489,
     link=0.8,  # not identified by the published points (see bench/latency_v0.py); an assumption
     allreduce_latency_s=42.5e-6,
     step_overhead_s=3180e-6,
-    request_overhead_s=34926e-6,
-    seq_overhead_s=55.6e-6,
+    request_overhead_s=34849e-6,
+    seq_overhead_s=59.7e-6,
     source="fit: vLLM CI (late 2024) on H100 for the hardware; the V1 corpus's fit split for the CPU costs",
 )
 
