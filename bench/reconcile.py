@@ -468,28 +468,50 @@ def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def set_webhook(saved: list[tuple[Callable[..., Any], Any]], on: bool) -> None:
-    """Registers the operator's webhook configurations again (from `saved`) or deletes them; waits for the API
-    server's informer to notice (it refreshes within a second on this plane)."""
+def set_webhook(saved: list[tuple[str, Any]], on: bool) -> None:
+    """Registers the operator's webhook configurations again (from `saved`: (kind, object)) or deletes them; waits
+    for the API server's informer to notice (it refreshes within a second on this plane)."""
     admission = client.AdmissionregistrationV1Api()
-    for create, body in saved:
-        name = body.metadata.name
-        delete = (
-            admission.delete_validating_webhook_configuration
-            if create == admission.create_validating_webhook_configuration
-            else admission.delete_mutating_webhook_configuration
-        )
+    calls = {
+        "validating": (
+            admission.create_validating_webhook_configuration,
+            admission.delete_validating_webhook_configuration,
+        ),
+        "mutating": (admission.create_mutating_webhook_configuration, admission.delete_mutating_webhook_configuration),
+    }
+    for kind, body in saved:
+        create, delete = calls[kind]
         try:
             if on:
                 body.metadata.resource_version = None
                 body.metadata.uid = None
                 create(body)
             else:
-                delete(name)
+                delete(body.metadata.name)
         except client.ApiException as err:
             if err.status not in (404, 409):
                 raise
     time.sleep(2)
+    present = registered()
+    if present != ({kind for kind, _ in saved} if on else set()):
+        raise RuntimeError(f"webhook configurations {sorted(present)} registered, expected {'all' if on else 'none'}")
+
+
+def registered() -> set[str]:
+    """Which of the operator's webhook configurations exist."""
+    admission = client.AdmissionregistrationV1Api()
+    present = set()
+    for kind, read in (
+        ("validating", admission.read_validating_webhook_configuration),
+        ("mutating", admission.read_mutating_webhook_configuration),
+    ):
+        try:
+            read(WEBHOOK_CONFIGURATION)
+            present.add(kind)
+        except client.ApiException as err:
+            if err.status != 404:
+                raise
+    return present
 
 
 def webhook_rounds(custom: Any, namespace: str, requests: int, rounds: int = 4) -> dict[str, Any]:
@@ -497,13 +519,13 @@ def webhook_rounds(custom: Any, namespace: str, requests: int, rounds: int = 4) 
     admission webhook, interleaved in `rounds` so that the machine's other load falls on both alike: first with no
     SizingPolicy selecting the namespace, then with one (the webhook's full path: defaulting, policy, quota)."""
     admission = client.AdmissionregistrationV1Api()
-    saved: list[tuple[Callable[..., Any], Any]] = []
-    for read, create in (
-        (admission.read_validating_webhook_configuration, admission.create_validating_webhook_configuration),
-        (admission.read_mutating_webhook_configuration, admission.create_mutating_webhook_configuration),
+    saved: list[tuple[str, Any]] = []
+    for kind, read in (
+        ("validating", admission.read_validating_webhook_configuration),
+        ("mutating", admission.read_mutating_webhook_configuration),
     ):
         try:
-            saved.append((create, read(WEBHOOK_CONFIGURATION)))
+            saved.append((kind, read(WEBHOOK_CONFIGURATION)))
         except client.ApiException as err:
             if err.status != 404:
                 raise

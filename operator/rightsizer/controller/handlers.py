@@ -121,7 +121,7 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """What an index keeps of an object: a compact copy of all of it but metadata.managedFields, which nothing here
     reads. Each watch event is parsed on its own, so every object would otherwise hold its own copy of every key
     ("metadata", "labels", ...) and of short repeated values ("True", "apps/v1", label values); interned, they are
-    shared. Per LLMDeployment with its three children and a pod, about 177 KiB -> 55 KiB (docs/benchmarks.md,
+    shared. Per LLMDeployment with its three children and a pod, about 180 KiB -> 43 KiB (docs/benchmarks.md,
     *Under load*), for about 50 microseconds per event."""
     meta = body.get("metadata") or {}
     kept: dict[str, Any] = _compact({**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}})
