@@ -109,3 +109,18 @@ def test_many_objects_share_the_workers_and_a_failing_one_does_not_stop_them() -
     assert set(seen.values()) == {1}
     assert queue._wanted == {} and queue._done == {}  # idle keys are forgotten: memory bounded by keys in flight
     queue.stop()
+
+
+def test_a_waiter_is_released_when_the_queue_stops() -> None:
+    """The resync pass waits in a thread; at shutdown it must not keep the process alive."""
+    work = Recorder()
+    work.gate.clear()
+    queue = WorkQueue(work, workers=1)
+    tickets = queue.enqueue_all(["a", "b"])
+    released = threading.Event()
+    waiter = threading.Thread(target=lambda: released.set() if not queue.wait(tickets) else None)
+    waiter.start()
+    queue.stop()
+    waiter.join(5)
+    assert released.is_set()
+    work.gate.set()

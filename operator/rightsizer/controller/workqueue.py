@@ -80,14 +80,16 @@ class WorkQueue(Generic[K]):
             self._on_coalesced()
 
     def wait(self, tickets: dict[K, int], timeout: float | None = None) -> bool:
-        """Until every key has been reconciled by a run that started after its ticket was handed out (or timeout:
-        False)."""
+        """Until every key has been reconciled by a run that started after its ticket was handed out (False: the
+        timeout passed or the queue was stopped)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 pending = [k for k, t in tickets.items() if k in self._wanted and self._done.get(k, 0) < t]
                 if not pending:
                     return True
+                if self._stopped:  # shutting down: nothing will run any more (a waiter must not hold up the exit)
+                    return False
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
