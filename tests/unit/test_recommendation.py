@@ -21,6 +21,7 @@ from rightsizer.scaling.recommendation import (
     Correction,
     Evidence,
     State,
+    Verdict,
     applied_correction,
     plan_changes,
     recommend,
@@ -144,33 +145,25 @@ def test_applied_when_asked_sure_and_due_then_rate_limited() -> None:
     assert first.status.applied == AppliedCorrection(
         prefill_factor=1.4, decode_factor=1.4, model=spec.model.name, time=WALL
     )
-    # Half an hour later the fleet looks faster again: recorded, held back by the rate limit, the applied kept.
-    later = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
-    again = recommend(
-        asked,
-        in_force=slower,
-        corrected=model,
-        error=None,
-        evidence=Evidence(Correction.of(1.0, 1.0), 0.9, 40),
-        previous=first.status,
-        now=later,
-        wall="2026-01-01T12:30:00Z",
-    )
+
+    # Later the fleet looks as fast as the model again: back to the model's plan, at most once per interval.
+    def back_at(now: datetime) -> Verdict:
+        return recommend(
+            asked,
+            in_force=slower,
+            corrected=model,
+            error=None,
+            evidence=Evidence(Correction.of(1.0, 1.0), 0.9, 40),
+            previous=first.status,
+            now=now,
+            wall=now.isoformat().replace("+00:00", "Z"),
+        )
+
+    again = back_at(datetime(2026, 1, 1, 12, 30, tzinfo=UTC))  # half an hour on: held back, the applied kept
     assert not again.apply and again.status.state == State.RECOMMENDED
     assert "30 min ago" in again.status.message and "applyIntervalSeconds" in again.status.message
     assert again.status.applied == first.status.applied
-    # After the interval it goes through.
-    due = datetime(2026, 1, 1, 13, 1, tzinfo=UTC)
-    assert recommend(
-        asked,
-        in_force=slower,
-        corrected=model,
-        error=None,
-        evidence=Evidence(Correction.of(1.0, 1.0), 0.9, 40),
-        previous=first.status,
-        now=due,
-        wall="2026-01-01T13:01:00Z",
-    ).apply
+    assert back_at(datetime(2026, 1, 1, 13, 1, tzinfo=UTC)).apply  # after the interval it goes through
 
 
 def test_no_corrected_plan_keeps_the_plan_in_force_and_says_why() -> None:
