@@ -33,7 +33,6 @@ from tests.unit.helpers import facts_of
 from tests.unit.test_autoscaler import FakeSource, deployment, observed
 
 JSON = dict[str, Any]
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WALL = "2026-01-01T12:00:00Z"
 SURE = Evidence(Correction.of(1.4, 1.4), confidence=0.9, samples=20)
 
@@ -100,21 +99,23 @@ def test_a_unit_correction_sizes_exactly_as_the_model() -> None:
 
 def test_nothing_to_change_is_up_to_date() -> None:
     spec, model, _ = in_force_and_slower()
-    verdict = recommend(
-        spec, in_force=model, corrected=model, error=None, evidence=SURE, previous=None, now=NOW, wall=WALL
-    )
+    verdict = recommend(spec, in_force=model, corrected=model, error=None, evidence=SURE, previous=None, wall=WALL)
     assert verdict.status.state == State.UP_TO_DATE and not verdict.apply and verdict.status.changes == []
 
 
 def test_a_change_is_recorded_but_not_applied_unless_the_spec_asks() -> None:
     spec, model, slower = in_force_and_slower()
-    verdict = recommend(
-        spec, in_force=model, corrected=slower, error=None, evidence=SURE, previous=None, now=NOW, wall=WALL
-    )
+    verdict = recommend(spec, in_force=model, corrected=slower, error=None, evidence=SURE, previous=None, wall=WALL)
     assert verdict.status.state == State.RECOMMENDED and not verdict.apply
     assert "applyRecommendations is false" in verdict.status.message
     assert verdict.status.changes == plan_changes(model, slower)
     assert verdict.status.applied is None
+    assert verdict.event is not None and verdict.event[0] == "ResizeRecommended"
+    # The same recommendation standing (its figures moving) is not announced again.
+    again = recommend(
+        spec, in_force=model, corrected=slower, error=None, evidence=SURE, previous=verdict.status, wall=WALL
+    )
+    assert again.status.state == State.RECOMMENDED and again.event is None
 
 
 @pytest.mark.parametrize(("confidence", "samples"), [(MIN_CONFIDENCE - 0.01, 20), (0.95, 9)])
@@ -128,7 +129,6 @@ def test_weak_evidence_waits(confidence: float, samples: int) -> None:
         error=None,
         evidence=weak,
         previous=None,
-        now=NOW,
         wall=WALL,
     )
     assert verdict.status.state == State.RECOMMENDED and not verdict.apply
@@ -138,10 +138,9 @@ def test_weak_evidence_waits(confidence: float, samples: int) -> None:
 def test_applied_when_asked_sure_and_due_then_rate_limited() -> None:
     spec, model, slower = in_force_and_slower()
     asked = with_autoscaling(spec, apply_recommendations=True, apply_interval_seconds=3600)
-    first = recommend(
-        asked, in_force=model, corrected=slower, error=None, evidence=SURE, previous=None, now=NOW, wall=WALL
-    )
+    first = recommend(asked, in_force=model, corrected=slower, error=None, evidence=SURE, previous=None, wall=WALL)
     assert first.apply and first.status.state == State.APPLIED
+    assert first.event == ("RecommendationApplied", first.status.message)
     assert first.status.applied == AppliedCorrection(
         prefill_factor=1.4, decode_factor=1.4, model=spec.model.name, time=WALL
     )
@@ -155,7 +154,6 @@ def test_applied_when_asked_sure_and_due_then_rate_limited() -> None:
             error=None,
             evidence=Evidence(Correction.of(1.0, 1.0), 0.9, 40),
             previous=first.status,
-            now=now,
             wall=now.isoformat().replace("+00:00", "Z"),
         )
 
@@ -175,7 +173,6 @@ def test_no_corrected_plan_keeps_the_plan_in_force_and_says_why() -> None:
         error="spec.slo.itlP95Ms: 50 ms is missed on every allowed GPU",
         evidence=SURE,
         previous=None,
-        now=NOW,
         wall=WALL,
     )
     assert verdict.status.state == State.UNPLANNABLE and not verdict.apply

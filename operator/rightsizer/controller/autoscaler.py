@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -71,7 +70,7 @@ from rightsizer.scaling.performance import (
     error_ratios,
     performance_status,
 )
-from rightsizer.scaling.recommendation import Correction, Evidence, applied_correction, recommend
+from rightsizer.scaling.recommendation import Evidence, applied_correction, corrected_plan, recommend
 from rightsizer.scaling.status import (
     WORKLOAD_KINDS,
     Counts,
@@ -418,23 +417,17 @@ class Autoscaler:
         """status.recommendation (scaling.recommendation): the spec re-sized at the measured speed against the plan
         in force; applied (written to .applied, which the reconciler sizes with) when the spec asks and it is due."""
         namespace, name = key
-        evidence = Evidence(
-            Correction.of(calibration.prefill.factor, calibration.decode.factor),
-            calibration.confidence,
-            calibration.samples,
-        )
-        corrected, error = None, None
+        evidence = Evidence.of(calibration)
+        corrected: Plan | None
+        error: str | None
         try:
             assessment = await asyncio.to_thread(
                 self.reconciler.assess, namespace, name, sizing.spec, sizing.observed, correction=evidence.correction
             )
         except RightsizerError as err:
-            error = err.one_line()
+            corrected, error = None, err.one_line()
         else:
-            if assessment.plan is not None and assessment.decision.allowed:
-                corrected = assessment.plan
-            else:
-                error = f"a SizingPolicy forbids the plan: {assessment.decision.message()}"
+            corrected, error = corrected_plan(assessment)
         try:
             previous = RecommendationStatus.model_validate(shown) if shown else None
         except ValidationError:
@@ -446,18 +439,12 @@ class Autoscaler:
             error=error,
             evidence=evidence,
             previous=previous,
-            now=datetime.now(UTC),
             wall=self.wall(),
         )
-        events: list[Event] = []
-        changes = verdict.status.changes
         if verdict.apply:
             metrics.RESIZES.inc()
-            log.info("%s/%s: re-sized with the measured speed: %s", namespace, name, "; ".join(changes))
-            events.append(Event("Normal", Reason.RECOMMENDATION_APPLIED, verdict.status.message))
-        elif changes and (previous is None or previous.state != verdict.status.state):
-            # on the change of state only: the figures of a standing recommendation move with every window
-            events.append(Event("Normal", Reason.RESIZE_RECOMMENDED, f"{'; '.join(changes)}: {verdict.status.message}"))
+            log.info("%s/%s: re-sized with the measured speed: %s", namespace, name, "; ".join(verdict.status.changes))
+        events = [Event("Normal", *verdict.event)] if verdict.event else []
         return verdict.status.to_wire(), events
 
     async def _apply(

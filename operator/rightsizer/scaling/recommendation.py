@@ -32,9 +32,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rightsizer.api.conditions import Reason
 from rightsizer.api.v1alpha1.llmdeployment import AppliedCorrection, LLMDeploymentSpec, RecommendationStatus
 from rightsizer.api.v1alpha1.plan import Plan
-from rightsizer.scaling.calibration import FACTOR_BOUNDS
+from rightsizer.policy.assessment import Assessment
+from rightsizer.scaling.calibration import FACTOR_BOUNDS, Calibration
 from rightsizer.sizing.explain import plan_summary
 
 MIN_CONFIDENCE = 0.8  # the factors known to within ±20 %
@@ -124,14 +126,30 @@ class Evidence:
     confidence: float
     samples: int
 
+    @staticmethod
+    def of(calibration: Calibration) -> Evidence:
+        return Evidence(
+            Correction.of(calibration.prefill.factor, calibration.decode.factor),
+            calibration.confidence,
+            calibration.samples,
+        )
+
     def __str__(self) -> str:
         return f"measured {self.correction} the model's time (confidence {self.confidence:.2f}, {self.samples} windows)"
+
+
+def corrected_plan(assessment: Assessment) -> tuple[Plan | None, str | None]:
+    """The plan an assessment at the measured speed gives, or why there is none the policies allow."""
+    if assessment.plan is not None and assessment.decision.allowed:
+        return assessment.plan, None
+    return None, f"a SizingPolicy forbids the plan: {assessment.decision.message()}"
 
 
 @dataclass(frozen=True)
 class Verdict:
     status: RecommendationStatus
     apply: bool  # write status.recommendation.applied now (the reconciler then re-sizes)
+    event: tuple[str, str] | None = None  # (reason, message) of the Normal Event worth posting, if any
 
 
 def recommend(
@@ -142,11 +160,12 @@ def recommend(
     error: str | None,
     evidence: Evidence,
     previous: RecommendationStatus | None,
-    now: datetime,
     wall: str,
 ) -> Verdict:
     """The recommendation for `corrected` (the plan the corrected model chooses; None with `error` when it finds
-    none) against the plan in force, and whether to apply it now."""
+    none) against the plan in force, whether to apply it now (`wall`: RFC 3339, the time it is decided at), and the
+    Event it is worth: one when it is applied, and one when a recommendation that would change the plan appears (on
+    a change of state only: the figures of a standing recommendation move with every window)."""
     applied = previous.applied if previous is not None and spec.autoscaling.apply_recommendations else None
 
     def verdict(state: str, message: str, *, changes: list[str] | None = None, apply: bool = False) -> Verdict:
@@ -170,14 +189,21 @@ def recommend(
             message=message,
             applied=record,
         )
-        return Verdict(status, apply)
+        event = None
+        if apply:
+            event = (Reason.RECOMMENDATION_APPLIED, message)
+        elif status.changes and (previous is None or previous.state != state):
+            event = (Reason.RESIZE_RECOMMENDED, f"{'; '.join(status.changes)}: {message}")
+        return Verdict(status, apply, event)
 
     if corrected is None:
         return verdict(State.UNPLANNABLE, f"{evidence}, and at that speed {error}; the plan in force stays")
     changes = plan_changes(in_force, corrected)
     if not changes:
         return verdict(State.UP_TO_DATE, f"{evidence}: the plan in force fits it")
-    held = _held_back(spec, in_force=in_force, corrected=corrected, evidence=evidence, applied=applied, now=now)
+    held = _held_back(
+        spec, in_force=in_force, corrected=corrected, evidence=evidence, applied=applied, now=_parsed(wall)
+    )
     if held is not None:
         return verdict(State.RECOMMENDED, f"{evidence}; not applied: {held}", changes=changes)
     return verdict(State.APPLIED, f"{evidence}; re-sized: {'; '.join(changes)}", changes=changes, apply=True)
@@ -190,7 +216,7 @@ def _held_back(
     corrected: Plan,
     evidence: Evidence,
     applied: AppliedCorrection | None,
-    now: datetime,
+    now: datetime | None,
 ) -> str | None:
     """Why a recommendation that changes the plan is not applied now, or None to apply it."""
     if not worth_a_restart(in_force, corrected):
@@ -213,11 +239,16 @@ def _held_back(
     return None
 
 
-def _seconds_since(rfc3339: str, now: datetime) -> float | None:
+def _parsed(rfc3339: str) -> datetime | None:
     try:
-        then = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if then.tzinfo is None or now.tzinfo is None:
+    return moment if moment.tzinfo is not None else None
+
+
+def _seconds_since(rfc3339: str, now: datetime | None) -> float | None:
+    then = _parsed(rfc3339)
+    if then is None or now is None:
         return None
     return max(0.0, (now - then).total_seconds())
