@@ -39,6 +39,8 @@ TWINS = {
     "qwen/qwen3-14b-awq": "Qwen/Qwen3-14B",
     "qwen/qwen3-32b-fp8": "Qwen/Qwen3-32B",
     "qwen/qwen3-32b-awq": "Qwen/Qwen3-32B",
+    # Qwen's own FP8 release of Qwen3.5-35B-A3B (the same weights, block-wise FP8; its config.json was not read here).
+    "qwen/qwen3.5-35b-a3b-fp8": "Qwen/Qwen3.5-35B-A3B",
     # Qwen2-7B and Qwen2.5-7B share hidden 3584, 28 layers, 28/4 heads, intermediate 18944, vocab 152064.
     "qwen/qwen2-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
     "qwen/qwen2.5-32b": "Qwen/Qwen2.5-32B-Instruct",

@@ -13,7 +13,7 @@ from importlib import resources
 import pytest
 
 from rightsizer.facts import catalog
-from rightsizer.model.params import checkpoint_parameters, inventory, nextn_groups, total_parameters
+from rightsizer.model.params import active_parameters, checkpoint_parameters, inventory, nextn_groups, total_parameters
 from tests.unit.helpers import REPO, facts_of
 
 TOLERANCE = 0.005
@@ -54,6 +54,13 @@ PUBLISHED: dict[str, float] = {
     "Qwen/Qwen3-Coder-480B-A35B-Instruct": 480e9,
     "Qwen/Qwen3.5-397B-A17B": 397e9,
     "microsoft/phi-2": 2_779_683_840,  # issue 12 item 7: the Hub's safetensors count (F16), exact
+    # Added for the latency corpus. GLM-5.2: 744B total, 40B active (GLM-5's shapes; the DSA indexer is not counted).
+    "zai-org/GLM-5.2-FP8": 744e9,
+}
+
+# Active parameters per token as published, where the total is too coarse to pin (Kimi-K2.5's "1T").
+PUBLISHED_ACTIVE: dict[str, float] = {
+    "nvidia/Kimi-K2.5-NVFP4": 32.86e9,  # NVIDIA's Kimi K2.5 table: 32.86B active (the language model)
 }
 
 # The Hub's safetensors totals: every tensor of the checkpoint, the MTP layers vLLM builds only for speculative
@@ -91,6 +98,11 @@ def test_parameter_count_matches_the_published_count(model: str, published: floa
     assert total_parameters(facts_of(model)) == pytest.approx(published, rel=TOLERANCE)
 
 
+@pytest.mark.parametrize(("model", "published"), _cases(PUBLISHED_ACTIVE))
+def test_active_parameter_count_matches_the_published_count(model: str, published: float) -> None:
+    assert active_parameters(facts_of(model)) == pytest.approx(published, rel=TOLERANCE)
+
+
 @pytest.mark.parametrize(("model", "published"), _cases(CHECKPOINT_TOTALS))
 def test_checkpoint_count_matches_the_hubs_safetensors_total(model: str, published: float) -> None:
     assert checkpoint_parameters(facts_of(model)) == pytest.approx(published, rel=TOLERANCE)
@@ -115,6 +127,7 @@ def test_mtp_layers_count_in_the_checkpoint_but_not_in_what_vllm_loads() -> None
 def test_published_counts_and_misreads_name_catalog_models() -> None:
     models = set(catalog.models())
     assert set(PUBLISHED) <= models
+    assert set(PUBLISHED_ACTIVE) <= models
     assert set(CHECKPOINT_TOTALS) <= models
     assert set(EXACT_CHECKPOINT_TOTALS) <= set(CHECKPOINT_TOTALS)
     assert set(MISREAD) <= set(PUBLISHED) | set(CHECKPOINT_TOTALS)
@@ -133,3 +146,24 @@ def test_docs_list_every_catalog_model() -> None:
     text = (REPO / "docs" / "models.md").read_text()
     missing = [model for model in catalog.models() if f"`{model}`" not in text]
     assert not missing, f"add these to docs/models.md with their sources: {missing}"
+
+
+def test_kimi_k2_5_nvfp4_reads_its_deepseek_v3_text_model_and_modelopt_nvfp4() -> None:
+    kimi = facts_of("nvidia/Kimi-K2.5-NVFP4")  # KimiK25ForConditionalGeneration around a DeepseekV3 text_config
+    assert (kimi.model_type, kimi.is_mla, kimi.num_layers, kimi.nextn_layers) == ("deepseek_v3", True, 61, 0)
+    assert kimi.moe is not None and (kimi.moe.num_experts, kimi.moe.dense_layers) == (384, frozenset({0}))
+    assert kimi.quantization is not None
+    assert (kimi.quantization.format.value, kimi.quantization.group_size) == ("nvfp4", 16)
+    # Its MoonViT encoder (vision_config model_type "") is not one vision.py knows: left out, not guessed.
+    assert kimi.vision is None
+
+
+def test_glm_5_2_fp8_reads_as_mla_with_moe_after_three_dense_layers() -> None:
+    glm = facts_of("zai-org/GLM-5.2-FP8")  # GlmMoeDsaForCausalLM; the DSA indexer (index_* keys) is not modelled
+    assert glm.attention.mla is not None and (glm.attention.mla.qk_nope_head_dim, glm.attention.mla.v_head_dim) == (
+        192,
+        256,
+    )
+    assert glm.moe is not None and glm.moe.dense_layers == frozenset({0, 1, 2})
+    assert glm.quantization is not None and glm.quantization.block == (128, 128)
+    assert glm.nextn_layers == 1

@@ -21,6 +21,9 @@ KNOWN_MODEL_TYPES: Final = frozenset(
         "gemma2",
         "gemma3_text",
         "glm4_moe",
+        # vLLM builds GlmMoeDsaForCausalLM as DeepSeek-V3.2 (deepseek_v2.py, vllm-project/vllm PR #34124:
+        # `class GlmMoeDsaForCausalLM(DeepseekV2ForCausalLM): pass`); as for deepseek_v32 the DSA indexer is not read.
+        "glm_moe_dsa",
         "gpt_oss",
         "granitemoehybrid",
         "kimi_k2",
