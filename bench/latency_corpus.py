@@ -19,7 +19,8 @@ from pathlib import Path
 from rightsizer.facts import catalog, gpus
 from rightsizer.facts.perf_calibration import Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import CheckpointQuantization, ModelFacts, WeightFormat, parse
+from rightsizer.model.checkpoint_quant import checkpoint_quantization
+from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
 from rightsizer.perf import Replica, build_replica
 from rightsizer.perf.uncertainty import band_of, family_of
@@ -57,6 +58,17 @@ FORMATS = {
     "gptq": WeightFormat.W4A16_GPTQ,
     "mxfp4": WeightFormat.MXFP4,
     "nvfp4": WeightFormat.NVFP4,
+}
+# The quantization_config of a typical checkpoint in each format, for rows whose model's catalog config is the
+# unquantized one (Qwen's own -AWQ and -FP8 releases, self-quantized checkpoints), read by the operator's own parser
+# so the bench and the operator count the same bytes: AutoAWQ's defaults (Qwen/Qwen3-14B-AWQ: 4 bits, group 128,
+# zero points), GPTQ's usual symmetric group-128 export, and fp8 with 128x128 blocks (Qwen/Qwen3-14B-FP8).
+QUANTIZATION_CONFIGS: dict[WeightFormat, dict[str, object]] = {
+    WeightFormat.W4A16_AWQ: {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True},
+    WeightFormat.W4A16_GPTQ: {"quant_method": "gptq", "bits": 4, "group_size": 128, "sym": True, "desc_act": False},
+    WeightFormat.FP8: {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]},
+    WeightFormat.MXFP4: {"quant_method": "mxfp4"},
+    WeightFormat.NVFP4: {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16},
 }
 _PROMPTS = re.compile(r"(\d[\d,]*)\s+(?:prompts|requests)")
 
@@ -191,9 +203,7 @@ def facts_of(row: Row) -> ModelFacts:
         return facts
     if wanted == WeightFormat.NONE:
         return replace(facts, quantization=None)
-    group = 128 if wanted in (WeightFormat.W4A16_AWQ, WeightFormat.W4A16_GPTQ) else None
-    method = {WeightFormat.W4A16_AWQ: "awq", WeightFormat.W4A16_GPTQ: "gptq"}.get(wanted, wanted.value)
-    return replace(facts, quantization=CheckpointQuantization(method, wanted, group, ("lm_head",)))
+    return replace(facts, quantization=checkpoint_quantization({"quantization_config": QUANTIZATION_CONFIGS[wanted]}))
 
 
 def settings_of(row: Row, facts: ModelFacts) -> EngineSettings:

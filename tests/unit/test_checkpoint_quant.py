@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rightsizer.api.v1alpha1.llmdeployment import ModelSource
 from rightsizer.errors import ModelConfigError, SizingError
 from rightsizer.facts import catalog
 from rightsizer.facts.gpus import lookup
@@ -17,6 +18,7 @@ from rightsizer.model.checkpoint_quant import checkpoint_quantization, merge_hf_
 from rightsizer.model.config import WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, check_terms, replica_memory, weight_bytes
 from rightsizer.model.params import pipeline_layers, total_parameters
+from rightsizer.model.quantization import resolve_weights
 
 LLAMA_405B = "meta-llama/Llama-3.1-405B-Instruct"
 
@@ -154,6 +156,20 @@ def test_fp8_block_scales_deepseek_v3() -> None:
 def test_mxfp4_gpt_oss_quantizes_experts_only() -> None:
     q = parse(catalog.lookup("openai/gpt-oss-120b") or {}).quantization
     assert q is not None and q.experts_only and q.bytes_per_param(32 * 32, 32, 32) == pytest.approx(0.5 + 1 / 32)
+
+
+@pytest.mark.parametrize(
+    ("model", "attention_quantized"),
+    [
+        ("openai/gpt-oss-120b", False),  # modules_to_not_convert: model.layers.*.self_attn
+        ("nvidia/MiniMax-M2.5-NVFP4", False),  # model.layers.N.self_attn*
+        # Only norms and the DSA indexer inside self_attn are left out; the attention projections are fp8.
+        ("zai-org/GLM-5.2-FP8", True),
+    ],
+)
+def test_attention_is_unquantized_only_when_its_projections_are_ignored(model: str, attention_quantized: bool) -> None:
+    facts = parse(catalog.lookup(model) or {})
+    assert resolve_weights(ModelSource(name=model), facts).quantize_attention is attention_quantized
 
 
 def test_nvfp4_modelopt_minimax_in_config_json() -> None:

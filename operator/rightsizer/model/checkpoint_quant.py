@@ -28,7 +28,7 @@ class CheckpointQuantization:
     format: WeightFormat
     group_size: int | None  # inputs sharing one scale; None: one scale per output channel, tensor or block
     ignored_modules: tuple[str, ...]  # modules left unquantized, e.g. lm_head
-    weight_bits: int = 8
+    weight_bits: int  # stored bits per value: 4 (int4, fp4) or 8 (int8, fp8)
     zero_points: bool = False  # asymmetric: a packed zero point beside every scale
     act_order: bool = False  # GPTQ desc_act: an int32 g_idx per input row
     block: tuple[int, int] | None = None  # fp8 block quantization: one fp32 scale per (out, in) block
@@ -173,6 +173,7 @@ def _modelopt(qc: Mapping[str, Any], method: str) -> CheckpointQuantization:
             format=WeightFormat.FP8,
             group_size=None,
             ignored_modules=ignored,
+            weight_bits=8,
             block=block,
             per_channel=algo == "FP8_PER_CHANNEL_PER_TOKEN",
             scale_bytes=4,

@@ -28,6 +28,17 @@ def resolve_dtype(spec: ModelDType, facts: ModelFacts) -> str:
     return "bfloat16" if facts.dtype == "float32" else facts.dtype
 
 
+def _keeps_attention(module: str) -> bool:
+    """Whether an unquantized module of the checkpoint (`model.layers.*.self_attn`, `...self_attn*`) leaves the
+    attention projections in the activation dtype. Norms and the sparse-attention indexer that sit inside the
+    attention block (GLM-5.2-FP8 lists `self_attn.kv_a_layernorm`, `self_attn.indexers_proj`,
+    `self_attn.indexer.k_norm.bias`) are not its projections: the projections stay quantized."""
+    if "attn" not in module:
+        return False
+    parts = module.replace("*", "").split(".")
+    return not any(part.endswith("norm") or part.startswith("indexer") for part in parts)
+
+
 def resolve_weights(model: ModelSource, facts: ModelFacts) -> WeightChoice:
     dtype = resolve_dtype(model.dtype, facts)
     dtype_flag = model.dtype.value if model.dtype != ModelDType.AUTO else None
@@ -40,7 +51,7 @@ def resolve_weights(model: ModelSource, facts: ModelFacts) -> WeightChoice:
                 f"the checkpoint is already quantized as {checkpoint.format.value} ({checkpoint.method})",
                 f"set it to auto or {checkpoint.format.value}, or point spec.model.name at an unquantized checkpoint",
             )
-        attention_kept = any("attn" in module for module in checkpoint.ignored_modules)
+        attention_kept = any(_keeps_attention(module) for module in checkpoint.ignored_modules)
         return WeightChoice(
             format=checkpoint.format,
             dtype=dtype,
