@@ -2,7 +2,7 @@
 
 import re
 
-from hack import conditions_table
+from hack import conditions_table, corpus_coverage
 from rightsizer.adapters.settings import OperatorSettings
 from rightsizer.api.conditions import CONDITION_ORDER, ConditionType, Reason
 from tests.unit.helpers import REPO
@@ -25,6 +25,11 @@ def test_readme_starts_with_the_demo_and_test_commands() -> None:
     assert commands == ["make demo", "make test"]
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_latency_corpus_coverage_tables_are_generated_from_the_csv() -> None:
+    text = corpus_coverage.DOC.read_text()
+    assert corpus_coverage.render(text) == text, "run hack/corpus_coverage.py"
 
 
 def test_condition_tables_are_generated_from_the_constants() -> None:
