@@ -127,15 +127,29 @@ class Row:
         return "sharegpt" in self.notes.lower()
 
     @property
+    def closed_loop(self) -> bool:
+        """Whether the client's concurrency cap set the load. A run with both a cap (`--max-concurrency`) and a
+        finite arrival rate holds min(cap, rate x latency) requests: the rate binds while Little's law on the
+        measured latencies keeps the load under the cap."""
+        if self.concurrency is None:
+            return False
+        if self.request_rate is None or math.isinf(self.request_rate):
+            return True
+        return self._little() >= self.concurrency
+
+    def _little(self) -> float:
+        latency_s = ((self.ttft_ms or 0.0) + (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)) / 1e3
+        return max(1.0, (self.request_rate or 0.0) * latency_s)
+
+    @property
     def load(self) -> float:
         """Requests in the system, by Little's law on the measured figures where the row gives a rate."""
-        if self.concurrency is not None:
+        if self.concurrency is not None and self.closed_loop:
             return self.concurrency
         if self.burst is not None:
             return float(self.burst)
         assert self.request_rate is not None
-        latency_s = ((self.ttft_ms or 0.0) + (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)) / 1e3
-        return max(1.0, self.request_rate * latency_s)
+        return self._little()
 
     @property
     def band(self) -> str:

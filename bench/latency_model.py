@@ -145,7 +145,7 @@ def score_row(row: corpus.Row, efficiency: Efficiency, drained: bool = True) -> 
             ttft = drained.ttft_p50 if row.ttft_stat == "median" else drained.ttft_mean
             scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
         return scored
-    if row.concurrency is not None:
+    if row.concurrency is not None and row.closed_loop:
         prediction = predict(r, Traffic(prompt, output, concurrency=row.concurrency))
     else:
         assert row.request_rate is not None

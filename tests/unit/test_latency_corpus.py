@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import replace
+
+import pytest
 
 from bench import latency_corpus as corpus
 from bench import latency_model as bench
@@ -65,3 +68,14 @@ def test_a_burst_of_long_prompts_is_drained_and_its_gaps_are_chunk_steps() -> No
     fluid = next(p for p in bench.score_row(row, VLLM, drained=False) if p.metric == "itl")
     assert fluid.predicted < 0.1 * row.itl_ms  # the old approximation's miss
     assert abs(itl.error) < 0.3
+
+
+def test_a_capped_poisson_run_is_rate_driven_until_littles_law_reaches_the_cap() -> None:
+    """`--max-concurrency 256 --request-rate R`: the rate sets the load while R x the measured latency stays under the
+    cap (5 req/s x 2.9 s = 15 requests), the cap once it does not (500 req/s)."""
+    row = next(r for r in corpus.load() if r.concurrency is None and r.request_rate and not math.isinf(r.request_rate))
+    capped = replace(row, concurrency=256.0, request_rate=5.0, ttft_ms=31.0, itl_ms=11.3, output_tokens=256.0)
+    assert not capped.closed_loop and capped.load == pytest.approx(5.0 * (0.031 + 0.0113 * 255))
+    flooded = replace(capped, request_rate=500.0)
+    assert flooded.closed_loop and flooded.load == 256.0
+    assert replace(capped, request_rate=math.inf).closed_loop
