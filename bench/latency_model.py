@@ -4,6 +4,7 @@
     .venv/bin/python bench/latency_model.py --fit      # refit on the `fit` split, then evaluate
     .venv/bin/python bench/latency_model.py --loso     # and leave-one-source-out cross-validation (a fit per source)
     .venv/bin/python bench/latency_model.py --rows     # every row's prediction
+    .venv/bin/python bench/latency_model.py --pending  # with the verified rows held back (latency-pending.csv)
 
 The corpus is bench/data/latency-published.csv (bench/latency_corpus.py). A row predicts what its source measured:
 closed-loop clients (`concurrency`), Poisson arrivals (`request_rate`), or a burst (every request sent at once),
@@ -25,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -137,12 +139,12 @@ def score_row(row: corpus.Row, efficiency: Efficiency, drained: bool = True) -> 
     if row.burst is not None and not drained:
         return _fluid_burst_row(r, row, prompt, output)
     if row.burst is not None:
-        drained = burst(r, row)
+        queue = burst(r, row)
         if row.itl_ms:
-            itl = drained.itl_p50 if row.itl_stat in ("median", "median_tpot") else drained.itl_mean
+            itl = queue.itl_p50 if row.itl_stat in ("median", "median_tpot") else queue.itl_mean
             scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, True))
         if row.ttft_ms:
-            ttft = drained.ttft_p50 if row.ttft_stat == "median" else drained.ttft_mean
+            ttft = queue.ttft_p50 if row.ttft_stat == "median" else queue.ttft_mean
             scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
         return scored
     if row.concurrency is not None and row.closed_loop:
@@ -281,7 +283,7 @@ def _pack(e: Efficiency) -> np.ndarray:
 
 
 def _unpack(x: np.ndarray, start: Efficiency) -> Efficiency:
-    update: dict[str, float] = {}
+    update: dict[str, Any] = {}  # Efficiency field -> value (every fitted field is a float)
     for value, name in zip(x, _fitted_names(start), strict=True):
         low, high = BOUNDS[name]
         update[name] = low + (high - low) / (1 + math.exp(-float(value)))
@@ -416,10 +418,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--intervals", metavar="FILE", help="write facts/perf_intervals.py's table from the --loso residuals to FILE"
     )
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="add the verified rows held back in latency-pending.csv, each on its own split (latency-published.md)",
+    )
     args = parser.parse_args(argv)
     if args.intervals and not args.loso:
         parser.error("--intervals needs --loso (the intervals are made of held-out residuals)")
-    rows = corpus.load()
+    if args.intervals and args.pending:
+        parser.error("--intervals comes from the corpus alone, not the held-back rows")
+    rows = corpus.load() + (corpus.load(corpus.PENDING) if args.pending else [])
     efficiency = VLLM
     if args.fit:
         print("fitting on the fit split ...", file=sys.stderr)
@@ -428,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(efficiency_source(efficiency))
     current, skipped = score(rows, efficiency)
     baseline, _ = score(rows, MAIN_2026_12, drained=False)
-    print(f"corpus: {len(rows)} rows, {len({p.row.line for p in current})} predicted; skipped: {sum(skipped.values())}")
+    predicted = len({(p.row.source, p.row.line) for p in current})
+    print(f"corpus: {len(rows)} rows, {predicted} predicted; skipped: {sum(skipped.values())}")
     for why, count in sorted(skipped.items(), key=lambda kv: -kv[1]):
         print(f"  {count:>3} {why}")
     if args.rows:

@@ -79,3 +79,13 @@ def test_a_capped_poisson_run_is_rate_driven_until_littles_law_reaches_the_cap()
     flooded = replace(capped, request_rate=500.0)
     assert flooded.closed_loop and flooded.load == 256.0
     assert replace(capped, request_rate=math.inf).closed_loop
+
+
+def test_held_back_rows_are_predictable_and_not_already_in_the_corpus() -> None:
+    """latency-pending.csv (rows waiting for a model of newer releases) reads like the corpus, every row predicts,
+    and none of its sources is in the corpus yet, so moving them in later adds rows and duplicates none."""
+    pending = corpus.load(corpus.PENDING)
+    assert len(pending) >= 60
+    assert {r.source_key for r in pending}.isdisjoint({r.source_key for r in corpus.load()})
+    scored, skipped = bench.score(pending, VLLM)
+    assert not skipped and {p.row.line for p in scored} == {r.line for r in pending}
