@@ -47,6 +47,9 @@ TWINS = {
     # Qwen2-7B and Qwen2.5-7B share hidden 3584, 28 layers, 28/4 heads, intermediate 18944, vocab 152064.
     "qwen/qwen2-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
     "qwen/qwen2.5-32b": "Qwen/Qwen2.5-32B-Instruct",
+    # FP8 releases of catalog models (Qwen's own; NVIDIA's ModelOpt export): the same architecture keys.
+    "qwen/qwen3-235b-a22b-fp8": "Qwen/Qwen3-235B-A22B",
+    "nvidia/llama-3.1-8b-instruct-fp8": "meta-llama/Llama-3.1-8B-Instruct",
 }
 
 # The row's `quantization` -> the weight format vLLM loads (for checkpoints whose catalog config says nothing).
