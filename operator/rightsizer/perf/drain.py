@@ -1,9 +1,8 @@
 """A burst of requests drained by vLLM V1's scheduler, step by step: what a `vllm bench serve --request-rate inf`
 run measures. Pure; bounded by the number of scheduling events (a few thousand for a thousand requests).
 
-The front end (the API server: HTTP, chat template, tokenising) hands requests to the engine one at a time,
-`serial_s` apart. Each engine step then does what vLLM V1's scheduler does (vllm/v1/core/sched/scheduler.py,
-Scheduler.schedule):
+Every request is in the engine's queue from the start. Each engine step then does what vLLM V1's scheduler does
+(vllm/v1/core/sched/scheduler.py, Scheduler.schedule):
 
 * the running requests first, in admission order: a decoding request takes one token of the step's budget
   (max_num_batched_tokens), a request still prefilling the next chunk of its prompt (as much as the budget left
@@ -16,8 +15,8 @@ Scheduler.schedule):
   one token per step.
 
 The step's time is Replica.step_seconds for what it carries (decoders at their mean context, the prefill chunks at
-their starts). Between events (a request admitted, finished or preempted, an arrival) the steps are alike: they are
-priced once at the run's middle context and repeated, so the cost is per event, not per step.
+their starts). Between events (a request admitted, finished or preempted) the steps are alike: they are priced once
+at the run's middle context and repeated, so the cost is per event, not per step.
 """
 
 from __future__ import annotations
@@ -78,14 +77,13 @@ def _block_line(r: Replica, short: int, long: int) -> tuple[float, float]:
 class _Burst:
     """The scheduler's state while a burst drains (see the module docstring)."""
 
-    def __init__(self, r: Replica, prompts: Sequence[int], outputs: Sequence[int], serial_s: float) -> None:
+    def __init__(self, r: Replica, prompts: Sequence[int], outputs: Sequence[int]) -> None:
         n = len(prompts)
         self.r = r
         self.prompts, self.outputs = prompts, outputs
         mean_p, mean_o = sum(prompts) / n, sum(outputs) / n
         self.a_blk, self.b_blk = _block_line(r, round(mean_p), round(mean_p + mean_o))
         self.capacity = float(r.kv_blocks) if r.kv_blocks is not None else math.inf
-        self.arrive = [(i + 1) * serial_s for i in range(n)]
         self.need = [max(1, p) for p in prompts]  # tokens to prefill before the next token is sampled
         self.computed = [0] * n
         self.generated = [0] * n
@@ -166,7 +164,7 @@ class _Burst:
         """Waiting requests, first come first served, while budget, sequence slots and KV blocks last."""
         running = self.decoders + len(self.prefilling)
         waiting = self.waiting
-        while budget > 0 and running < self.r.max_num_seqs and waiting and self.arrive[waiting[0]] <= self.t:
+        while budget > 0 and running < self.r.max_num_seqs and waiting:
             i = waiting[0]
             chunk = min(self.need[i], budget)
             if running and self.used_blocks(self.step + 1) + self.a_blk + self.b_blk * chunk > self.capacity:
@@ -204,11 +202,6 @@ class _Burst:
         else:
             repeat = self.run_length()
             seconds = r.step_seconds(self.decoders, self.context(repeat))
-            waiting = self.waiting
-            if repeat > 1 and waiting and self.arrive[waiting[0]] > self.t:
-                # An arrival ends the run: it is admitted at the first step boundary after it.
-                repeat = max(1, min(repeat, math.ceil((self.arrive[waiting[0]] - self.t) / seconds)))
-                seconds = r.step_seconds(self.decoders, self.context(repeat))
         self.t += seconds * repeat
         if self.decoders:
             self.gaps.append(seconds)
@@ -255,10 +248,7 @@ class _Burst:
             self.events += 1
             chunks = self.schedule()
             if not self.decoders and not chunks:
-                if not self.waiting:
-                    break
-                self.t = max(self.t, self.arrive[self.waiting[0]])
-                continue
+                break  # nothing runs and nothing can be admitted: cannot happen with a budget and a sequence slot
             self.advance(chunks)
 
 
@@ -270,15 +260,13 @@ def drain(
     prompts: Sequence[int],
     outputs: Sequence[int],
     *,
-    serial_s: float = 0.0,
     first_token_s: float = 0.0,
 ) -> Drain:
-    """Requests i = 0..n−1 (prompt and output lengths) sent at once; the front end passes request i to the engine at
-    (i + 1)·serial_s; `first_token_s` is added to every TTFT (the rest of the per-request path: HTTP, the first
-    detokenise, streaming)."""
+    """Requests i = 0..n−1 (prompt and output lengths) sent at once; `first_token_s` is added to every TTFT (the
+    per-request path outside the engine: HTTP, tokenising, the first detokenise, streaming)."""
     if not prompts or len(prompts) != len(outputs):
         raise ValueError("prompts and outputs must be non-empty and of equal length")
-    b = _Burst(r, prompts, outputs, serial_s)
+    b = _Burst(r, prompts, outputs)
     b.run()
     ttfts = sorted(f + first_token_s for f in b.first if not math.isnan(f))
     total = sum(b.weights)
