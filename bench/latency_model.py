@@ -5,6 +5,7 @@
     .venv/bin/python bench/latency_model.py --loso     # and leave-one-source-out cross-validation (a fit per source)
     .venv/bin/python bench/latency_model.py --rows     # every row's prediction
     .venv/bin/python bench/latency_model.py --pending  # with the verified rows held back (latency-pending.csv)
+    .venv/bin/python bench/latency_model.py --sources  # and the figures of each source
 
 The corpus is bench/data/latency-published.csv (bench/latency_corpus.py). A row predicts what its source measured:
 closed-loop clients (`concurrency`), Poisson arrivals (`request_rate`), or a burst (every request sent at once),
@@ -135,45 +136,41 @@ def score_row(row: corpus.Row, efficiency: Efficiency, drained: bool = True) -> 
     it (the baseline column)."""
     r = corpus.replica(row, efficiency)
     prompt, output = _lengths(row)
-    scored: list[Scored] = []
     if row.burst is not None and not drained:
         return _fluid_burst_row(r, row, prompt, output)
     if row.burst is not None:
         queue = burst(r, row)
-        if row.itl_ms:
-            itl = queue.itl_p50 if row.itl_stat in ("median", "median_tpot") else queue.itl_mean
-            scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, True))
-        if row.ttft_ms:
-            ttft = queue.ttft_p50 if row.ttft_stat == "median" else queue.ttft_mean
-            scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
-        return scored
+        return _as_measured(row, (queue.itl_p50, queue.itl_mean), (queue.ttft_p50, queue.ttft_mean), True)
     if row.concurrency is not None and row.closed_loop:
         prediction = predict(r, Traffic(prompt, output, concurrency=row.concurrency))
     else:
         assert row.request_rate is not None
         prediction = predict(r, Traffic(prompt, output, request_rate=row.request_rate))
+    itl, ttft = prediction.itl, prediction.ttft
+    return _as_measured(row, (itl.p50, itl.mean), (ttft.p50, ttft.mean), False)
+
+
+def _as_measured(row: corpus.Row, itl: tuple[float, float], ttft: tuple[float, float], burst_row: bool) -> list[Scored]:
+    """The row's measured ITL and TTFT beside the predicted (median, mean), seconds, in the statistic the row reports
+    (median TPOT counts as a median gap)."""
+    scored = []
     if row.itl_ms:
-        itl = prediction.itl.p50 if row.itl_stat in ("median", "median_tpot") else prediction.itl.mean
-        scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, False))
+        predicted = itl[0] if row.itl_stat in ("median", "median_tpot") else itl[1]
+        scored.append(Scored(row, "itl", row.itl_ms, predicted * 1e3, burst_row))
     if row.ttft_ms:
-        ttft = prediction.ttft.p50 if row.ttft_stat == "median" else prediction.ttft.mean
-        scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, False))
+        predicted = ttft[0] if row.ttft_stat == "median" else ttft[1]
+        scored.append(Scored(row, "ttft", row.ttft_ms, predicted * 1e3, burst_row))
     return scored
 
 
 def _fluid_burst_row(r: Replica, row: corpus.Row, prompt: int, output: int) -> list[Scored]:
     burst_size = row.burst or 1
     prediction = predict(r, Traffic(prompt, output, concurrency=float(burst_size)))
-    scored = []
-    if row.itl_ms:
-        itl = prediction.itl.p50 if row.itl_stat in ("median", "median_tpot") else prediction.itl.mean
-        if burst_size <= prediction.capacity:
-            itl = fluid_burst_itl(r, prompt, output, burst_size, row.varied_lengths)
-        scored.append(Scored(row, "itl", row.itl_ms, itl * 1e3, True))
-    if row.ttft_ms:
-        ttft = fluid_burst_ttft(r, prompt, output, burst_size, prediction)
-        scored.append(Scored(row, "ttft", row.ttft_ms, ttft * 1e3, True))
-    return scored
+    itl = (prediction.itl.p50, prediction.itl.mean)
+    if burst_size <= prediction.capacity:
+        itl = (fluid_burst_itl(r, prompt, output, burst_size, row.varied_lengths),) * 2
+    ttft = fluid_burst_ttft(r, prompt, output, burst_size, prediction)
+    return _as_measured(row, itl, (ttft, ttft), True)
 
 
 def score(
@@ -237,6 +234,15 @@ def table(
             cells = [figures([p for p in pts if p.metric == m]) for pts in (points, old) for m in ("itl", "ttft")]
             label = f"{name}: {group}" if name != "all" else "all"
             out(f"{label:<34} {cells[0].text():<22} {cells[1].text():<22}  | {cells[2].text()} / {cells[3].text()}")
+
+
+def source_table(title: str, points: Sequence[Scored], out: Callable[[str], None] = print) -> None:
+    """ITL and TTFT figures for each source (the unit of the split and of leave-one-source-out)."""
+    out(f"\n{title}")
+    out(f"{'ITL |err| bias    n':<22} {'TTFT |err| bias    n':<22}  source")
+    for source, pts in _group(points, lambda p: p.row.source_key).items():
+        cells = [figures([p for p in pts if p.metric == m]) for m in ("itl", "ttft")]
+        out(f"{cells[0].text():<22} {cells[1].text():<22}  {source}")
 
 
 # --- fitting ---------------------------------------------------------------------------------------------------------
@@ -418,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--intervals", metavar="FILE", help="write facts/perf_intervals.py's table from the --loso residuals to FILE"
     )
+    parser.add_argument("--sources", action="store_true", help="the figures of each source too")
     parser.add_argument(
         "--pending",
         action="store_true",
@@ -457,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for name in ("fit", "holdout"):
         table(f"{name} split (burst TTFT excluded)", split(current, name, False), split(baseline, name, False))
+        if args.sources:
+            source_table(f"{name} split by source (burst TTFT excluded)", split(current, name, False))
     if args.plot:
         plot(steady(current), steady(baseline), Path(args.plot))
         print(f"wrote {args.plot}")
