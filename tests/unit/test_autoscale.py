@@ -252,14 +252,18 @@ def test_a_growing_queue_scales_up_before_the_rate_shows_it() -> None:
 
 
 def test_one_request_waiting_a_moment_is_no_queue_signal() -> None:
-    """One replica at 60 % of its capacity: a burst leaves one request waiting and the gauge's slope at 0.02 req/s.
-    That is noise below the floor (a tenth of a replica's capacity); a queue growing 0.5 req/s is not."""
+    """One replica at 60 % of its capacity: a burst leaves one request waiting. Its slope is noise whatever it reads,
+    0.02 req/s over a window or 0.5 req/s between two samples (CI scaled up before the load step on that); a queue
+    of three growing 0.5 req/s is a signal, while growth below the floor (a tenth of a replica's capacity) is not."""
     targets = Targets(ttft_p95_s=2.0, itl_p95_s=0.1, capacity_rps=1.4, max_running=11)
     behavior = Behavior(1, 6, rate_spread=0.0, forecast_s=0.0)
-    observation = calm(60.0, 0.8, waiting=1.0)
-    count, reason = recommend(observation, targets, behavior, serving=1, queue_growth=0.02)
+    for growth in (0.02, 0.5):
+        count, reason = recommend(calm(60.0, 0.8, waiting=1.0), targets, behavior, serving=1, queue_growth=growth)
+        assert count == 1 and not reason.startswith("queue:"), reason
+    queue = calm(60.0, 0.8, waiting=3.0)
+    count, reason = recommend(queue, targets, behavior, serving=1, queue_growth=0.02)
     assert count == 1 and not reason.startswith("queue:"), reason
-    count, reason = recommend(observation, targets, behavior, serving=1, queue_growth=0.5)
+    count, reason = recommend(queue, targets, behavior, serving=1, queue_growth=0.5)
     assert count == 2 and reason.startswith("queue:"), reason
 
 

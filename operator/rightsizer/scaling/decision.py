@@ -137,11 +137,15 @@ class Decision:
 
 
 def _backlog(obs: Observation, targets: Targets, behavior: Behavior, ready: int) -> float:
-    """Waiting requests beyond the short queue that ready replicas always have between two scheduler steps."""
+    """Waiting requests beyond the short queue that ready replicas always have between two scheduler steps: what
+    each admits in `queue_allowance` of the TTFT target, and never less than one request. An arrival waits for the
+    next step (or behind a chunked prefill), so the gauge reads one waiting on a replica at half its capacity; with
+    a slow replica's allowance under one, that lone request read as a backlog and added a replica (CI, 0.8 req/s
+    on a 1.5 req/s replica)."""
     if obs.waiting <= 0:
         return 0.0
     if targets.mean_capacity_rps and targets.ttft_p95_s:
-        normal = targets.mean_capacity_rps * targets.ttft_p95_s * behavior.queue_allowance
+        normal = max(1.0, targets.mean_capacity_rps * targets.ttft_p95_s * behavior.queue_allowance)
     else:
         normal = float(targets.max_running)
     return max(0.0, obs.waiting - max(ready, 1) * normal)
