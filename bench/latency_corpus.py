@@ -22,7 +22,9 @@ from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.checkpoint_quant import checkpoint_quantization
 from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
+from rightsizer.model.params import Stage, inventory
 from rightsizer.perf import Replica, build_replica
+from rightsizer.perf.step import gemm_peak_tflops
 from rightsizer.perf.uncertainty import band_of, family_of
 
 DATA = Path(__file__).resolve().parent / "data" / "latency-published.csv"
@@ -268,3 +270,37 @@ def replica(row: Row, efficiency: Efficiency) -> Replica:
 def kind(row: Row) -> tuple[str, str, str]:
     """(GPU, family, band): the kind of point an interval is kept for."""
     return row.gpu, family_of(_memory(row)[0]), row.band
+
+
+def _layer_weights_per_token(f: ModelFacts) -> int:
+    """Weights of the decoder layers' linear layers one token multiplies (routed experts: its share of them)."""
+    total = 0
+    for g in inventory(f):
+        if g.stage != Stage.LAYER or not g.quantizable:
+            continue
+        if g.is_expert and f.moe is not None:
+            total += g.count * f.moe.experts_per_token // f.moe.num_experts
+        else:
+            total += g.count
+    return total
+
+
+def implied_gemm_share(row: Row) -> float | None:
+    """The share of the replica's datasheet dense GEMM peak that a closed-loop row's own figures imply for the
+    decoder layers' weight GEMMs alone: requests per second by Little's law (concurrency over TTFT plus the
+    remaining tokens' gaps), times the tokens each carries (prompt and output), times 2 FLOPs per weight. Attention,
+    the LM head, norms and the CPU are left out, so the true share is higher: past 1 the row cannot be the stated
+    load on one replica (a misread unit, or a concurrency spread over several engines), and a lone large GEMM
+    reaches about 0.8 (bench/latency_model.py BOUNDS). Independent of the performance model, so it can disagree
+    with it. None for rows without a concurrency-bound load and both latencies, or without a config here."""
+    if not row.closed_loop or row.concurrency is None or not row.ttft_ms or not row.itl_ms:
+        return None
+    try:
+        facts, settings, _ = _memory(row)
+    except RowSkippedError:
+        return None
+    cycle_s = (row.ttft_ms + row.itl_ms * max(row.output_tokens - 1, 0)) / 1e3
+    tokens_per_s = row.concurrency / cycle_s * (row.input_tokens + row.output_tokens)
+    gpus_ = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    peak = gemm_peak_tflops(gpus.lookup(row.gpu), settings) * 1e12 * gpus_
+    return 2.0 * _layer_weights_per_token(facts) * tokens_per_s / peak

@@ -245,6 +245,19 @@ def source_table(title: str, points: Sequence[Scored], out: Callable[[str], None
         out(f"{cells[0].text():<22} {cells[1].text():<22}  {source}")
 
 
+def implied_share_table(rows: Sequence[corpus.Row], out: Callable[[str], None] = print) -> None:
+    """Each source's highest implied weight-GEMM share of the datasheet peak (corpus.implied_gemm_share): a check on
+    the rows' own figures that does not involve the model."""
+    highest: dict[str, tuple[float, corpus.Row]] = {}
+    for row in rows:
+        share = corpus.implied_gemm_share(row)
+        if share is not None and share > highest.get(row.source_key, (-1.0, row))[0]:
+            highest[row.source_key] = (share, row)
+    out("\nimplied weight-GEMM share of the datasheet dense peak, highest row per source (concurrency-bound rows)")
+    for source, (share, row) in sorted(highest.items(), key=lambda kv: -kv[1][0]):
+        out(f"{100 * share:6.1f}%  line {row.line:<4} {row.gpu[7:]} TP{row.tp} c{row.concurrency:g}  {source}")
+
+
 # --- fitting ---------------------------------------------------------------------------------------------------------
 
 # Fitted parameters: fractions of a datasheet peak through a scaled logistic (kept in a physical range), fixed costs
@@ -466,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table(f"{name} split (burst TTFT excluded)", split(current, name, False), split(baseline, name, False))
         if args.sources:
             source_table(f"{name} split by source (burst TTFT excluded)", split(current, name, False))
+    if args.sources:
+        implied_share_table(rows)
     if args.plot:
         plot(steady(current), steady(baseline), Path(args.plot))
         print(f"wrote {args.plot}")

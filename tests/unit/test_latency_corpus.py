@@ -89,3 +89,24 @@ def test_held_back_rows_are_predictable_and_not_already_in_the_corpus() -> None:
     assert {r.source_key for r in pending}.isdisjoint({r.source_key for r in corpus.load()})
     scored, skipped = bench.score(pending, VLLM)
     assert not skipped and {p.row.line for p in scored} == {r.line for r in pending}
+
+
+def test_no_row_implies_more_than_the_datasheet_peak_for_its_weight_gemms() -> None:
+    """A model-free check of each row's own figures: past the peak, the row cannot be its stated load on one replica."""
+    rows = corpus.load() + corpus.load(corpus.PENDING)
+    shares = {row.line: share for row in rows if (share := corpus.implied_gemm_share(row)) is not None}
+    assert len(shares) > 150
+    assert max(shares.values()) <= 1.0, max(shares.items(), key=lambda kv: kv[1])
+
+
+def test_the_implied_gemm_share_is_the_rows_arithmetic_and_can_exceed_the_peak() -> None:
+    """aiconfigurator's Llama-3.1-8B-FP8 on one H200, 2,000/100 tokens at 64 users: TTFT 121.73 ms, TPOT 9.74 ms.
+    Llama 3.1 8B's decoder layers hold 32 × (4096 × 6144 + 4096 × 4096 + 3 × 4096 × 14336) linear weights; the H200
+    peaks at 1,979 dense FP8 TFLOP/s. The same figures at ten times the users are past the peak."""
+    row = next(r for r in corpus.load() if r.model == "nvidia/Llama-3.1-8B-Instruct-FP8" and r.concurrency == 64)
+    assert (row.input_tokens, row.output_tokens, row.ttft_ms, row.itl_ms) == (2000, 100, 121.73, 9.74)
+    weights = 32 * (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336)
+    tokens_per_s = 64 / (0.12173 + 99 * 0.00974) * 2100
+    assert corpus.implied_gemm_share(row) == pytest.approx(2 * weights * tokens_per_s / 1979e12, rel=1e-9)
+    assert (corpus.implied_gemm_share(replace(row, concurrency=640)) or 0) > 1.0
+    assert corpus.implied_gemm_share(replace(row, itl_ms=None)) is None
