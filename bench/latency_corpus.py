@@ -144,6 +144,17 @@ class Row:
             return True
         return self._little() >= self.concurrency
 
+    @property
+    def queue_bound(self) -> bool:
+        """Whether the server's admission limit, not the engine's speed, set the row's latencies: a steady run (not a
+        burst) whose measured TTFT is longer than its output took to stream, (output − 1) × ITL. Most of its
+        requests then wait to be admitted at any moment, behind a max-num-seqs or KV cache the source's serve flags
+        set and may not state (gpt-oss-120b at 512 users: 118 s to the first token, 29 s of streaming). From the
+        row's own figures, so it does not depend on the model."""
+        if self.burst is not None or not self.ttft_ms or not self.itl_ms:
+            return False
+        return self.ttft_ms > self.itl_ms * max(self.output_tokens - 1, 0)
+
     def _little(self) -> float:
         latency_s = ((self.ttft_ms or 0.0) + (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)) / 1e3
         return max(1.0, (self.request_rate or 0.0) * latency_s)

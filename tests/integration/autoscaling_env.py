@@ -3,7 +3,7 @@ processes (e2e/fleet.py), a load generator replaying the Azure conversation trac
 replica count moves. Used by tests/integration/test_autoscaling.py.
 
 The model: Llama 3.1 70B with FP8 weights on one H200 per replica, sized for the conversation trace's mean lengths (1155
-prompt + 211 output tokens) within TTFT p95 2 s and ITL p95 100 ms (max-num-seqs 11). One replica serves about 1.39
+prompt + 211 output tokens) within TTFT p95 2 s and ITL p95 100 ms (max-num-seqs 11). One replica serves about 1.31
 req/s within that SLO (the performance model, at its slow edge), and each request lasts ~5 s, so the load is a few
 requests per second: light enough for two CPU cores, slow enough to show queueing. The targets sit well above what an
 idle replica achieves on this trace (its long prompts put p95 TTFT near 0.6 s even without load), so the latency signal

@@ -39,10 +39,10 @@ from tests.integration.operator import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
-# One replica serves ~1.39 req/s within the SLO at the slow edge of the model's held-out errors (autoscaling_env).
+# One replica serves ~1.31 req/s within the SLO at the slow edge of the model's held-out errors (autoscaling_env).
 # A 15 s window holds 10-50 requests of a bursty trace, so a measured rate is ±25 %: each load keeps that margin from
-# the next replica count (0.8 × 1.25 = 1.0 req/s: 72 % of one replica).
-LOW, HIGH = 0.8, 3.6  # 1 replica's worth, then 4.5× that: 3 replicas' worth
+# the next replica count (0.75 × 1.25 = 0.94 req/s: 72 % of one replica). The rates below are shares of that capacity.
+LOW, HIGH = 0.75, 3.4  # 1 replica's worth, then 4.5× that: 3 replicas' worth
 NEEDED = 3
 # From the step until the new count is written: the window must see the new rate (WINDOW_S), plus a few passes and
 # scrapes, plus slack for a loaded two-core machine.
@@ -176,11 +176,11 @@ def test_a_4x_load_step_scales_up_within_the_reaction_budget(rig: tuple[Rig, Ope
 def test_a_load_drop_scales_down_after_stabilization(rig: tuple[Rig, OperatorProcess], source: str) -> None:
     r, _ = rig
     stabilization = 20
-    # 3 replicas at 75 % of their capacity, then a sixth of that load.
+    # 3 replicas at 79 % of their capacity, then a sixth of that load.
     r.deploy(
         {"min": 1, "max": 6, "desired": NEEDED}, {"scaleDownStabilizationSeconds": stabilization, "enabled": False}
     )
-    start = r.load([Phase(40, rate=3.3), Phase(70, rate=0.55)])
+    start = r.load([Phase(40, rate=3.1), Phase(70, rate=0.52)])
     settle(r, start)
     drop = start + 40
     down_at = r.wait_until(
@@ -210,8 +210,8 @@ def test_a_steady_noisy_load_does_not_flap(rig: tuple[Rig, OperatorProcess], sou
     if source == "scrape":
         pytest.skip("one metric source is enough for the flapping case (the decision is the same code)")
     r.deploy({"min": 1, "max": 6, "desired": 2}, {"scaleDownStabilizationSeconds": 45, "enabled": False})
-    # Mean 1.6 req/s (2 replicas at 55 %), alternating ±25 % every 5 s on top of the trace's own burstiness.
-    start = r.load([Phase(5, rate=1.2 if i % 2 else 2.0) for i in range(20)])
+    # Mean 1.5 req/s (2 replicas at 58 %), alternating ±25 % every 5 s on top of the trace's own burstiness.
+    start = r.load([Phase(5, rate=1.13 if i % 2 else 1.89) for i in range(20)])
     enabled = settle(r, start)
     requests = r.wait_load()
     changes = r.desired_changes(since=enabled)
@@ -224,7 +224,7 @@ def test_a_steady_noisy_load_does_not_flap(rig: tuple[Rig, OperatorProcess], sou
 def test_a_replica_that_dies_is_replaced_and_counted_correctly(rig: tuple[Rig, OperatorProcess], source: str) -> None:
     r, _ = rig
     r.deploy({"min": 1, "max": 6, "desired": 3}, {"scaleDownStabilizationSeconds": 60, "enabled": False})
-    start = r.load([Phase(70, rate=3.0)])  # 3 replicas at 70 %
+    start = r.load([Phase(70, rate=2.83)])  # 3 replicas at 72 %
     settle(r, start)
     r.sleep_until(start + 30)
     assert r.fleet is not None

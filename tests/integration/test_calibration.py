@@ -3,8 +3,10 @@ believes (e2e/vllm_sim --model-error), the operator learns it from the pods' own
 status.performance and PredictionAccurate, and in Recommend mode never writes /scale.
 
 Two cases, one deployment each (the autoscaling rig: Llama 3.1 70B FP8 on H200, tests/integration/autoscaling_env.py):
-replicas 40 % slower than the model in Recommend mode, and 30 % faster in Act mode. Each prints its figures (when
-the factors came within 10 % of the injected error, the condition's flip) on one `calibration-e2e:` line.
+replicas 40 % slower than the model in Recommend mode, and twice as fast (×0.5) in Act mode: 30 % faster is inside the
+model's held-out interval at this point (its fast edge is about 0.67), so PredictionAccurate rightly stays True. Each
+prints its figures (when the factors came within 10 % of the injected error, the condition's flip) on one
+`calibration-e2e:` line.
 
 A third re-sizes: 40 % slower replicas under an ITL target the model's --max-num-seqs only meets at the model's
 speed, with spec.autoscaling.applyRecommendations; the operator applies the corrected plan (status.recommendation)
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 SUSTAIN_S = 20.0  # RIGHTSIZER_PREDICTION_SUSTAIN_SECONDS here (300 s by default)
 LOAD_S = 120.0
-RATE = 1.0  # req/s: within one replica by the model (1.48 req/s); near the truth's capacity at x1.4
+RATE = 1.0  # req/s: within one replica by the model (1.31 req/s); near the truth's capacity at x1.4
 PREFILL_TOLERANCE = 0.20
 # An ITL target the model's --max-num-seqs (11) meets at the model's speed, and a 40 % slower replica only at a far
 # smaller batch (3 at exactly ×1.4 by the model; fewer as the measured decode factor comes out above it).
@@ -73,7 +75,7 @@ def accuracy(obj: dict[str, Any]) -> dict[str, str] | None:
 
 @pytest.mark.parametrize(
     ("case", "error", "mode"),
-    [("slower-recommend", 1.4, "Recommend"), ("faster-act", 0.7, "Act")],
+    [("slower-recommend", 1.4, "Recommend"), ("faster-act", 0.5, "Act")],
 )
 def test_factors_converge_and_prediction_accurate_flips(
     rig: tuple[Rig, OperatorProcess], case: str, error: float, mode: str

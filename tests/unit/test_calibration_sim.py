@@ -111,14 +111,15 @@ def factors(trail: list[tuple[float, Calibration]], after: float) -> list[tuple[
     return [(s.prefill.factor, s.decode.factor) for t, s in trail if t >= after]
 
 
-@pytest.mark.parametrize("error", [1.4, 0.7])
+@pytest.mark.parametrize("error", [1.4, 0.5])
 def test_the_factors_find_the_simulators_speed_and_the_condition_flips(
     rig: tuple[Replica, int, list[tuple[int, int]]], error: float
 ) -> None:
     trail = run(rig, error)
     # From 60 s on (45 s of windows): decode within 10 % of the injected error. Prefill within 20 %: the simulator's
     # prefill times run 6-14 % over the model's own-prompt steps even at x1 (next test), a bias of the model's, which
-    # calibration rightly folds into the factor (x1.4: 1.43-1.62; x0.7: 0.73-0.78).
+    # calibration rightly folds into the factor (x1.4: 1.43-1.61; x0.5: 0.51-0.59). x0.5, not x0.7: the held-out
+    # interval's fast edge for this point is about 0.67, so replicas 30 % faster than the model are within it.
     late = factors(trail, after=60.0)
     assert all(d == pytest.approx(error, rel=0.10) for _, d in late), late
     assert all(p == pytest.approx(error, rel=0.20) for p, _ in late), late

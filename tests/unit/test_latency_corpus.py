@@ -110,3 +110,18 @@ def test_the_implied_gemm_share_is_the_rows_arithmetic_and_can_exceed_the_peak()
     assert corpus.implied_gemm_share(row) == pytest.approx(2 * weights * tokens_per_s / 1979e12, rel=1e-9)
     assert (corpus.implied_gemm_share(replace(row, concurrency=640)) or 0) > 1.0
     assert corpus.implied_gemm_share(replace(row, itl_ms=None)) is None
+
+
+def test_a_run_whose_first_token_outlasts_its_streaming_is_queue_bound_and_left_out_of_the_intervals() -> None:
+    """gpt-oss-120b at 512 users (1,024/8,192 tokens, TP8): 118 s to the first token, 8,191 × 3.57 ms = 29 s of
+    streaming; most requests were waiting for admission. A 1-user run is not, nor is a burst."""
+    rows = corpus.load()
+    flooded = next(r for r in rows if r.model == "openai/gpt-oss-120b" and r.concurrency == 512 and r.tp == 8)
+    assert flooded.queue_bound and flooded.ttft_ms == pytest.approx(117788.21)
+    assert not replace(flooded, ttft_ms=29_000.0).queue_bound
+    assert not any(r.queue_bound for r in rows if r.burst is not None)
+    assert sum(r.queue_bound for r in rows) < 0.05 * len(rows)
+    calm = bench.Scored(replace(flooded, ttft_ms=100.0), "ttft", 100.0, 50.0, False)
+    queued = bench.Scored(flooded, "ttft", 117788.21, 105.7, False)
+    table_ = bench.intervals([calm] * 6 + [queued])
+    assert table_[("ttft", "all", "all")].points == 6 and table_[("ttft", "all", "all")].slow == pytest.approx(2.0)

@@ -146,7 +146,7 @@ def test_open_loop_saturates_above_the_saturation_rate() -> None:
 
 @pytest.mark.parametrize(
     "slo",
-    [Slo(), Slo(ttft_p95_s=0.3), Slo(itl_p95_s=0.02), Slo(ttft_p95_s=0.5, itl_p95_s=0.03)],
+    [Slo(), Slo(ttft_p95_s=0.6), Slo(itl_p95_s=0.02), Slo(ttft_p95_s=0.5, itl_p95_s=0.03)],
     ids=["none", "ttft", "itl", "both"],
 )
 def test_max_request_rate_is_the_edge_of_the_slo(slo: Slo) -> None:
@@ -157,7 +157,7 @@ def test_max_request_rate_is_the_edge_of_the_slo(slo: Slo) -> None:
     assert slo.met_by(predict(r, Traffic(1000, 250, request_rate=rate)))
     if rate < 0.99 * ceiling:  # the SLO, not the utilisation ceiling, binds
         assert not slo.met_by(predict(r, Traffic(1000, 250, request_rate=rate * 1.05)))
-    assert (rate < 0.99 * ceiling) == (slo.itl_p95_s is not None)  # 300 ms TTFT holds up to the ceiling
+    assert (rate < 0.99 * ceiling) == (slo.itl_p95_s is not None)  # 600 ms TTFT holds up to the ceiling
 
 
 def test_max_concurrency_and_batch_limit_are_the_largest_that_meet_the_target() -> None:

@@ -38,10 +38,10 @@ SURE = Evidence(Correction.of(1.4, 1.4), confidence=0.9, samples=20)
 
 
 def itl_bound_deployment() -> JSON:
-    """The 70B FP8 example with only an ITL target, 40 ms, that caps --max-num-seqs once replicas run 40 % slower
+    """The 70B FP8 example with only an ITL target, 35 ms, that caps --max-num-seqs once replicas run 40 % slower
     than the model (at the model's speed the KV cache caps it first), and its plan in status."""
     body = deployment({"min": 1, "max": 6})
-    body["spec"]["slo"] = {"itlP95Ms": 40}
+    body["spec"]["slo"] = {"itlP95Ms": 35}
     body["spec"]["workload"] = {"inputTokens": 2048, "outputTokens": 512, "requestRate": 2.0}
     user_spec = LLMDeployment.model_validate(body).spec
     planned = Reconciler(FakeKube(), OperatorSettings(allow_hub=False)).assess(

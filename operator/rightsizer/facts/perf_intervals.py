@@ -21,60 +21,78 @@ class Interval:
 
 INTERVALS: dict[tuple[str, str, str], Interval] = {
     ("itl", "all", "1-8"): Interval(
-        0.88, 1.175, 15, "itl of all models at 1-8 concurrent requests: 15 held-out points"
+        0.669, 1.721, 47, "itl of all models at 1-8 concurrent requests: 47 held-out points"
     ),
     ("itl", "all", "16-32"): Interval(
-        1.0, 1.178, 7, "itl of all models at 16-32 concurrent requests: 7 held-out points"
+        0.712, 1.653, 72, "itl of all models at 16-32 concurrent requests: 72 held-out points"
     ),
     ("itl", "all", "64+"): Interval(
-        0.766, 1.963, 127, "itl of all models at 64+ concurrent requests: 127 held-out points"
+        0.57, 1.867, 191, "itl of all models at 64+ concurrent requests: 191 held-out points"
     ),
     ("itl", "all", "all"): Interval(
-        0.791, 1.944, 149, "itl of all models at all concurrent requests: 149 held-out points"
+        0.665, 1.806, 310, "itl of all models at all concurrent requests: 310 held-out points"
     ),
     ("itl", "dense", "1-8"): Interval(
-        0.88, 1.076, 8, "itl of dense models at 1-8 concurrent requests: 8 held-out points"
+        0.667, 1.077, 33, "itl of dense models at 1-8 concurrent requests: 33 held-out points"
     ),
     ("itl", "dense", "16-32"): Interval(
-        1.0, 1.178, 7, "itl of dense models at 16-32 concurrent requests: 7 held-out points"
+        0.699, 1.116, 50, "itl of dense models at 16-32 concurrent requests: 50 held-out points"
     ),
     ("itl", "dense", "64+"): Interval(
-        0.653, 1.636, 39, "itl of dense models at 64+ concurrent requests: 39 held-out points"
+        0.416, 1.489, 100, "itl of dense models at 64+ concurrent requests: 100 held-out points"
     ),
     ("itl", "hybrid", "1-8"): Interval(
-        0.834, 1.168, 6, "itl of hybrid models at 1-8 concurrent requests: 6 held-out points"
+        0.836, 1.169, 6, "itl of hybrid models at 1-8 concurrent requests: 6 held-out points"
     ),
     ("itl", "hybrid", "64+"): Interval(
-        0.803, 2.053, 44, "itl of hybrid models at 64+ concurrent requests: 44 held-out points"
+        0.829, 2.055, 44, "itl of hybrid models at 64+ concurrent requests: 44 held-out points"
     ),
-    ("itl", "mla", "1-8"): Interval(1.0, 1.623, 1, "itl of mla models at 1-8 concurrent requests: 1 held-out points"),
+    ("itl", "mla", "1-8"): Interval(1.0, 1.567, 2, "itl of mla models at 1-8 concurrent requests: 2 held-out points"),
     ("itl", "mla", "64+"): Interval(
-        0.934, 1.858, 15, "itl of mla models at 64+ concurrent requests: 15 held-out points"
+        0.938, 1.864, 15, "itl of mla models at 64+ concurrent requests: 15 held-out points"
+    ),
+    ("itl", "moe", "1-8"): Interval(1.0, 2.114, 6, "itl of moe models at 1-8 concurrent requests: 6 held-out points"),
+    ("itl", "moe", "16-32"): Interval(
+        1.0, 1.929, 22, "itl of moe models at 16-32 concurrent requests: 22 held-out points"
     ),
     ("itl", "moe", "64+"): Interval(
-        0.816, 1.988, 29, "itl of moe models at 64+ concurrent requests: 29 held-out points"
+        0.829, 1.996, 32, "itl of moe models at 64+ concurrent requests: 32 held-out points"
     ),
     ("ttft", "all", "1-8"): Interval(
-        0.609, 1.259, 23, "ttft of all models at 1-8 concurrent requests: 23 held-out points"
+        0.519, 1.99, 63, "ttft of all models at 1-8 concurrent requests: 63 held-out points"
     ),
     ("ttft", "all", "16-32"): Interval(
-        1.0, 1.556, 2, "ttft of all models at 16-32 concurrent requests: 2 held-out points"
+        1.0, 2.802, 67, "ttft of all models at 16-32 concurrent requests: 67 held-out points"
     ),
-    ("ttft", "all", "64+"): Interval(1.0, 4.656, 1, "ttft of all models at 64+ concurrent requests: 1 held-out points"),
+    ("ttft", "all", "64+"): Interval(
+        0.748, 3.62, 66, "ttft of all models at 64+ concurrent requests: 66 held-out points"
+    ),
     ("ttft", "all", "all"): Interval(
-        0.614, 1.542, 26, "ttft of all models at all concurrent requests: 26 held-out points"
+        0.675, 2.874, 196, "ttft of all models at all concurrent requests: 196 held-out points"
     ),
     ("ttft", "dense", "1-8"): Interval(
-        0.808, 1.116, 6, "ttft of dense models at 1-8 concurrent requests: 6 held-out points"
+        0.499, 1.812, 31, "ttft of dense models at 1-8 concurrent requests: 31 held-out points"
+    ),
+    ("ttft", "dense", "16-32"): Interval(
+        1.0, 2.296, 43, "ttft of dense models at 16-32 concurrent requests: 43 held-out points"
+    ),
+    ("ttft", "dense", "64+"): Interval(
+        0.765, 3.592, 61, "ttft of dense models at 64+ concurrent requests: 61 held-out points"
     ),
     ("ttft", "hybrid", "1-8"): Interval(
-        0.578, 1.222, 16, "ttft of hybrid models at 1-8 concurrent requests: 16 held-out points"
+        0.58, 1.116, 23, "ttft of hybrid models at 1-8 concurrent requests: 23 held-out points"
     ),
     ("ttft", "hybrid", "16-32"): Interval(
-        1.0, 1.556, 2, "ttft of hybrid models at 16-32 concurrent requests: 2 held-out points"
+        1.0, 1.49, 2, "ttft of hybrid models at 16-32 concurrent requests: 2 held-out points"
     ),
     ("ttft", "hybrid", "64+"): Interval(
-        1.0, 4.656, 1, "ttft of hybrid models at 64+ concurrent requests: 1 held-out points"
+        1.0, 4.587, 1, "ttft of hybrid models at 64+ concurrent requests: 1 held-out points"
     ),
-    ("ttft", "mla", "1-8"): Interval(1.0, 1.467, 1, "ttft of mla models at 1-8 concurrent requests: 1 held-out points"),
+    ("ttft", "mla", "1-8"): Interval(1.0, 2.034, 3, "ttft of mla models at 1-8 concurrent requests: 3 held-out points"),
+    ("ttft", "mla", "64+"): Interval(0.095, 1.0, 1, "ttft of mla models at 64+ concurrent requests: 1 held-out points"),
+    ("ttft", "moe", "1-8"): Interval(1.0, 2.502, 6, "ttft of moe models at 1-8 concurrent requests: 6 held-out points"),
+    ("ttft", "moe", "16-32"): Interval(
+        1.0, 3.116, 22, "ttft of moe models at 16-32 concurrent requests: 22 held-out points"
+    ),
+    ("ttft", "moe", "64+"): Interval(1.0, 1.844, 3, "ttft of moe models at 64+ concurrent requests: 3 held-out points"),
 }
