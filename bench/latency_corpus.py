@@ -22,7 +22,7 @@ from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.checkpoint_quant import checkpoint_quantization
 from rightsizer.model.config import ModelFacts, WeightFormat, parse
 from rightsizer.model.memory import EngineSettings, ReplicaMemory, replica_memory
-from rightsizer.model.params import Stage, inventory
+from rightsizer.model.params import Stage, active_count, inventory
 from rightsizer.perf import Replica, build_replica
 from rightsizer.perf.step import gemm_peak_tflops
 from rightsizer.perf.uncertainty import band_of, family_of
@@ -153,11 +153,20 @@ class Row:
         row's own figures, so it does not depend on the model."""
         if self.burst is not None or not self.ttft_ms or not self.itl_ms:
             return False
-        return self.ttft_ms > self.itl_ms * max(self.output_tokens - 1, 0)
+        return self.ttft_ms > self.streaming_ms
+
+    @property
+    def streaming_ms(self) -> float:
+        """How long a request's output took to stream after its first token, by the row's figures: (out − 1) × ITL."""
+        return (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)
+
+    @property
+    def latency_s(self) -> float:
+        """A request's measured end-to-end latency: TTFT and the streaming after it."""
+        return ((self.ttft_ms or 0.0) + self.streaming_ms) / 1e3
 
     def _little(self) -> float:
-        latency_s = ((self.ttft_ms or 0.0) + (self.itl_ms or 0.0) * max(self.output_tokens - 1, 0)) / 1e3
-        return max(1.0, (self.request_rate or 0.0) * latency_s)
+        return max(1.0, (self.request_rate or 0.0) * self.latency_s)
 
     @property
     def load(self) -> float:
@@ -285,15 +294,7 @@ def kind(row: Row) -> tuple[str, str, str]:
 
 def _layer_weights_per_token(f: ModelFacts) -> int:
     """Weights of the decoder layers' linear layers one token multiplies (routed experts: its share of them)."""
-    total = 0
-    for g in inventory(f):
-        if g.stage != Stage.LAYER or not g.quantizable:
-            continue
-        if g.is_expert and f.moe is not None:
-            total += g.count * f.moe.experts_per_token // f.moe.num_experts
-        else:
-            total += g.count
-    return total
+    return sum(active_count(g, f) for g in inventory(f) if g.stage == Stage.LAYER and g.quantizable)
 
 
 def implied_gemm_share(row: Row) -> float | None:
@@ -310,8 +311,7 @@ def implied_gemm_share(row: Row) -> float | None:
         facts, settings, _ = _memory(row)
     except RowSkippedError:
         return None
-    cycle_s = (row.ttft_ms + row.itl_ms * max(row.output_tokens - 1, 0)) / 1e3
-    tokens_per_s = row.concurrency / cycle_s * (row.input_tokens + row.output_tokens)
-    gpus_ = settings.tensor_parallel_size * settings.pipeline_parallel_size
-    peak = gemm_peak_tflops(gpus.lookup(row.gpu), settings) * 1e12 * gpus_
+    tokens_per_s = row.concurrency / row.latency_s * (row.input_tokens + row.output_tokens)
+    gpu_count = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    peak = gemm_peak_tflops(gpus.lookup(row.gpu), settings) * 1e12 * gpu_count
     return 2.0 * _layer_weights_per_token(facts) * tokens_per_s / peak

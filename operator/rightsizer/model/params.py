@@ -213,15 +213,16 @@ def checkpoint_parameters(f: ModelFacts) -> int:
     return total_parameters(f) + sum(g.count for g in nextn_groups(f))
 
 
+def active_count(g: ParamGroup, f: ModelFacts) -> int:
+    """Elements of group `g` one token touches: a routed-expert group's share for the experts it is routed to."""
+    if g.is_expert and f.moe is not None:
+        return g.count * f.moe.experts_per_token // f.moe.num_experts
+    return g.count
+
+
 def active_parameters(f: ModelFacts) -> int:
     """Parameters touched per token: all but the experts a token is not routed to."""
-    total = 0
-    for g in inventory(f):
-        if g.is_expert and f.moe is not None:
-            total += g.count * f.moe.experts_per_token // f.moe.num_experts
-        else:
-            total += g.count
-    return total
+    return sum(active_count(g, f) for g in inventory(f))
 
 
 def experts_per_rank(num_experts: int, ep: int) -> int:
