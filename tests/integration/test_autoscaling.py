@@ -223,8 +223,13 @@ def test_a_steady_noisy_load_does_not_flap(rig: tuple[Rig, OperatorProcess], sou
 
 def test_a_replica_that_dies_is_replaced_and_counted_correctly(rig: tuple[Rig, OperatorProcess], source: str) -> None:
     r, _ = rig
-    r.deploy({"min": 1, "max": 6, "desired": 3}, {"scaleDownStabilizationSeconds": 60, "enabled": False})
-    start = r.load([Phase(70, rate=2.83)])  # 3 replicas at 72 %
+    # What this case guards is the upward move: a dead replica counted as lost capacity on top of the Deployment's
+    # replacement. 2.6 req/s is two replicas at 99 % of the slow-edge capacity (three at 66 %), so a recommendation
+    # of 4 needs the window to read 1.5× the load over the capacity; at 2.83 req/s a window of long prompts (capacity
+    # 1.10 req/s) and a burst (3.32 req/s) read 1.40× and added a replica in CI. A recommendation of 2 is held for
+    # the whole case by the scale-down stabilization, longer than the load.
+    r.deploy({"min": 1, "max": 6, "desired": 3}, {"scaleDownStabilizationSeconds": 150, "enabled": False})
+    start = r.load([Phase(70, rate=2.6)])
     settle(r, start)
     r.sleep_until(start + 30)
     assert r.fleet is not None
