@@ -6,6 +6,9 @@
     .venv/bin/python bench/latency_model.py --rows     # every row's prediction
     .venv/bin/python bench/latency_model.py --pending  # with the verified rows held back (latency-pending.csv)
     .venv/bin/python bench/latency_model.py --sources  # and the figures of each source
+    .venv/bin/python bench/latency_model.py --loso --intervals operator/rightsizer/facts/perf_intervals.py \
+        --held-out ~/.cache/rightsizer/loso.csv        # the interval tables (INTERVALS, MEASURED_INTERVALS), keeping
+                                                       # the residuals for the next run while its inputs are the same
 
 The corpus is bench/data/latency-published.csv (bench/latency_corpus.py). A row predicts what its source measured:
 closed-loop clients (`concurrency`), Poisson arrivals (`request_rate`), or a burst (every request sent at once),
@@ -18,6 +21,8 @@ Errors are (predicted − measured) / measured: a negative signed error is an op
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import math
 import multiprocessing
 import os
@@ -327,7 +332,7 @@ def _loss_rows(rows: Sequence[corpus.Row], efficiency: Efficiency) -> float:
 
 def fit(rows: Sequence[corpus.Row], start: Efficiency = VLLM, iterations: int = 400) -> Efficiency:
     """The FITTED parameters minimising the source-weighted Huber loss of log(predicted / measured) over `rows`."""
-    usable = [r for r in rows if _usable(r)]
+    usable = [r for r in rows if usable(r)]
 
     def loss(x: np.ndarray) -> float:
         return _loss_rows(usable, _unpack(x, start))
@@ -337,7 +342,7 @@ def fit(rows: Sequence[corpus.Row], start: Efficiency = VLLM, iterations: int = 
     return _unpack(best, start)
 
 
-def _usable(row: corpus.Row) -> bool:
+def usable(row: corpus.Row) -> bool:
     try:
         corpus.kind(row)
     except corpus.RowSkippedError:
@@ -355,7 +360,7 @@ def _held_out(job: tuple[Sequence[corpus.Row], str, Efficiency]) -> list[Scored]
 def loso(rows: Sequence[corpus.Row], start: Efficiency, progress: Callable[[str], None]) -> list[Scored]:
     """Leave-one-source-out: each source is predicted by factors fitted on every other source (one process per CPU:
     the fits are independent, and each scores every burst through perf.drain)."""
-    sources = sorted({r.source_key for r in rows if _usable(r)})
+    sources = sorted({r.source_key for r in rows if usable(r)})
     held: list[Scored] = []
     jobs = [(rows, source, start) for source in sources]
     with multiprocessing.get_context("fork").Pool(max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
@@ -378,17 +383,101 @@ def intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Interval]:
         family, band = corpus.kind(p.row)[1], p.row.band
         for key in ((p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)):
             groups[key].append(ratio)
+    return _percentiles(groups, "held-out points")
+
+
+MIN_DEPLOYMENT_POINTS = 3  # a deployment's points of one metric before their spread says anything
+
+
+def deployment_of(row: corpus.Row) -> tuple[object, ...]:
+    """What one LLMDeployment's metrics see of a source: one model on one GPU kind and layout, at whatever lengths
+    and loads the source measured it."""
+    return (row.source_key, row.model, row.gpu, row.tp, row.pp, row.ep, row.quantization, row.kv_cache_dtype)
+
+
+def measured_intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Interval]:
+    """The intervals left once a deployment's own metrics have set the model's level (scaling.calibration learns
+    one factor for the prompt part and one for the decode part): per kind as in `intervals`, over each held-out
+    ratio divided by the median ratio of the other points of its metric on the same deployment (`deployment_of`),
+    as if those had been its calibration windows. Deployments with fewer than MIN_DEPLOYMENT_POINTS points of a
+    metric are left out (a lone point is its own median), and so are queue-bound rows."""
+    by_deployment: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
+    for p in held:
+        if not p.row.queue_bound:
+            by_deployment[(p.metric, *deployment_of(p.row))].append(p)
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for points in by_deployment.values():
+        if len(points) < MIN_DEPLOYMENT_POINTS:
+            continue
+        ratios = [p.measured / p.predicted for p in points]
+        for i, p in enumerate(points):
+            level = statistics.median(ratios[:i] + ratios[i + 1 :])
+            family, band = corpus.kind(p.row)[1], p.row.band
+            for key in ((p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)):
+                groups[key].append(ratios[i] / level)
+    return _percentiles(groups, "held-out points, each against its deployment's other points")
+
+
+def _percentiles(groups: dict[tuple[str, str, str], list[float]], what: str) -> dict[tuple[str, str, str], Interval]:
     table_: dict[tuple[str, str, str], Interval] = {}
     for key, ratios in sorted(groups.items()):
         q10, q90 = (float(np.quantile(ratios, q)) for q in (0.1, 0.9))
-        basis = f"{key[0]} of {key[1]} models at {key[2]} concurrent requests: {len(ratios)} held-out points"
+        basis = f"{key[0]} of {key[1]} models at {key[2]} concurrent requests: {len(ratios)} {what}"
         table_[key] = Interval(round(min(1.0, q10), 3), round(max(1.0, q90), 3), len(ratios), basis)
     return table_
 
 
-def intervals_source(table_: dict[tuple[str, str, str], Interval]) -> str:
+def intervals_source(name: str, table_: dict[tuple[str, str, str], Interval]) -> str:
     lines = [f"    {key!r}: Interval({i.fast}, {i.slow}, {i.points}, {i.basis!r})," for key, i in table_.items()]
-    return "INTERVALS: dict[tuple[str, str, str], Interval] = {\n" + "\n".join(lines) + "\n}\n"
+    return f"{name}: dict[tuple[str, str, str], Interval] = {{\n" + "\n".join(lines) + "\n}\n"
+
+
+# --- the held-out residuals, kept between runs ---------------------------------------------------------------------
+
+HELD_FIELDS = ("source", "line", "metric", "measured", "predicted", "burst")
+
+
+def fingerprint(efficiency: Efficiency) -> str:
+    """What the held-out residuals depend on: the corpus, the starting factors and the model's code."""
+    digest = hashlib.sha256(corpus.DATA.read_bytes())
+    digest.update(repr(efficiency).encode())
+    package = REPO / "operator" / "rightsizer"
+    for part in ("perf", "model", "facts"):
+        for path in sorted((package / part).rglob("*")):
+            # The intervals are what the residuals make, not what they are made from.
+            if path.is_file() and path.suffix in (".py", ".json") and path.name != "perf_intervals.py":
+                digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write_held(path: Path, held: Sequence[Scored], stamp: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        f.write(f"# fingerprint {stamp}\n")
+        out = csv.writer(f)
+        out.writerow(HELD_FIELDS)
+        for p in held:
+            out.writerow((p.row.source, p.row.line, p.metric, repr(p.measured), repr(p.predicted), int(p.burst)))
+
+
+def read_held(path: Path, rows: Sequence[corpus.Row], stamp: str) -> list[Scored] | None:
+    """The residuals a previous run wrote, or None when the file is missing or was made from other inputs."""
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        if f.readline().strip() != f"# fingerprint {stamp}":
+            return None
+        by_line = {(r.source, r.line): r for r in rows}
+        return [
+            Scored(
+                by_line[(d["source"], int(d["line"]))],
+                d["metric"],
+                float(d["measured"]),
+                float(d["predicted"]),
+                d["burst"] == "1",
+            )
+            for d in csv.DictReader(f)
+        ]
 
 
 def plot(current: Sequence[Scored], baseline: Sequence[Scored], path: Path) -> None:
@@ -441,6 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--intervals", metavar="FILE", help="write facts/perf_intervals.py's table from the --loso residuals to FILE"
     )
+    parser.add_argument(
+        "--held-out",
+        metavar="CSV",
+        help="keep the --loso residuals in CSV and reuse them while the corpus, factors and model code are the same",
+    )
     parser.add_argument("--sources", action="store_true", help="the figures of each source too")
     parser.add_argument(
         "--pending",
@@ -491,14 +585,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     burst_ttft_points = [p for p in current if p.burst and p.metric == "ttft" and p.row.split == "holdout"]
     print(f"\nburst TTFT (a queue draining), holdout: {figures(burst_ttft_points).text()}")
     if args.loso:
-        held = loso(rows, efficiency, lambda line: print(line, file=sys.stderr))
+        stamp = fingerprint(efficiency)
+        kept = read_held(Path(args.held_out), rows, stamp) if args.held_out else None
+        held = kept if kept is not None else loso(rows, efficiency, lambda line: print(line, file=sys.stderr))
+        if args.held_out and kept is None:
+            write_held(Path(args.held_out), held, stamp)
+        elif kept is not None:
+            print(f"(leave-one-source-out residuals reused from {args.held_out})", file=sys.stderr)
         # The baseline was never fitted to this corpus: every one of its predictions is already held out.
         table("leave-one-source-out (every source predicted by a fit without it)", steady(held), steady(baseline))
         if args.intervals:
             module = Path(args.intervals)
             text = module.read_text()
             head = text[: text.index("INTERVALS: dict")]
-            module.write_text(head + intervals_source(intervals(steady(held))))
+            module.write_text(
+                head
+                + intervals_source("INTERVALS", intervals(steady(held)))
+                + "\n# Once a deployment's own metrics have set its speed (scaling.calibration): what is left.\n"
+                + intervals_source("MEASURED_INTERVALS", measured_intervals(steady(held)))
+            )
             print(f"wrote {module}")
     holdout = split(current, "holdout", False)
     itl = figures([p for p in holdout if p.metric == "itl"])

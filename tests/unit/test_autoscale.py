@@ -304,6 +304,22 @@ def test_a_p95_that_more_replicas_do_not_lower_stops_the_latency_signal() -> Non
     assert over.replicas > current and over.reason.startswith("latency:"), over.reason
 
 
+def test_at_replicas_max_a_latency_signal_below_the_target_does_not_pin_the_count() -> None:
+    """Capacity drove a long-context deployment to replicas.max; once it asks for 9 of 12, a p95 at 0.75 × the
+    target (the prompts' own prefill, which no replica lowers) must not hold 12 by asking for 13 on every pass.
+    Over the target it still holds max."""
+    targets = Targets(ttft_p95_s=3.0, itl_p95_s=None, capacity_rps=1.0, max_running=10)
+    behavior = Behavior(1, 12, rate_spread=0.0, forecast_s=0.0, window_s=60.0, scale_down_window_s=120.0)
+    state, current, counts = ScalerState(), 12, []
+    for tick in range(30):
+        d = decide(calm(TICK * tick, 9.0, ttft_p95_s=2.25), targets, behavior, current=current, starting=0, state=state)
+        state, current = d.state, d.replicas
+        counts.append(current)
+    assert counts[0] == 12 and counts[-1] < 12, counts
+    held = decide(calm(TICK * 30, 9.0, ttft_p95_s=3.1), targets, behavior, current=12, starting=0, state=ScalerState())
+    assert held.replicas == 12 and held.reason.startswith("latency:"), held.reason
+
+
 @pytest.mark.parametrize("replicas", [1, 4, 9])
 def test_a_load_over_target_is_never_rounded_down(replicas: int) -> None:
     behavior = Behavior(1, 100, rate_spread=0.0, forecast_s=0.0)

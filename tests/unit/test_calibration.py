@@ -12,7 +12,7 @@ from rightsizer.facts.vllm_profiles import profile_for
 from rightsizer.model.config import WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import Replica, Slo, Traffic, build_replica, max_request_rate, predict
-from rightsizer.scaling.calibration import ALPHA, SUSTAIN_S, Calibration, Filter, observe, restored
+from rightsizer.scaling.calibration import ALPHA, MEASURED_WEIGHT, SUSTAIN_S, Calibration, Filter, observe, restored
 from rightsizer.scaling.window import WindowStats
 from tests.unit.helpers import facts_of
 
@@ -169,3 +169,50 @@ def test_a_slower_fleet_near_its_true_capacity_does_not_drive_the_factors_apart(
     state = run(model, truth, 40, rate=near)
     assert 0.7 < state.prefill.factor < 2.0
     assert state.decode.factor == pytest.approx(1.4, rel=0.15)
+
+
+def test_a_confident_calibration_measures_the_speed_and_narrows_the_edge(model: Replica) -> None:
+    """Once both factors are known, the corrected replica is at a measured speed (its slack on the 5 % grid) and its
+    slow edges are the within-deployment ones: it serves more within the SLO than the same speed guessed."""
+    state = run(model, model.scaled(1.3, 1.3), 20, rate=2.0)
+    measured = state.corrected(model)
+    assert measured.speed_slack is not None and 1.0 <= measured.speed_slack <= 1.5
+    assert round(measured.speed_slack * 20, 6) == round(measured.speed_slack * 20)
+    guessed = model.scaled(measured.prefill_scale, measured.decode_scale)
+    slo = Slo(ttft_p95_s=0.4)  # the TTFT edge binds here (at this length an ITL target meets the batch cap first)
+    assert max_request_rate(measured, 2000, 200, slo) > 1.2 * max_request_rate(guessed, 2000, 200, slo)
+    assert predict(measured, Traffic(2000, 200, request_rate=2.0)).itl.p95 == pytest.approx(
+        predict(guessed, Traffic(2000, 200, request_rate=2.0)).itl.p95
+    )  # the central estimate is the same speed
+
+
+def test_a_factor_without_evidence_leaves_the_speed_guessed(model: Replica) -> None:
+    """Windows where prompts dominate every step move the prefill factor only: with the decode factor unmeasured
+    the corrected replica keeps the cross-source edge."""
+    only_prefill = Calibration(prefill=Filter().update(math.log(1.2)).update(math.log(1.2)))
+    corrected = only_prefill.corrected(model)
+    assert corrected.prefill_scale > 1.0 and corrected.decode_scale == 1.0 and corrected.speed_slack is None
+
+
+def test_the_factors_carried_to_another_pool_keep_its_cross_source_edge(model: Replica) -> None:
+    """The overflow pool's replica runs at the same factors, but its GPU and layout were not what was measured."""
+    state = run(model, model.scaled(1.3, 1.3), 20, rate=2.0)
+    other = model.with_limits(max_num_seqs=32)
+    carried = state.transferred(other)
+    assert carried.speed_slack is None
+    assert (carried.prefill_scale, carried.decode_scale) == (
+        state.corrected(other).prefill_scale,
+        state.corrected(other).decode_scale,
+    )
+    assert Calibration().transferred(other) is other
+
+
+def test_a_speed_counts_as_measured_only_after_a_few_windows_of_evidence(model: Replica) -> None:
+    """One window's half-width is its own distance from the model, not a measure of doubt: the first windows
+    correct the speed but keep the cross-source edge; after MEASURED_WEIGHT of evidence the edge narrows."""
+    early = run(model, model.scaled(1.3, 1.3), 2, rate=2.0)
+    assert early.decode.samples == 2 and early.corrected(model).speed_slack is None
+    assert early.corrected(model).decode_scale > 1.0
+    later = run(model, model.scaled(1.3, 1.3), 6, rate=2.0)
+    assert min(later.prefill.weight, later.decode.weight) >= MEASURED_WEIGHT
+    assert later.corrected(model).speed_slack is not None

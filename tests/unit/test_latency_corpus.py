@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,50 @@ def test_a_run_whose_first_token_outlasts_its_streaming_is_queue_bound_and_left_
     queued = bench.Scored(flooded, "ttft", 117788.21, 105.7, False)
     table_ = bench.intervals([calm] * 6 + [queued])
     assert table_[("ttft", "all", "all")].points == 6 and table_[("ttft", "all", "all")].slow == pytest.approx(2.0)
+
+
+def _deployments(size: int) -> list[list[corpus.Row]]:
+    """Published deployments with at least `size` steady ITL rows, `size` rows each."""
+    by: dict[tuple[object, ...], list[corpus.Row]] = defaultdict(list)
+    for r in corpus.load():
+        if r.itl_ms is not None and not r.queue_bound and r.burst is None and bench.usable(r):
+            by[bench.deployment_of(r)].append(r)
+    return [rows[:size] for rows in by.values() if len(rows) >= size]
+
+
+def _deployment_points(rows: list[corpus.Row], ratios: list[float]) -> list[bench.Scored]:
+    """ITL points on one published deployment (its rows at several loads) with the given measured / predicted."""
+    return [bench.Scored(row, "itl", 10.0 * ratio, 10.0, False) for row, ratio in zip(rows, ratios, strict=True)]
+
+
+def test_a_deployment_uniformly_slower_than_the_model_leaves_no_spread_once_measured() -> None:
+    """Two published deployments, one 2× slower than the model at every load and one as predicted: across sources
+    the slow edge is ~2; once each deployment's level is known (what calibration learns) nothing is left."""
+    first, second = _deployments(4)[:2]
+    held = _deployment_points(first, [2.0] * 4) + _deployment_points(second, [1.0] * 4)
+    across = bench.intervals(held)[("itl", "all", "all")]
+    within = bench.measured_intervals(held)[("itl", "all", "all")]
+    assert across.slow == pytest.approx(2.0) and within.slow == pytest.approx(1.0) and within.points == 8
+
+
+def test_a_measured_point_is_judged_against_its_deployments_other_points_not_itself() -> None:
+    """Three points at 1.0, 1.0 and 1.5× the model: the slow one against the median of the other two reads 1.5,
+    each 1.0 against the median of 1.0 and 1.5 reads 0.8 (with itself in the median one of them would read 1.0,
+    hiding the spread); a deployment with fewer points than MIN_DEPLOYMENT_POINTS says nothing."""
+    mine = _deployments(3)[0]
+    table_ = bench.measured_intervals(_deployment_points(mine, [1.0, 1.0, 1.5]))
+    cell = table_[("itl", "all", "all")]
+    assert cell.points == 3 and cell.fast == pytest.approx(0.8, abs=1e-3)  # 1.0 / median(1.0, 1.5) = 0.8
+    assert cell.slow == pytest.approx(0.8 + 0.8 * 0.7, abs=1e-3)  # 90th percentile of (0.8, 0.8, 1.5), linear
+    assert bench.measured_intervals(_deployment_points(mine[:2], [1.0, 3.0])) == {}
+
+
+def test_held_out_residuals_are_reused_only_from_the_same_inputs(tmp_path: Path) -> None:
+    rows = corpus.load()[:3]
+    held = [bench.Scored(r, "itl", 12.5, 10.0, False) for r in rows]
+    path = tmp_path / "held.csv"
+    bench.write_held(path, held, "abc")
+    assert bench.read_held(path, corpus.load(), "abc") == held
+    assert bench.read_held(path, corpus.load(), "other") is None
+    assert bench.read_held(tmp_path / "missing.csv", corpus.load(), "abc") is None
+    assert bench.fingerprint(VLLM) != bench.fingerprint(replace(VLLM, hbm=VLLM.hbm * 1.01))

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from rightsizer.facts.perf_intervals import INTERVALS, Interval
+from rightsizer.facts.perf_intervals import INTERVALS, MEASURED_INTERVALS, Interval
 from rightsizer.perf import Slo, Traffic, predict
-from rightsizer.perf.uncertainty import ALL, BANDS, MIN_POINTS, band_of, family_of, interval
+from rightsizer.perf.uncertainty import ALL, BANDS, MIN_POINTS, band_of, family_of, interval, measured_interval
 from tests.unit.helpers import facts_of
 from tests.unit.test_perf import LLAMA_8B, replica
 
@@ -79,3 +79,27 @@ def test_step_terms_add_up_to_the_step() -> None:
         assert min(terms.linear, terms.attention, terms.communication, terms.overhead) >= 0
     assert r.step_terms(64, 2000).communication > 0  # TP2 pays all-reduces
     assert replica(LLAMA_8B, "H200", 1).step_terms(64, 2000).communication == 0
+
+
+def test_the_measured_table_is_pessimistic_and_narrower_than_across_sources() -> None:
+    """What a deployment's own speed leaves (MEASURED_INTERVALS) is narrower than the spread between sources it
+    replaces: were it not, measuring the speed would not be worth trusting."""
+    assert MEASURED_INTERVALS, "facts/perf_intervals.py has no measured table: run bench/latency_model.py --intervals"
+    for key, cell in MEASURED_INTERVALS.items():
+        assert cell.fast <= 1.0 <= cell.slow, key
+    for metric in ("itl", "ttft"):
+        assert MEASURED_INTERVALS[(metric, ALL, ALL)].slow < INTERVALS[(metric, ALL, ALL)].slow
+
+
+def test_a_measured_speed_takes_the_within_deployment_edge_times_its_slack_never_wider_than_the_model() -> None:
+    r = replica(LLAMA_8B, "H200", 1)
+    traffic = Traffic(1000, 250, concurrency=48)
+    guessed = predict(r.scaled(1.2, 1.2), traffic)
+    own = measured_interval("itl", r.family, 48)
+    measured = predict(r.measured(1.2, 1.2, 1.1), traffic)
+    assert measured.itl.p95 == pytest.approx(guessed.itl.p95)
+    assert measured.itl_p95_high == pytest.approx(min(guessed.itl_p95_high, guessed.itl.p95 * own.slow * 1.1))
+    doubtful = predict(r.measured(1.2, 1.2, 10.0), traffic)
+    assert doubtful.itl_p95_high == pytest.approx(guessed.itl_p95_high) and doubtful.itl_basis == guessed.itl_basis
+    with pytest.raises(ValueError, match="slack"):
+        r.measured(1.2, 1.2, 0.9)

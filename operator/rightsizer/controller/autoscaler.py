@@ -558,7 +558,7 @@ class Autoscaler:
         """The replicas in force on the primary pool and, while overflowing, on the overflow pool (their pods'
         rightsizer.dev/pool label), each at its pool's own plan's capacity; and where one more replica goes
         (scaling.capacity). The calibration's factors, learnt from this deployment's own metrics, correct each
-        pool's model alike."""
+        pool's model alike; only the primary pool's replica counts as measured (Calibration.transferred)."""
         spec, plan = assessment.spec, assessment.plan
         if plan is None:
             return PoolCapacity((), primary_rps, None)
@@ -572,7 +572,7 @@ class Autoscaler:
         rps = None
         if on_overflow.in_force or (on_primary.no_room and allowed):
             model = self._model(assessment.effective.namespace, spec, target.ranked.plan)
-            rps = window_capacity_rps(spec, calibration.corrected(model), stats) if model is not None else None
+            rps = window_capacity_rps(spec, calibration.transferred(model), stats) if model is not None else None
         overflow = PoolShare(target.pool, on_overflow.in_force, rps)
         return pool_capacity(primary, overflow, primary_full=on_primary.no_room > 0, overflow_allowed=allowed)
 

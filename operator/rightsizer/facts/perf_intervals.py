@@ -96,3 +96,157 @@ INTERVALS: dict[tuple[str, str, str], Interval] = {
     ),
     ("ttft", "moe", "64+"): Interval(1.0, 1.844, 3, "ttft of moe models at 64+ concurrent requests: 3 held-out points"),
 }
+
+# Once a deployment's own metrics have set its speed (scaling.calibration): what is left.
+MEASURED_INTERVALS: dict[tuple[str, str, str], Interval] = {
+    ("itl", "all", "1-8"): Interval(
+        0.808,
+        1.125,
+        40,
+        "itl of all models at 1-8 concurrent requests: 40 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "all", "16-32"): Interval(
+        0.934,
+        1.049,
+        70,
+        "itl of all models at 16-32 concurrent requests: 70 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "all", "64+"): Interval(
+        0.7,
+        1.308,
+        171,
+        "itl of all models at 64+ concurrent requests: 171 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "all", "all"): Interval(
+        0.763,
+        1.209,
+        281,
+        "itl of all models at all concurrent requests: 281 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "dense", "1-8"): Interval(
+        0.808,
+        1.0,
+        30,
+        "itl of dense models at 1-8 concurrent requests: 30 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "dense", "16-32"): Interval(
+        0.933,
+        1.035,
+        50,
+        "itl of dense models at 16-32 concurrent requests: 50 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "dense", "64+"): Interval(
+        0.7,
+        1.289,
+        92,
+        "itl of dense models at 64+ concurrent requests: 92 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "hybrid", "1-8"): Interval(
+        0.452,
+        1.0,
+        3,
+        "itl of hybrid models at 1-8 concurrent requests: 3 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "hybrid", "64+"): Interval(
+        0.715,
+        1.562,
+        39,
+        "itl of hybrid models at 64+ concurrent requests: 39 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "mla", "1-8"): Interval(
+        1.0,
+        1.311,
+        1,
+        "itl of mla models at 1-8 concurrent requests: 1 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "mla", "64+"): Interval(
+        0.567,
+        1.528,
+        14,
+        "itl of mla models at 64+ concurrent requests: 14 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "moe", "1-8"): Interval(
+        1.0,
+        1.231,
+        6,
+        "itl of moe models at 1-8 concurrent requests: 6 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "moe", "16-32"): Interval(
+        0.951,
+        1.098,
+        20,
+        "itl of moe models at 16-32 concurrent requests: 20 held-out points, each against its deployment's other points",
+    ),
+    ("itl", "moe", "64+"): Interval(
+        0.807,
+        1.257,
+        26,
+        "itl of moe models at 64+ concurrent requests: 26 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "all", "1-8"): Interval(
+        0.646,
+        1.081,
+        45,
+        "ttft of all models at 1-8 concurrent requests: 45 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "all", "16-32"): Interval(
+        0.763,
+        1.296,
+        63,
+        "ttft of all models at 16-32 concurrent requests: 63 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "all", "64+"): Interval(
+        0.764,
+        2.105,
+        60,
+        "ttft of all models at 64+ concurrent requests: 60 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "all", "all"): Interval(
+        0.7,
+        1.67,
+        168,
+        "ttft of all models at all concurrent requests: 168 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "dense", "1-8"): Interval(
+        0.589,
+        1.08,
+        28,
+        "ttft of dense models at 1-8 concurrent requests: 28 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "dense", "16-32"): Interval(
+        0.736,
+        1.313,
+        43,
+        "ttft of dense models at 16-32 concurrent requests: 43 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "dense", "64+"): Interval(
+        0.753,
+        2.14,
+        57,
+        "ttft of dense models at 64+ concurrent requests: 57 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "hybrid", "1-8"): Interval(
+        0.731,
+        1.369,
+        11,
+        "ttft of hybrid models at 1-8 concurrent requests: 11 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "moe", "1-8"): Interval(
+        0.789,
+        1.0,
+        6,
+        "ttft of moe models at 1-8 concurrent requests: 6 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "moe", "16-32"): Interval(
+        0.794,
+        1.223,
+        20,
+        "ttft of moe models at 16-32 concurrent requests: 20 held-out points, each against its deployment's other points",
+    ),
+    ("ttft", "moe", "64+"): Interval(
+        0.788,
+        1.0,
+        3,
+        "ttft of moe models at 64+ concurrent requests: 3 held-out points, each against its deployment's other points",
+    ),
+}

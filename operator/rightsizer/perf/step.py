@@ -200,6 +200,9 @@ class Replica:
     # Measured speed over the roofline's (see `scaled`): 1.0 is the model as built; 1.4 a step part 40 % slower.
     prefill_scale: float = 1.0
     decode_scale: float = 1.0
+    # Set by `measured`: how well the deployment's metrics know those scales, as a factor on the slow edge. None:
+    # the scales are not measured, and the model's cross-source interval bounds its error (perf.load).
+    speed_slack: float | None = None
 
     @cached_property
     def distinct_stages(self) -> tuple[tuple[StageCost, int], ...]:
@@ -235,6 +238,14 @@ class Replica:
         if not (prefill > 0 and decode > 0 and math.isfinite(prefill) and math.isfinite(decode)):
             raise ValueError(f"speed factors must be positive and finite, not prefill {prefill}, decode {decode}")
         return replace(self, prefill_scale=float(prefill), decode_scale=float(decode))
+
+    def measured(self, prefill: float, decode: float, slack: float) -> Replica:
+        """`scaled` by factors this deployment's own metrics measured (scaling.calibration), known to within
+        `slack` (≥ 1: e^(the estimate's half-width)). Its slow edges are then the within-deployment intervals
+        times `slack`, never wider than the model's own (perf.load)."""
+        if not (slack >= 1.0 and math.isfinite(slack)):
+            raise ValueError(f"a measured speed's slack must be a finite factor of at least 1, not {slack}")
+        return replace(self.scaled(prefill, decode), speed_slack=float(slack))
 
     # -- the step --------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from rightsizer.facts.perf_intervals import INTERVALS, Interval
+from rightsizer.facts.perf_intervals import INTERVALS, MEASURED_INTERVALS, Interval
 from rightsizer.model.config import LayerKind, ModelFacts
 
 # The concurrency bands (requests in a replica): upper end, name, and the load that stands for the band (its geometric
@@ -38,12 +38,15 @@ def band_of(concurrency: float) -> str:
     return next(name for high, name, _ in BANDS if concurrency <= high)
 
 
-def _cell(metric: str, family: str, band: str) -> Interval:
+Table = dict[tuple[str, str, str], Interval]
+
+
+def _cell(table: Table, metric: str, family: str, band: str) -> Interval:
     for key in ((metric, family, band), (metric, ALL, band), (metric, ALL, ALL)):
-        found = INTERVALS.get(key)
+        found = table.get(key)
         if found is not None and found.points >= MIN_POINTS:
             return found
-    return INTERVALS.get((metric, ALL, ALL), _NONE)
+    return table.get((metric, ALL, ALL), _NONE)
 
 
 def interval(metric: str, family: str, concurrency: float, *, calibrated: bool = True) -> Interval:
@@ -52,15 +55,24 @@ def interval(metric: str, family: str, concurrency: float, *, calibrated: bool =
     Between the loads that stand for two bands the factors are interpolated in log(load), so a plan's batch limit
     does not jump where a band ends. A GPU without published measurements behind the model gets the wider of its
     family's interval and the one pooled over every family: its errors are not known to be like any one family's."""
-    own = _interpolated(metric, family, concurrency)
+    own = _interpolated(INTERVALS, metric, family, concurrency)
     if calibrated:
         return own
-    pooled = _interpolated(metric, ALL, concurrency)
+    pooled = _interpolated(INTERVALS, metric, ALL, concurrency)
     return max(own, pooled, key=lambda i: i.slow)
 
 
-def _interpolated(metric: str, family: str, concurrency: float) -> Interval:
-    anchors = [(middle, _cell(metric, family, name)) for _, name, middle in BANDS]
+def measured_interval(metric: str, family: str, concurrency: float) -> Interval:
+    """The interval of a prediction whose speed a deployment's own metrics have set (scaling.calibration): how far
+    a published deployment's points stray from the level its other points give (MEASURED_INTERVALS). What differs
+    between sources — the GPU's clocks and driver, the harness, the release — is then measured, not guessed, so the
+    cross-source interval would count it a second time; what is left is how the model's error changes with the
+    load and the lengths within one deployment. The GPU needs no widening: the measurements were made on it."""
+    return _interpolated(MEASURED_INTERVALS, metric, family, concurrency)
+
+
+def _interpolated(table: Table, metric: str, family: str, concurrency: float) -> Interval:
+    anchors = [(middle, _cell(table, metric, family, name)) for _, name, middle in BANDS]
     load = max(concurrency, 1.0)
     if load <= anchors[0][0]:
         return anchors[0][1]

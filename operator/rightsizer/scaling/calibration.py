@@ -48,6 +48,10 @@ MIN_FINISHED = 8.0  # requests finished in a window before it counts as evidence
 MAX_RATIO = 3.0  # one window moves a factor by at most this ratio
 SUSTAIN_S = 300.0  # outside the interval this long before the prediction is called inaccurate
 FACTOR_BOUNDS = (0.1, 10.0)  # a factor outside this says the metrics are wrong, not the model
+# The evidence (Σ of window weights, 1 − (1 − ALPHA)^n for n windows of new data: 4.5 windows, 4.5 min at the
+# operator's defaults) after which a speed counts as measured and its edges narrow (Calibration.corrected).
+MEASURED_WEIGHT = 0.9
+SLACK_STEP = 0.05  # a measured speed's slack is rounded up to this grid, so cached capacities are reused
 OWN_SHARE = 0.5  # a latency is evidence of a step part only while that part is at least this share of it
 
 
@@ -132,10 +136,28 @@ class Calibration:
 
     def corrected(self, model: Replica) -> Replica:
         """The model with this deployment's factors (the model itself before any evidence), rounded to 1 % so that
-        the capacities cached per replica (perf.in_force) are reused while the factors hold still."""
+        the capacities cached per replica (perf.in_force) are reused while the factors hold still. Once both factors
+        rest on MEASURED_WEIGHT of evidence, the replica is at a measured speed (Replica.measured): its slow edges
+        are the within-deployment ones times the wider factor's e^half-width, rounded up to SLACK_STEP. Before
+        that a half-width is no measure of doubt (one window's is a guess from its own distance to 1)."""
         if self.prefill.samples == 0 and self.decode.samples == 0:
             return model
-        return model.scaled(round(self.prefill.factor, 2), round(self.decode.factor, 2))
+        prefill, decode = round(self.prefill.factor, 2), round(self.decode.factor, 2)
+        half_width = max(self.prefill.half_width, self.decode.half_width)
+        if min(self.prefill.weight, self.decode.weight) < MEASURED_WEIGHT or not math.isfinite(half_width):
+            return model.scaled(prefill, decode)
+        slack = round(math.ceil(math.exp(half_width) / SLACK_STEP - 1e-9) * SLACK_STEP, 2)
+        return model.measured(prefill, decode, slack)
+
+    def transferred(self, model: Replica) -> Replica:
+        """This deployment's factors on another shape's replica (the overflow pool's plan): its speed is corrected
+        alike, but it was not measured on that GPU and layout, so its edges stay the model's cross-source ones."""
+        corrected = self.corrected(model)
+        return (
+            corrected
+            if corrected.speed_slack is None
+            else model.scaled(corrected.prefill_scale, corrected.decode_scale)
+        )
 
     @property
     def samples(self) -> int:

@@ -340,7 +340,11 @@ def decide(
     probe = state.latency_probe
     if probe is not None and obs.time - probe[0] > behavior.latency_probe_s:
         probe = None
-    unanswered = (
+    # At replicas.max no replica can answer a latency signal, so below the target it holds nothing either: it
+    # recommended max + 1 on every pass and pinned a long-context deployment at max (48) for the whole trace while
+    # capacity asked for about 35 (bench, Mooncake ×1.4 seed 0); its probe, refreshed at the bound on every pass,
+    # never saw more replicas ready than when it was taken. Above the target it still holds max.
+    unanswered = current >= behavior.max_replicas or (
         probe is not None
         and settled
         and ready > probe[1]
