@@ -415,7 +415,7 @@ def measured_intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Int
             family, band = corpus.kind(p.row)[1], p.row.band
             for key in ((p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)):
                 groups[key].append(ratios[i] / level)
-    return _percentiles(groups, "held-out points, each against its deployment's other points")
+    return _percentiles(groups, "held-out points over their deployment's level")
 
 
 def _percentiles(groups: dict[tuple[str, str, str], list[float]], what: str) -> dict[tuple[str, str, str], Interval]:

@@ -116,10 +116,11 @@ def test_the_factors_find_the_simulators_speed_and_the_condition_flips(
     rig: tuple[Replica, int, list[tuple[int, int]]], error: float
 ) -> None:
     trail = run(rig, error)
-    # From 60 s on (45 s of windows): decode within 10 % of the injected error. Prefill within 20 %: the simulator's
-    # prefill times run 6-14 % over the model's own-prompt steps even at x1 (next test), a bias of the model's, which
-    # calibration rightly folds into the factor (x1.4: 1.43-1.61; x0.5: 0.51-0.59). x0.5, not x0.7: the held-out
-    # interval's fast edge for this point is about 0.67, so replicas 30 % faster than the model are within it.
+    # From 60 s on (45 s of windows): decode within 10 % of the injected error. Prefill within 20 % (x1.4:
+    # 1.32-1.45; x0.5: 0.50-0.57): a window's mean prefill time carries its own bursts of co-scheduled prompts,
+    # which the Poisson estimate of them (Replica.scheduled_prefill_seconds) averages away. Against the prompt's own
+    # steps alone it read 1.43-1.61 and 0.51-0.59. x0.5, not x0.7: the held-out interval's fast edge for this point
+    # is about 0.67, so replicas 30 % faster than the model are within it.
     late = factors(trail, after=60.0)
     assert all(d == pytest.approx(error, rel=0.10) for _, d in late), late
     assert all(p == pytest.approx(error, rel=0.20) for p, _ in late), late
@@ -132,7 +133,7 @@ def test_the_model_itself_stays_accurate(rig: tuple[Replica, int, list[tuple[int
     trail = run(rig, 1.0)
     late = factors(trail, after=60.0)
     assert all(d == pytest.approx(1.0, rel=0.05) for _, d in late), late
-    assert all(p == pytest.approx(1.0, rel=0.15) for p, _ in late), late
+    assert all(p == pytest.approx(1.0, rel=0.10) for p, _ in late), late  # 1.00-1.07 (1.06-1.14 own steps only)
     t, last = trail[-1]
     assert last.accurate(t, sustain_s=20.0)[0] is True
 

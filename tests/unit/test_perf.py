@@ -96,6 +96,21 @@ def test_long_prefill_is_compute_bound_and_no_faster_than_peak_flops(
     assert r.prefill_seconds(16384) > 2 * r.prefill_seconds(8192)
 
 
+def test_a_prompt_scheduled_beside_others_takes_at_least_the_step_that_carries_them() -> None:
+    """vLLM's prefill time from first scheduling, at its least: alone, the prompt's own step; beside co-scheduled
+    prompts, the step carrying all of them up to a full token budget; a prompt longer than the budget, its own
+    chunk steps (where it lands among the others is not known, and a guess too long reads a slow fleet as fast)."""
+    r = replica(LLAMA_8B, "H100", 1)
+    budget = r.max_num_batched_tokens - 16
+    alone = r.scheduled_prefill_seconds(2000, 16, 2100, 0.0)
+    assert alone == pytest.approx(r.prefill_seconds(2000, 16, 2100))
+    beside = [r.scheduled_prefill_seconds(2000, 16, 2100, x) for x in (1000.0, 4000.0, budget - 2000.0)]
+    assert alone < beside[0] < beside[1] < beside[2] == pytest.approx(r.step_seconds(16, 2100, budget))
+    assert r.scheduled_prefill_seconds(2000, 16, 2100, 10.0 * budget) == beside[2]  # a full step, no more
+    long = budget + 4000
+    assert r.scheduled_prefill_seconds(long, 16, 2100, 5000.0) == r.prefill_seconds(long, 16, 2100)
+
+
 def test_tensor_parallelism_cuts_decode_latency_and_pipeline_parallelism_does_not() -> None:
     one = replica(LLAMA_70B, "H200", 1, weights="fp8").decode_step_seconds(1, 1000)
     tp4 = replica(LLAMA_70B, "H200", 4, weights="fp8").decode_step_seconds(1, 1000)

@@ -409,6 +409,21 @@ class Replica:
             start += chunk
         return total
 
+    def scheduled_prefill_seconds(
+        self, prompt_tokens: int, decode_seqs: int, mean_context_tokens: float, co_scheduled_tokens: float
+    ) -> float:
+        """The least time from a prompt's first scheduling to its first token (what vLLM's request_prefill_time
+        measures) when `co_scheduled_tokens` of other prompts wait to be scheduled with it: vLLM packs them into
+        the same token budget, so a prompt that fits takes one step carrying all of them, or a full step when
+        they overflow it. A prompt longer than the budget takes at least its own chunk steps: where it falls in
+        the queue, and whether later prompts fill its last step, is not known, and guessing it long would make
+        a slow deployment read as fast (scaling.calibration divides by this)."""
+        budget = max(1, self.max_num_batched_tokens - decode_seqs)
+        if prompt_tokens > budget:
+            return self.prefill_seconds(prompt_tokens, decode_seqs, mean_context_tokens)
+        tokens = min(float(budget), prompt_tokens + max(0.0, co_scheduled_tokens))
+        return self.step_seconds(decode_seqs, mean_context_tokens, round(tokens))
+
     def running_capacity(self, input_tokens: int, output_tokens: int) -> int:
         """Sequences of this workload that run at once: max_num_seqs, or fewer when the KV cache holds fewer at
         their mean length (vLLM allocates blocks as sequences grow, so the mean, not the longest, is what binds

@@ -8,8 +8,9 @@ correction factors, the ones perf.Replica.scaled applies:
 
 * decode: how much longer than the model's a step takes that only decodes (what the mean ITL mostly is);
 * prefill: how much longer the prompt part of a step takes: what vLLM's per-request prefill time
-  (`vllm:request_prefill_time_seconds`, first scheduling to first token) is, against the model's own-prompt steps at
-  the same mean prompt; without that histogram, what the TTFT net of the fixed request overhead mostly is.
+  (`vllm:request_prefill_time_seconds`, first scheduling to first token) is, against the model's time for the same
+  mean prompt scheduled beside the prompts that arrived during the step before (Replica.scheduled_prefill_seconds);
+  without that histogram, what the TTFT net of the fixed request overhead mostly is.
 
 Each window's measurement of a factor is log(current factor) + log(observed mean / mean the corrected model
 predicts): with a latency proportional to its factor this is the true factor whatever the current estimate, and the
@@ -39,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from rightsizer.perf import Replica, Traffic, predict
+from rightsizer.perf import Prediction, Replica, Traffic, predict
 from rightsizer.perf.uncertainty import interval
 from rightsizer.scaling.window import WindowStats
 
@@ -259,7 +260,12 @@ def observe(
             decode = decode.update(math.log(decode.factor) + _clamped_log(stats.itl_mean_s / current.itl.mean), alpha)
         edges = interval("itl", model.family, load, calibrated=model.calibrated)
         itl_record = _accuracy(itl_record, stats.itl_mean_s / believed.itl.mean, edges.fast, edges.slow, now)
-    own = corrected_model.prefill_seconds(p_in, round(current.running), p_in + p_out / 2)
+    # vLLM's prefill time runs from a prompt's first scheduling, in a step it shares with the prompts that arrived
+    # during the step before; against the prompt's own steps alone, a busy TP8 replica read as 1.6-2.3× slow at
+    # ×1 (bench, coding trace) and the capacity followed. The estimate is the least such a step takes: one that
+    # guessed a long prompt's place in the queue read a ×1.4 fleet as ×1.25 (Mooncake) and under-provisioned it.
+    co_scheduled = rate * _arrival_step(current) * p_in
+    own = corrected_model.scheduled_prefill_seconds(p_in, round(current.running), p_in + p_out / 2, co_scheduled)
     net, predicted_net = (stats.ttft_mean_s or 0.0) - overhead, current.ttft.mean - overhead
     if stats.prefill_mean_s is not None and stats.prefill_mean_s > 0 and own > 0:
         # vLLM's own prefill time (first scheduling to first token) of the same finished requests whose mean prompt
@@ -281,6 +287,17 @@ def observe(
         corrected_itl_s=None if fitted.saturated else fitted.itl.mean,
     )
     return replace(after, last=reading)
+
+
+def _arrival_step(p: Prediction) -> float:
+    """The mean duration of the step a prompt arrives during. Arrivals land in a step with a chance in proportion
+    to its length, so the chunk-carrying steps count for their share of time, not of steps."""
+    decode, chunk, mean = p.decode_step_s, p.chunk_step_s, p.itl.mean
+    if chunk <= decode or mean <= decode:
+        return mean
+    carrying = min(1.0, (mean - decode) / (chunk - decode))  # share of steps that carry a chunk
+    in_chunks = carrying * chunk / mean  # share of time
+    return in_chunks * chunk + (1.0 - in_chunks) * decode
 
 
 def _skipped(last: Reading | None, why: str) -> Reading | None:
