@@ -278,9 +278,10 @@ def recommend(
     """The replicas needed now, before stabilization, and why. `serving` counts ready and starting replicas,
     `ready` those already serving (default: all), `trend` the arrival rate's slope (req/s per second), `settled`
     whether the latencies describe the present (see decide), `queue_growth` the waiting queue's slope (req/s),
-    `unanswered` whether replicas the latency signal added lately left the p95 where it was: below the target
-    it then adds no more (a p95 set by the prompts' own prefill, which no replica count lowers, ratcheted
-    long-context deployments to replicas.max); at the target it still acts."""
+    `unanswered` whether replicas the latency signal added lately left the p95 where it was, or none can be added
+    (the count is at replicas.max): below the target it then adds and holds nothing (a p95 set by the prompts'
+    own prefill, which no replica count lowers, ratcheted long-context deployments to replicas.max); at the target
+    it still acts."""
     ready = serving if ready is None else ready
     wanted = demand(obs, targets, behavior, ready, trend=trend, spread=spread)
     capacity = _replicas_for(wanted, targets, behavior)
