@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,16 @@ def test_a_prompt_scheduled_beside_others_takes_at_least_the_step_that_carries_t
     assert r.scheduled_prefill_seconds(2000, 16, 2100, 10.0 * budget) == beside[2]  # a full step, no more
     long = budget + 4000
     assert r.scheduled_prefill_seconds(long, 16, 2100, 5000.0) == r.prefill_seconds(long, 16, 2100)
+
+
+def test_an_arrival_lands_in_a_longer_step_than_the_average_one() -> None:
+    """Chunk-carrying steps are longer, so a request arrives during one more often than their share of steps: the
+    step it lands in is longer than the mean step and shorter than a chunk step; without chunks they agree."""
+    r = replica(LLAMA_8B, "H100", 1)
+    busy = predict(r, Traffic(2000, 200, request_rate=4.0))
+    assert busy.decode_step_s < busy.itl.mean < busy.arrival_step_s < busy.chunk_step_s
+    idle = replace(busy, chunk_step_s=busy.decode_step_s)
+    assert idle.arrival_step_s == idle.itl.mean
 
 
 def test_tensor_parallelism_cuts_decode_latency_and_pipeline_parallelism_does_not() -> None:

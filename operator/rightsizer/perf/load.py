@@ -88,6 +88,17 @@ class Prediction:
     ttft_basis: str = ""
     itl_basis: str = ""
 
+    @property
+    def arrival_step_s(self) -> float:
+        """The mean duration of the step a request arrives during. Arrivals land in a step with a chance in
+        proportion to its length, so the chunk-carrying steps count for their share of time, not of steps."""
+        decode, chunk, mean = self.decode_step_s, self.chunk_step_s, self.itl.mean
+        if chunk <= decode or mean <= decode:
+            return mean
+        carrying = min(1.0, (mean - decode) / (chunk - decode))  # share of steps that carry a chunk
+        in_chunks = carrying * chunk / mean  # share of time
+        return in_chunks * chunk + (1.0 - in_chunks) * decode
+
 
 @dataclass(frozen=True)
 class _Cycle:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from rightsizer.perf import Prediction, Replica, Traffic, predict
+from rightsizer.perf import Replica, Traffic, predict
 from rightsizer.perf.uncertainty import interval
 from rightsizer.scaling.window import WindowStats
 
@@ -143,22 +143,26 @@ class Calibration:
         that a half-width is no measure of doubt (one window's is a guess from its own distance to 1)."""
         if self.prefill.samples == 0 and self.decode.samples == 0:
             return model
-        prefill, decode = round(self.prefill.factor, 2), round(self.decode.factor, 2)
-        half_width = max(self.prefill.half_width, self.decode.half_width)
-        if min(self.prefill.weight, self.decode.weight) < MEASURED_WEIGHT or not math.isfinite(half_width):
-            return model.scaled(prefill, decode)
-        slack = round(math.ceil(math.exp(half_width) / SLACK_STEP - 1e-9) * SLACK_STEP, 2)
-        return model.measured(prefill, decode, slack)
+        slack = self._slack()
+        factors = self._factors()
+        return model.scaled(*factors) if slack is None else model.measured(*factors, slack)
 
     def transferred(self, model: Replica) -> Replica:
         """This deployment's factors on another shape's replica (the overflow pool's plan): its speed is corrected
         alike, but it was not measured on that GPU and layout, so its edges stay the model's cross-source ones."""
-        corrected = self.corrected(model)
-        return (
-            corrected
-            if corrected.speed_slack is None
-            else model.scaled(corrected.prefill_scale, corrected.decode_scale)
-        )
+        if self.prefill.samples == 0 and self.decode.samples == 0:
+            return model
+        return model.scaled(*self._factors())
+
+    def _factors(self) -> tuple[float, float]:
+        return round(self.prefill.factor, 2), round(self.decode.factor, 2)
+
+    def _slack(self) -> float | None:
+        """e^(the wider factor's half-width) on the SLACK_STEP grid, or None while the evidence is too thin."""
+        half_width = max(self.prefill.half_width, self.decode.half_width)
+        if min(self.prefill.weight, self.decode.weight) < MEASURED_WEIGHT or not math.isfinite(half_width):
+            return None
+        return round(math.ceil(math.exp(half_width) / SLACK_STEP - 1e-9) * SLACK_STEP, 2)
 
     @property
     def samples(self) -> int:
@@ -264,7 +268,7 @@ def observe(
     # during the step before; against the prompt's own steps alone, a busy TP8 replica read as 1.6-2.3× slow at
     # ×1 (bench, coding trace) and the capacity followed. The estimate is the least such a step takes: one that
     # guessed a long prompt's place in the queue read a ×1.4 fleet as ×1.25 (Mooncake) and under-provisioned it.
-    co_scheduled = rate * _arrival_step(current) * p_in
+    co_scheduled = rate * current.arrival_step_s * p_in
     own = corrected_model.scheduled_prefill_seconds(p_in, round(current.running), p_in + p_out / 2, co_scheduled)
     net, predicted_net = (stats.ttft_mean_s or 0.0) - overhead, current.ttft.mean - overhead
     if stats.prefill_mean_s is not None and stats.prefill_mean_s > 0 and own > 0:
@@ -287,17 +291,6 @@ def observe(
         corrected_itl_s=None if fitted.saturated else fitted.itl.mean,
     )
     return replace(after, last=reading)
-
-
-def _arrival_step(p: Prediction) -> float:
-    """The mean duration of the step a prompt arrives during. Arrivals land in a step with a chance in proportion
-    to its length, so the chunk-carrying steps count for their share of time, not of steps."""
-    decode, chunk, mean = p.decode_step_s, p.chunk_step_s, p.itl.mean
-    if chunk <= decode or mean <= decode:
-        return mean
-    carrying = min(1.0, (mean - decode) / (chunk - decode))  # share of steps that carry a chunk
-    in_chunks = carrying * chunk / mean  # share of time
-    return in_chunks * chunk + (1.0 - in_chunks) * decode
 
 
 def _skipped(last: Reading | None, why: str) -> Reading | None:
