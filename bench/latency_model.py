@@ -42,7 +42,14 @@ sys.path.insert(0, str(REPO))  # `bench` as a package when run as a script
 from bench import latency_corpus as corpus  # noqa: E402
 from bench.fitting import nelder_mead  # noqa: E402
 from rightsizer.facts.perf_calibration import VLLM, Efficiency  # noqa: E402
-from rightsizer.facts.perf_intervals import Interval  # noqa: E402
+from rightsizer.facts.perf_intervals import (  # noqa: E402
+    ACROSS_SOURCES,
+    GENERATED,
+    WITHIN_DEPLOYMENT,
+    Interval,
+    Key,
+    described,
+)
 from rightsizer.perf import Prediction, Replica, Traffic, predict  # noqa: E402
 from rightsizer.perf.drain import Drain, drain  # noqa: E402
 from rightsizer.perf.uncertainty import ALL  # noqa: E402
@@ -370,20 +377,24 @@ def loso(rows: Sequence[corpus.Row], start: Efficiency, progress: Callable[[str]
     return held
 
 
-def intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Interval]:
+def intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
     """Per kind (metric, family, band), and pooled over families and over bands: the 10th and 90th percentiles of
     measured / predicted over held-out points. Queue-bound rows (corpus.Row.queue_bound) are left out: their
     latencies are the source's admission limit, which a plan sets itself (max-num-seqs, the KV cache) and keeps
     below saturation, so as the model's error they would widen a small kind's edge by orders of magnitude."""
-    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    groups: dict[Key, list[float]] = defaultdict(list)
     for p in held:
         if p.row.queue_bound:
             continue
-        ratio = p.measured / p.predicted
-        family, band = corpus.kind(p.row)[1], p.row.band
-        for key in ((p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)):
-            groups[key].append(ratio)
-    return _percentiles(groups, "held-out points")
+        for key in _kinds(p):
+            groups[key].append(p.measured / p.predicted)
+    return _percentiles(groups, ACROSS_SOURCES)
+
+
+def _kinds(p: Scored) -> tuple[Key, Key, Key]:
+    """The kinds a point counts in: its family and band, its band over every family, and its metric over all."""
+    family, band = corpus.kind(p.row)[1], p.row.band
+    return (p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)
 
 
 MIN_DEPLOYMENT_POINTS = 3  # a deployment's points of one metric before their spread says anything
@@ -395,7 +406,7 @@ def deployment_of(row: corpus.Row) -> tuple[object, ...]:
     return (row.source_key, row.model, row.gpu, row.tp, row.pp, row.ep, row.quantization, row.kv_cache_dtype)
 
 
-def measured_intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Interval]:
+def measured_intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
     """The intervals left once a deployment's own metrics have set the model's level (scaling.calibration learns
     one factor for the prompt part and one for the decode part): per kind as in `intervals`, over each held-out
     ratio divided by the median ratio of the other points of its metric on the same deployment (`deployment_of`),
@@ -405,31 +416,41 @@ def measured_intervals(held: Sequence[Scored]) -> dict[tuple[str, str, str], Int
     for p in held:
         if not p.row.queue_bound:
             by_deployment[(p.metric, *deployment_of(p.row))].append(p)
-    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    groups: dict[Key, list[float]] = defaultdict(list)
     for points in by_deployment.values():
         if len(points) < MIN_DEPLOYMENT_POINTS:
             continue
         ratios = [p.measured / p.predicted for p in points]
         for i, p in enumerate(points):
             level = statistics.median(ratios[:i] + ratios[i + 1 :])
-            family, band = corpus.kind(p.row)[1], p.row.band
-            for key in ((p.metric, family, band), (p.metric, ALL, band), (p.metric, ALL, ALL)):
+            for key in _kinds(p):
                 groups[key].append(ratios[i] / level)
-    return _percentiles(groups, "held-out points over their deployment's level")
+    return _percentiles(groups, WITHIN_DEPLOYMENT)
 
 
-def _percentiles(groups: dict[tuple[str, str, str], list[float]], what: str) -> dict[tuple[str, str, str], Interval]:
-    table_: dict[tuple[str, str, str], Interval] = {}
+def _percentiles(groups: dict[Key, list[float]], what: str) -> dict[Key, Interval]:
+    table_: dict[Key, Interval] = {}
     for key, ratios in sorted(groups.items()):
         q10, q90 = (float(np.quantile(ratios, q)) for q in (0.1, 0.9))
-        basis = f"{key[0]} of {key[1]} models at {key[2]} concurrent requests: {len(ratios)} {what}"
-        table_[key] = Interval(round(min(1.0, q10), 3), round(max(1.0, q90), 3), len(ratios), basis)
+        table_[key] = described(key, round(min(1.0, q10), 3), round(max(1.0, q90), 3), len(ratios), what)
     return table_
 
 
-def intervals_source(name: str, table_: dict[tuple[str, str, str], Interval]) -> str:
-    lines = [f"    {key!r}: Interval({i.fast}, {i.slow}, {i.points}, {i.basis!r})," for key, i in table_.items()]
-    return f"{name}: dict[tuple[str, str, str], Interval] = {{\n" + "\n".join(lines) + "\n}\n"
+def intervals_source(across: dict[Key, Interval], within: dict[Key, Interval]) -> str:
+    """The generated part of facts/perf_intervals.py: each table's cells, and the tables built from them."""
+
+    def cells(name: str, table_: dict[Key, Interval]) -> str:
+        lines = [f'    ("{m}", "{f}", "{b}"): ({i.fast}, {i.slow}, {i.points}),' for (m, f, b), i in table_.items()]
+        return f"{name}: dict[Key, Cell] = {{\n" + "\n".join(lines) + "\n}\n"
+
+    return (
+        cells("_ACROSS_SOURCES", across)
+        + "\n"
+        + cells("_WITHIN_DEPLOYMENT", within)
+        + "\nINTERVALS = _table(_ACROSS_SOURCES, ACROSS_SOURCES)\n"
+        + "# Once a deployment's own metrics have set its speed (scaling.calibration): what is left.\n"
+        + "MEASURED_INTERVALS = _table(_WITHIN_DEPLOYMENT, WITHIN_DEPLOYMENT)\n"
+    )
 
 
 # --- the held-out residuals, kept between runs ---------------------------------------------------------------------
@@ -597,13 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.intervals:
             module = Path(args.intervals)
             text = module.read_text()
-            head = text[: text.index("INTERVALS: dict")]
-            module.write_text(
-                head
-                + intervals_source("INTERVALS", intervals(steady(held)))
-                + "\n# Once a deployment's own metrics have set its speed (scaling.calibration): what is left.\n"
-                + intervals_source("MEASURED_INTERVALS", measured_intervals(steady(held)))
-            )
+            head = text[: text.index(f"\n{GENERATED}\n") + 1]  # the marker line, not the constant naming it
+            across, within = intervals(steady(held)), measured_intervals(steady(held))
+            module.write_text(head + GENERATED + "\n\n" + intervals_source(across, within))
             print(f"wrote {module}")
     holdout = split(current, "holdout", False)
     itl = figures([p for p in holdout if p.metric == "itl"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from rightsizer.facts.perf_intervals import INTERVALS, MEASURED_INTERVALS, Interval
+from rightsizer.facts.perf_intervals import INTERVALS, MEASURED_INTERVALS, Interval, Key
 from rightsizer.model.config import LayerKind, ModelFacts
 
 # The concurrency bands (requests in a replica): upper end, name, and the load that stands for the band (its geometric
@@ -38,7 +38,7 @@ def band_of(concurrency: float) -> str:
     return next(name for high, name, _ in BANDS if concurrency <= high)
 
 
-Table = dict[tuple[str, str, str], Interval]
+Table = dict[Key, Interval]
 
 
 def _cell(table: Table, metric: str, family: str, band: str) -> Interval:
