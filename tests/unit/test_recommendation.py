@@ -16,25 +16,27 @@ from rightsizer.controller.autoscaler import Autoscaler
 from rightsizer.controller.reconcile import Observed, Reconciler
 from rightsizer.perf import Traffic, predict
 from rightsizer.perf.in_force import replica_of
+from rightsizer.scaling.calibration import restored
 from rightsizer.scaling.recommendation import (
     MIN_CONFIDENCE,
-    Correction,
     Evidence,
     State,
     Verdict,
     applied_correction,
+    correction_of,
     plan_changes,
     recommend,
     worth_a_restart,
 )
 from rightsizer.scaling.window import WindowStats
+from rightsizer.sizing.performance import Correction, Layout
 from tests.unit.fake_kube import FakeKube
 from tests.unit.helpers import facts_of
 from tests.unit.test_autoscaler import FakeSource, deployment, observed
 
 JSON = dict[str, Any]
 WALL = "2026-01-01T12:00:00Z"
-SURE = Evidence(Correction.of(1.4, 1.4), confidence=0.9, samples=20)
+SURE = Evidence(correction_of(1.4, 1.4), confidence=0.9, samples=20)
 
 
 def itl_bound_deployment() -> JSON:
@@ -58,7 +60,7 @@ def in_force_and_slower() -> tuple[LLMDeploymentSpec, Plan, Plan]:
     reconciler = Reconciler(FakeKube(), OperatorSettings(allow_hub=False))
     plans = [
         reconciler.assess("ns", "llama-3-1-70b-fp8", user_spec, observed(ready=1), correction=c).plan
-        for c in (None, Correction.of(1.4, 1.4))
+        for c in (None, correction_of(1.4, 1.4))
     ]
     assert plans[0] is not None and plans[1] is not None
     return user_spec, plans[0], plans[1]
@@ -89,9 +91,59 @@ def test_a_unit_correction_sizes_exactly_as_the_model() -> None:
     user_spec = LLMDeployment.model_validate(body).spec
     reconciler = Reconciler(FakeKube(), OperatorSettings(allow_hub=False))
     plain = reconciler.assess("ns", "x", user_spec, observed(ready=1)).plan
-    unit = reconciler.assess("ns", "x", user_spec, observed(ready=1), correction=Correction.of(1.0, 1.0)).plan
+    unit = reconciler.assess("ns", "x", user_spec, observed(ready=1), correction=correction_of(1.0, 1.0)).plan
     assert plain is not None and unit is not None
     assert unit.to_wire() == plain.to_wire()
+
+
+def test_a_measured_speed_narrows_the_edges_only_on_the_layout_it_was_measured_on() -> None:
+    """Once the factors count as measured, the layout they were measured on is re-sized with the within-deployment
+    slow edges (here the ITL cap on --max-num-seqs loosens); another layout keeps the cross-source edges, and so
+    does a slack that would make the measured edge wider than the model's."""
+    spec, _, slower = in_force_and_slower()
+    reconciler = Reconciler(FakeKube(), OperatorSettings(allow_hub=False))
+    here = Layout.of_plan(slower)
+    elsewhere = Layout(here.gpu_product, 2 * here.tensor_parallel_size, here.pipeline_parallel_size, False)
+
+    def plan(correction: Correction) -> Plan:
+        planned = reconciler.assess("ns", "x", spec, observed(ready=1), correction=correction).plan
+        assert planned is not None and planned.performance is not None
+        return planned
+
+    cross = plan(correction_of(1.4, 1.4))
+    assert cross.to_wire() == slower.to_wire()
+    measured = plan(correction_of(1.4, 1.4, 1.0, here))
+    assert measured.max_num_seqs > cross.max_num_seqs
+    assert measured.performance is not None and measured.performance.meets_slo
+    assert "measured speed's uncertainty" in measured.performance.interval_basis
+    assert plan(correction_of(1.4, 1.4, 1.0, elsewhere)).to_wire() == cross.to_wire()
+    doubtful = plan(correction_of(1.4, 1.4, 3.0, here))
+    assert doubtful.max_num_seqs == cross.max_num_seqs
+
+
+def test_evidence_names_its_slack_and_layout_only_once_the_speed_counts_as_measured() -> None:
+    _, model, _ = in_force_and_slower()
+    early = Evidence.of(restored(1.4, 1.4, samples=2, confidence=0.9), model)
+    assert early.correction.slack is None and early.correction.measured_on is None
+    known = Evidence.of(restored(1.4, 1.4, samples=20, confidence=0.9), model)
+    assert known.correction.slack is not None and 1.0 <= known.correction.slack <= 1.15
+    assert known.correction.measured_on == Layout.of_plan(model)
+
+
+def test_an_applied_measured_speed_round_trips_through_status() -> None:
+    spec, model, slower = in_force_and_slower()
+    asked = with_autoscaling(spec, apply_recommendations=True)
+    evidence = Evidence(correction_of(1.4, 1.4, 1.05, Layout.of_plan(model)), confidence=0.95, samples=20)
+    verdict = recommend(
+        asked, in_force=model, corrected=slower, error=None, evidence=evidence, previous=None, wall=WALL
+    )
+    assert verdict.apply and verdict.status.slack == 1.05
+    status = {"recommendation": verdict.status.to_wire()}
+    assert status["recommendation"]["applied"]["measuredOn"]["tensorParallelSize"] == model.tensor_parallel_size
+    assert applied_correction(asked, status) == evidence.correction
+    # A status written before the slack was recorded sizes with the cross-source edges.
+    del status["recommendation"]["applied"]["slack"], status["recommendation"]["applied"]["measuredOn"]
+    assert applied_correction(asked, status) == correction_of(1.4, 1.4)
 
 
 # --- the pure decision -----------------------------------------------------------------------------------------------
@@ -152,7 +204,7 @@ def test_applied_when_asked_sure_and_due_then_rate_limited() -> None:
             in_force=slower,
             corrected=model,
             error=None,
-            evidence=Evidence(Correction.of(1.0, 1.0), 0.9, 40),
+            evidence=Evidence(correction_of(1.0, 1.0), 0.9, 40),
             previous=first.status,
             wall=now.isoformat().replace("+00:00", "Z"),
         )

@@ -27,7 +27,7 @@ from rightsizer.errors import RightsizerError, validation_message
 from rightsizer.facts import catalog, gpus
 from rightsizer.scaling.calibration import FACTOR_BOUNDS
 from rightsizer.sizing import SizingRequest
-from rightsizer.sizing.performance import SloPerformance
+from rightsizer.sizing.performance import Correction, SloPerformance
 from rightsizer.sizing.planner import plan_with_pools
 from rightsizer.sizing.pools import default_pools
 
@@ -46,7 +46,8 @@ def load_deployment(path: Path) -> LLMDeployment:
 
 def speed_hook(speed: str | None) -> SloPerformance | None:
     """--speed PREFILL,DECODE: size as if replicas took these multiples of the model's time (the factors in an
-    LLMDeployment's status.performance or status.recommendation), as the operator does when it re-sizes."""
+    LLMDeployment's status.performance or status.recommendation), as the operator does when it re-sizes, with the
+    model's cross-source slow edges throughout (no layout was measured here: sizing.performance.Correction)."""
     if speed is None:
         return None
     try:
@@ -56,7 +57,7 @@ def speed_hook(speed: str | None) -> SloPerformance | None:
     low, high = FACTOR_BOUNDS
     if not all(low <= f <= high for f in (prefill, decode)):
         raise UsageError(f"--speed: each factor must be within {low:g}..{high:g}, not {speed}")
-    return SloPerformance(correction=(prefill, decode))
+    return SloPerformance(correction=Correction(prefill, decode))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -417,7 +417,7 @@ class Autoscaler:
         """status.recommendation (scaling.recommendation): the spec re-sized at the measured speed against the plan
         in force; applied (written to .applied, which the reconciler sizes with) when the spec asks and it is due."""
         namespace, name = key
-        evidence = Evidence.of(calibration)
+        evidence = Evidence.of(calibration, sizing.plan)
         corrected: Plan | None
         error: str | None
         try:

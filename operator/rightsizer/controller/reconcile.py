@@ -64,10 +64,10 @@ from rightsizer.policy.assessment import Assessment, assess, effective_policy
 from rightsizer.policy.effective import EffectivePolicy
 from rightsizer.policy.evaluate import unreadable_token_secret
 from rightsizer.policy.quota import Overflow
-from rightsizer.scaling.recommendation import Correction, applied_correction
+from rightsizer.scaling.recommendation import applied_correction
 from rightsizer.sizing.budget import time_budget
 from rightsizer.sizing.explain import plan_summary
-from rightsizer.sizing.performance import SloPerformance
+from rightsizer.sizing.performance import Correction, SloPerformance
 from rightsizer.sizing.pools import GpuPool, merge
 
 log = logging.getLogger(__name__)
@@ -299,11 +299,11 @@ class Reconciler:
         resolved = self.resolve_model(namespace, spec, reads=reads, effective=effective)
         pools = self.pools(observed.nodes)
         material = json.dumps(
-            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective), correction and correction.pair()],
+            [spec.to_wire(), resolved.config, _pool_key(pools), repr(effective), repr(correction)],
             sort_keys=True,
             default=str,
         )
-        performance = SloPerformance(correction=correction.pair()) if correction is not None else None
+        performance = SloPerformance(correction=correction) if correction is not None else None
 
         def compute() -> Assessment:
             with time_budget(_deadline(ASSESSMENT_BUDGET_SECONDS)):

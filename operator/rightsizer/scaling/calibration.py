@@ -143,7 +143,7 @@ class Calibration:
         that a half-width is no measure of doubt (one window's is a guess from its own distance to 1)."""
         if self.prefill.samples == 0 and self.decode.samples == 0:
             return model
-        slack = self._slack()
+        slack = self.slack
         factors = self._factors()
         return model.scaled(*factors) if slack is None else model.measured(*factors, slack)
 
@@ -157,7 +157,8 @@ class Calibration:
     def _factors(self) -> tuple[float, float]:
         return round(self.prefill.factor, 2), round(self.decode.factor, 2)
 
-    def _slack(self) -> float | None:
+    @property
+    def slack(self) -> float | None:
         """e^(the wider factor's half-width) on the SLACK_STEP grid, or None while the evidence is too thin."""
         half_width = max(self.prefill.half_width, self.decode.half_width)
         if min(self.prefill.weight, self.decode.weight) < MEASURED_WEIGHT or not math.isfinite(half_width):

@@ -21,6 +21,10 @@ when it is worth a restart and safe:
 Applying is writing the factors to status.recommendation.applied; the reconciler sizes with them from then on
 (`applied_correction`), so the plan stays a function of the spec and recorded state (level-based). Factors are
 rounded to two decimals: finer steps would be noise, and equal inputs keep the sizing cache warm.
+
+Once the factors count as measured (Calibration.slack), the correction carries their slack and the plan in force's
+layout, and is recorded with them: re-sizing then prices that layout's candidates with a measured speed's narrower
+slow edges and every other layout with the model's own (sizing.performance.Correction).
 """
 
 from __future__ import annotations
@@ -33,11 +37,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from rightsizer.api.conditions import Reason
-from rightsizer.api.v1alpha1.llmdeployment import AppliedCorrection, LLMDeploymentSpec, RecommendationStatus
+from rightsizer.api.v1alpha1.llmdeployment import (
+    AppliedCorrection,
+    LLMDeploymentSpec,
+    MeasuredLayout,
+    RecommendationStatus,
+)
 from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.policy.assessment import Assessment
 from rightsizer.scaling.calibration import FACTOR_BOUNDS, Calibration
 from rightsizer.sizing.explain import plan_summary
+from rightsizer.sizing.performance import Correction, Layout
 
 MIN_CONFIDENCE = 0.8  # the factors known to within ±20 %
 MIN_SAMPLES = 10  # metrics windows behind the factors
@@ -54,23 +64,12 @@ class State:
     UNPLANNABLE = "Unplannable"
 
 
-@dataclass(frozen=True)
-class Correction:
-    """Measured speed against the model: prompt work and decode steps take these many times the model's time."""
-
-    prefill: float
-    decode: float
-
-    @staticmethod
-    def of(prefill: float, decode: float) -> Correction:
-        low, high = FACTOR_BOUNDS
-        return Correction(round(min(high, max(low, prefill)), 2), round(min(high, max(low, decode)), 2))
-
-    def pair(self) -> tuple[float, float]:
-        return (self.prefill, self.decode)
-
-    def __str__(self) -> str:
-        return f"prefill ×{self.prefill:.2f}, decode ×{self.decode:.2f}"
+def correction_of(
+    prefill: float, decode: float, slack: float | None = None, measured_on: Layout | None = None
+) -> Correction:
+    """A Correction with its factors within FACTOR_BOUNDS and rounded to two decimals (see the module doc)."""
+    low, high = FACTOR_BOUNDS
+    return Correction(round(min(high, max(low, prefill)), 2), round(min(high, max(low, decode)), 2), slack, measured_on)
 
 
 def applied_correction(spec: LLMDeploymentSpec, status: JSON) -> Correction | None:
@@ -87,7 +86,13 @@ def applied_correction(spec: LLMDeploymentSpec, status: JSON) -> Correction | No
         return None
     if applied.model != spec.model.name:
         return None
-    return Correction.of(applied.prefill_factor, applied.decode_factor)
+    where = applied.measured_on
+    layout = (
+        Layout(where.gpu_product, where.tensor_parallel_size, where.pipeline_parallel_size, where.expert_parallel)
+        if where is not None
+        else None
+    )
+    return correction_of(applied.prefill_factor, applied.decode_factor, applied.slack, layout)
 
 
 def plan_changes(in_force: Plan, corrected: Plan) -> list[str]:
@@ -127,9 +132,17 @@ class Evidence:
     samples: int
 
     @staticmethod
-    def of(calibration: Calibration) -> Evidence:
+    def of(calibration: Calibration, in_force: Plan) -> Evidence:
+        """The calibration's factors, and once they count as measured (Calibration.slack) their slack and the
+        layout of the plan in force, where the windows behind them were served."""
+        slack = calibration.slack
         return Evidence(
-            Correction.of(calibration.prefill.factor, calibration.decode.factor),
+            correction_of(
+                calibration.prefill.factor,
+                calibration.decode.factor,
+                slack,
+                Layout.of_plan(in_force) if slack is not None else None,
+            ),
             calibration.confidence,
             calibration.samples,
         )
@@ -173,6 +186,8 @@ def recommend(
             AppliedCorrection(
                 prefill_factor=evidence.correction.prefill,
                 decode_factor=evidence.correction.decode,
+                slack=evidence.correction.slack,
+                measured_on=_layout_status(evidence.correction.measured_on),
                 model=spec.model.name,
                 time=wall,
             )
@@ -183,6 +198,7 @@ def recommend(
             prefill_factor=evidence.correction.prefill,
             decode_factor=evidence.correction.decode,
             confidence=round(evidence.confidence, 2),
+            slack=evidence.correction.slack,
             summary=plan_summary(corrected) if corrected is not None else None,
             changes=changes or [],
             state=state,
@@ -237,6 +253,17 @@ def _held_back(
                 f"per {interval / 60:.0f} min"
             )
     return None
+
+
+def _layout_status(layout: Layout | None) -> MeasuredLayout | None:
+    if layout is None:
+        return None
+    return MeasuredLayout(
+        gpu_product=layout.gpu_product,
+        tensor_parallel_size=layout.tensor_parallel_size,
+        pipeline_parallel_size=layout.pipeline_parallel_size,
+        expert_parallel=layout.expert_parallel,
+    )
 
 
 def _parsed(rfc3339: str) -> datetime | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rightsizer import perf
-from rightsizer.api.v1alpha1.plan import PredictedPerformance
+from rightsizer.api.v1alpha1.plan import Plan, PredictedPerformance
 from rightsizer.facts.perf_calibration import VLLM, Efficiency
 from rightsizer.perf.load import (
     BatchLimit,
@@ -51,6 +52,61 @@ def clear_caches() -> None:
     _capacity.cache_clear()
 
 
+# --- a measured speed ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a speed was measured: the GPU product and how the replica splits the model over it."""
+
+    gpu_product: str
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    expert_parallel: bool
+
+    @staticmethod
+    def of_plan(plan: Plan) -> Layout:
+        return Layout(plan.gpu_product, plan.tensor_parallel_size, plan.pipeline_parallel_size, plan.expert_parallel)
+
+    @staticmethod
+    def of_candidate(candidate: Candidate) -> Layout:
+        s = candidate.settings
+        return Layout(candidate.shape.pool.product, s.tensor_parallel_size, s.pipeline_parallel_size, s.expert_parallel)
+
+    def __str__(self) -> str:
+        ep = " EP" if self.expert_parallel else ""
+        return f"{self.gpu_product} TP{self.tensor_parallel_size} PP{self.pipeline_parallel_size}{ep}"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A deployment's own speed against the model's (scaling.calibration), to size with instead of the model's.
+
+    `prefill`, `decode`: prompt work and decode steps take these many times the model's time (Replica.scaled).
+    `slack` and `measured_on`: once the evidence suffices, e^(the factors' half-width) and the layout the metrics
+    came from. Candidates of that layout run at a measured speed (Replica.measured: the within-deployment slow
+    edges times the slack); every other layout, and any correction without a slack, keeps the model's cross-source
+    edges, because how the model's error moves with the GPU, TP, pipeline stages or expert layout was not measured.
+    """
+
+    prefill: float
+    decode: float
+    slack: float | None = None
+    measured_on: Layout | None = None
+
+    def pair(self) -> tuple[float, float]:
+        return (self.prefill, self.decode)
+
+    def on(self, model: Replica, layout: Layout) -> Replica:
+        """`model` (a candidate of `layout`) at this speed."""
+        if self.slack is not None and layout == self.measured_on:
+            return model.measured(self.prefill, self.decode, self.slack)
+        return model.scaled(self.prefill, self.decode)
+
+    def __str__(self) -> str:
+        return f"prefill ×{self.prefill:.2f}, decode ×{self.decode:.2f}"
+
+
 # --- sizing's view: the default PerformanceHook ---------------------------------------------------------------------
 
 
@@ -70,11 +126,11 @@ class SloPerformance:
     spec.workload.concurrency or .requestRate split over the replicas, or a full replica (max_num_seqs
     concurrent requests) when the workload declares neither.
 
-    `correction` (prefill, decode) runs every replica at a measured speed instead of the model's (Replica.scaled):
-    how a deployment is re-sized with what its own metrics showed (scaling.recommendation).
+    `correction` runs every replica at a measured speed instead of the model's (Correction.on): how a deployment is
+    re-sized with what its own metrics showed (scaling.recommendation).
     """
 
-    def __init__(self, efficiency: Efficiency = VLLM, correction: tuple[float, float] | None = None) -> None:
+    def __init__(self, efficiency: Efficiency = VLLM, correction: Correction | None = None) -> None:
         self.efficiency = efficiency
         self.correction = correction
 
@@ -90,7 +146,7 @@ class SloPerformance:
             gpus_per_node=pool.gpus_per_node,
             efficiency=self.efficiency,
         )
-        return replica if self.correction is None else replica.scaled(*self.correction)
+        return replica if self.correction is None else self.correction.on(replica, Layout.of_candidate(candidate))
 
     @staticmethod
     def _lengths(candidate: Candidate, request: SizingRequest) -> tuple[int, int]:

@@ -398,11 +398,26 @@ class StartupStatus(StatusModel):
     pools: list[PoolStartup] = Field(default_factory=list, description="One entry per pool measured.")
 
 
+class MeasuredLayout(StatusModel):
+    """The GPU product and parallelism a speed was measured on."""
+
+    gpu_product: str = Field(description="GPU product (GPU Feature Discovery name).")
+    tensor_parallel_size: int = Field(description="vLLM --tensor-parallel-size.")
+    pipeline_parallel_size: int = Field(description="vLLM --pipeline-parallel-size.")
+    expert_parallel: bool = Field(default=False, description="vLLM --enable-expert-parallel.")
+
+
 class AppliedCorrection(StatusModel):
     """The measured speed the plan in force is sized with (spec.autoscaling.applyRecommendations)."""
 
     prefill_factor: float = Field(description="Prompt work takes this many times the model's time.")
     decode_factor: float = Field(description="Decode steps take this many times the model's time.")
+    slack: float | None = Field(
+        default=None,
+        description="e^(the factors' half-width) when they were applied; with measuredOn, plans of that layout use "
+        "the narrower slow edges of a measured speed (absent: the model's cross-source edges everywhere).",
+    )
+    measured_on: MeasuredLayout | None = Field(default=None, description="Where the factors were measured.")
     model: str = Field(description="spec.model.name the factors were measured on; another model ignores them.")
     time: str = Field(description="RFC 3339 time it was applied.")
 
@@ -413,6 +428,11 @@ class RecommendationStatus(StatusModel):
     prefill_factor: float = Field(description="The factors the recommendation rests on.")
     decode_factor: float = Field(description="The factors the recommendation rests on.")
     confidence: float = Field(description="Of the factors (status.performance.confidence).")
+    slack: float | None = Field(
+        default=None,
+        description="e^(the factors' half-width), once they rest on enough evidence: the plan in force's layout is "
+        "re-sized with the slow edges of a measured speed times it, every other layout with the model's own.",
+    )
     summary: str | None = Field(default=None, description="The recommended plan in one line.")
     changes: list[str] = Field(
         default_factory=list, description="What would change against the plan in force; empty: nothing."
