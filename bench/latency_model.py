@@ -406,25 +406,34 @@ def deployment_of(row: corpus.Row) -> tuple[object, ...]:
     return (row.source_key, row.model, row.gpu, row.tp, row.pp, row.ep, row.quantization, row.kv_cache_dtype)
 
 
-def measured_intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
-    """The intervals left once a deployment's own metrics have set the model's level (scaling.calibration learns
-    one factor for the prompt part and one for the decode part): per kind as in `intervals`, over each held-out
-    ratio divided by the median ratio of the other points of its metric on the same deployment (`deployment_of`),
-    as if those had been its calibration windows. Deployments with fewer than MIN_DEPLOYMENT_POINTS points of a
-    metric are left out (a lone point is its own median), and so are queue-bound rows."""
+def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
+    """Each point predicted at the level the other points of its metric on the same deployment (`deployment_of`)
+    set: its prediction times their median measured / predicted ratio, as if those had been its calibration
+    windows (scaling.calibration learns one factor for the prompt part and one for the decode part). What is left
+    of the error is how it moves with load and lengths within one deployment, not the source's level. Deployments
+    with fewer than MIN_DEPLOYMENT_POINTS points of a metric are left out (a lone point is its own median), and so
+    are queue-bound rows."""
     by_deployment: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
-    for p in held:
+    for p in points:
         if not p.row.queue_bound:
             by_deployment[(p.metric, *deployment_of(p.row))].append(p)
-    groups: dict[Key, list[float]] = defaultdict(list)
-    for points in by_deployment.values():
-        if len(points) < MIN_DEPLOYMENT_POINTS:
+    leveled: list[Scored] = []
+    for group in by_deployment.values():
+        if len(group) < MIN_DEPLOYMENT_POINTS:
             continue
-        ratios = [p.measured / p.predicted for p in points]
-        for i, p in enumerate(points):
-            level = statistics.median(ratios[:i] + ratios[i + 1 :])
-            for key in _kinds(p):
-                groups[key].append(ratios[i] / level)
+        ratios = [p.measured / p.predicted for p in group]
+        for i, p in enumerate(group):
+            leveled.append(replace(p, predicted=p.predicted * statistics.median(ratios[:i] + ratios[i + 1 :])))
+    return leveled
+
+
+def measured_intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
+    """The intervals left once a deployment's own metrics have set the model's level: per kind as in `intervals`,
+    over the measured / predicted ratios of the held-out points at their deployment's level (`at_deployment_level`)."""
+    groups: dict[Key, list[float]] = defaultdict(list)
+    for p in at_deployment_level(held):
+        for key in _kinds(p):
+            groups[key].append(p.measured / p.predicted)
     return _percentiles(groups, WITHIN_DEPLOYMENT)
 
 
@@ -598,6 +607,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         table(f"{name} split (burst TTFT excluded)", split(current, name, False), split(baseline, name, False))
         if args.sources:
             source_table(f"{name} split by source (burst TTFT excluded)", split(current, name, False))
+    table(
+        "holdout split at each deployment's own level (the error self-calibration leaves: each point predicted "
+        f"times the median ratio of its deployment's other points; deployments with {MIN_DEPLOYMENT_POINTS}+ points)",
+        at_deployment_level(split(current, "holdout", False)),
+        at_deployment_level(split(baseline, "holdout", False)),
+    )
     if args.sources:
         implied_share_table(rows)
     if args.plot:
@@ -615,6 +630,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"(leave-one-source-out residuals reused from {args.held_out})", file=sys.stderr)
         # The baseline was never fitted to this corpus: every one of its predictions is already held out.
         table("leave-one-source-out (every source predicted by a fit without it)", steady(held), steady(baseline))
+        table(
+            "leave-one-source-out at each deployment's own level (as above)",
+            at_deployment_level(steady(held)),
+            at_deployment_level(steady(baseline)),
+        )
         if args.intervals:
             module = Path(args.intervals)
             text = module.read_text()

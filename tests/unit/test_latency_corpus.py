@@ -164,6 +164,17 @@ def test_a_measured_point_is_judged_against_its_deployments_other_points_not_its
     assert bench.measured_intervals(_deployment_points(mine[:2], [1.0, 3.0])) == {}
 
 
+def test_at_its_deployments_level_a_point_keeps_only_its_own_departure_from_them() -> None:
+    """A deployment 2× slower than the model at every load is exact at its level; one point 1.5× above the other
+    two keeps that 1.5 (its level is their median, not one that includes itself)."""
+    first, second = _deployments(3)[:2]
+    uniform = bench.at_deployment_level(_deployment_points(first, [2.0] * 3))
+    assert [round(p.error, 9) for p in uniform] == [0.0, 0.0, 0.0]
+    odd = bench.at_deployment_level(_deployment_points(second, [1.0, 1.0, 1.5]))
+    assert odd[2].measured / odd[2].predicted == pytest.approx(1.5)
+    assert bench.at_deployment_level(_deployment_points(second[:2], [1.0, 3.0])) == []
+
+
 def test_held_out_residuals_are_reused_only_from_the_same_inputs(tmp_path: Path) -> None:
     rows = corpus.load()[:3]
     held = [bench.Scored(r, "itl", 12.5, 10.0, False) for r in rows]
