@@ -339,10 +339,10 @@ def _loss_rows(rows: Sequence[corpus.Row], efficiency: Efficiency) -> float:
 
 def fit(rows: Sequence[corpus.Row], start: Efficiency = VLLM, iterations: int = 400) -> Efficiency:
     """The FITTED parameters minimising the source-weighted Huber loss of log(predicted / measured) over `rows`."""
-    usable = [r for r in rows if usable(r)]
+    fitted_rows = [r for r in rows if usable(r)]
 
     def loss(x: np.ndarray) -> float:
-        return _loss_rows(usable, _unpack(x, start))
+        return _loss_rows(fitted_rows, _unpack(x, start))
 
     best = nelder_mead(loss, _pack(start), iterations=iterations)
     best = nelder_mead(loss, best, step=0.1, iterations=iterations // 2)
