@@ -304,6 +304,26 @@ def test_a_p95_that_more_replicas_do_not_lower_stops_the_latency_signal() -> Non
     assert over.replicas > current and over.reason.startswith("latency:"), over.reason
 
 
+def test_a_p95_hovering_at_the_margin_does_not_restart_the_probe() -> None:
+    """The same flat load whose p95 the prompts' own prefill sets, now hovering around the margin (0.63 and 0.59 ×
+    the target on alternate windows): a window just under the margin is not the replicas answering the signal, so
+    it must not clear the probe and let the next window add another replica (bench, Mooncake ×0.7: one replica
+    added every 100-200 s, 16 → 27 while capacity asked for 11). A p95 that comes down by more than the tolerance
+    does clear it."""
+    targets = Targets(ttft_p95_s=3.0, itl_p95_s=None, capacity_rps=1.0, max_running=10)
+    behavior = Behavior(1, 45, rate_spread=0.0, forecast_s=0.0, window_s=60.0)
+    state, current, counts = ScalerState(), 10, []
+    for tick in range(40):
+        p95 = 1.89 if tick % 2 else 1.77
+        d = decide(calm(TICK * tick, 9.0, ttft_p95_s=p95), targets, behavior, current=current, starting=0, state=state)
+        state, current = d.state, d.replicas
+        counts.append(current)
+    assert max(counts) == 11, counts
+    assert state.latency_probe is not None
+    lower = decide(calm(TICK * 40, 9.0, ttft_p95_s=1.5), targets, behavior, current=current, starting=0, state=state)
+    assert lower.state.latency_probe is None
+
+
 def test_at_replicas_max_a_latency_signal_below_the_target_does_not_pin_the_count() -> None:
     """Capacity drove a long-context deployment to replicas.max; once it asks for 9 of 12, a p95 at 0.75 × the
     target (the prompts' own prefill, which no replica lowers) must not hold 12 by asking for 13 on every pass.

@@ -26,7 +26,8 @@ One call per tick (the operator's autoscale_interval_seconds) turns one window o
   backlog for a whole window, since TTFT is observed at first token and over a window — a p95 above
   `latency_margin` × its target asks for one replica more (up to `latency_step` × the ready ones). The margin sits
   under the target because replicas take minutes to arrive: at the target the SLO is already being lost. While
-  replicas start, they are the response already, and nothing is added;
+  replicas start, they are the response already, and nothing is added; once the replicas it added serve, a p95
+  that has not come down by `tolerance` is left alone below the target for `latency_probe_s` (see decide);
 * near the target (within `tolerance`) the count holds.
 
 Scale up fast, scale down slowly: the highest recommendation inside the scale-down stabilization window wins (as the
@@ -366,8 +367,11 @@ def decide(
     )
     if reason.startswith("latency:") and recommendation > current and ratio is not None:
         probe = (obs.time, ready, ratio)
-    elif ratio is None or ratio <= behavior.latency_margin:
-        probe = None  # the latency is fine again: a later signal starts afresh
+    elif ratio is None or (probe is not None and ratio < probe[2] * (1 - behavior.tolerance)):
+        # The p95 came down (the replicas answered the signal) or nothing finished: a later signal starts afresh.
+        # Not merely under the margin: a p95 the prompts' own prefill sets hovers around it, and clearing the probe
+        # on each dip let the next window add a replica (bench, Mooncake ×0.7: 16 → 27 while capacity asked for 11).
+        probe = None
     idle = obs.request_rate <= 0 and obs.running <= 0 and obs.waiting <= 0
     idle_since = (state.idle_since if state.idle_since is not None else obs.time) if idle else None
     horizon = max(behavior.scale_up_window_s, behavior.scale_down_window_s)
