@@ -73,10 +73,6 @@ class Layout:
         s = candidate.settings
         return Layout(candidate.shape.pool.product, s.tensor_parallel_size, s.pipeline_parallel_size, s.expert_parallel)
 
-    def __str__(self) -> str:
-        ep = " EP" if self.expert_parallel else ""
-        return f"{self.gpu_product} TP{self.tensor_parallel_size} PP{self.pipeline_parallel_size}{ep}"
-
 
 @dataclass(frozen=True)
 class Correction:
@@ -93,9 +89,6 @@ class Correction:
     decode: float
     slack: float | None = None
     measured_on: Layout | None = None
-
-    def pair(self) -> tuple[float, float]:
-        return (self.prefill, self.decode)
 
     def on(self, model: Replica, layout: Layout) -> Replica:
         """`model` (a candidate of `layout`) at this speed."""
