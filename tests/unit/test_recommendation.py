@@ -146,6 +146,26 @@ def test_an_applied_measured_speed_round_trips_through_status() -> None:
     assert applied_correction(asked, status) == correction_of(1.4, 1.4)
 
 
+@pytest.mark.parametrize("slack", [0.5, float("nan"), float("inf")])
+def test_an_impossible_recorded_slack_falls_back_instead_of_failing_every_reconcile(slack: float) -> None:
+    """status.recommendation.applied is read back on every reconcile; a slack under 1 or not finite (a hand edit, a
+    bad write) reached Replica.measured, which raises ValueError, so every pass failed. The record is now refused as
+    a whole, as one with unreadable factors is, and the spec is sized at the model's speed."""
+    spec, model, _ = in_force_and_slower()
+    asked = with_autoscaling(spec, apply_recommendations=True)
+    layout = Layout.of_plan(model)
+    applied = AppliedCorrection(
+        prefill_factor=1.4, decode_factor=1.4, slack=1.05, measured_on=None, model=spec.model.name, time=WALL
+    ).to_wire()
+    applied["slack"] = slack
+    applied["measuredOn"] = {
+        "gpuProduct": layout.gpu_product,
+        "tensorParallelSize": layout.tensor_parallel_size,
+        "pipelineParallelSize": layout.pipeline_parallel_size,
+    }
+    assert applied_correction(asked, {"recommendation": {"applied": applied}}) is None
+
+
 # --- the pure decision -----------------------------------------------------------------------------------------------
 
 

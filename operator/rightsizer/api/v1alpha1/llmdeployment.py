@@ -414,8 +414,10 @@ class AppliedCorrection(StatusModel):
     decode_factor: float = Field(description="Decode steps take this many times the model's time.")
     slack: float | None = Field(
         default=None,
-        description="e^(the factors' half-width) when they were applied; with measuredOn, plans of that layout use "
-        "the narrower slow edges of a measured speed (absent: the model's cross-source edges everywhere).",
+        ge=1.0,
+        allow_inf_nan=False,
+        description="e^(the factors' half-width) when they were applied, at least 1; with measuredOn, plans of that "
+        "layout use the narrower slow edges of a measured speed (absent: the model's cross-source edges everywhere).",
     )
     measured_on: MeasuredLayout | None = Field(default=None, description="Where the factors were measured.")
     model: str = Field(description="spec.model.name the factors were measured on; another model ignores them.")
@@ -430,8 +432,10 @@ class RecommendationStatus(StatusModel):
     confidence: float = Field(description="Of the factors (status.performance.confidence).")
     slack: float | None = Field(
         default=None,
-        description="e^(the factors' half-width), once they rest on enough evidence: the plan in force's layout is "
-        "re-sized with the slow edges of a measured speed times it, every other layout with the model's own.",
+        ge=1.0,
+        allow_inf_nan=False,
+        description="e^(the factors' half-width), at least 1, once they rest on enough evidence: the plan in force's "
+        "layout is re-sized with the slow edges of a measured speed times it, every other layout with the model's own.",
     )
     summary: str | None = Field(default=None, description="The recommended plan in one line.")
     changes: list[str] = Field(
