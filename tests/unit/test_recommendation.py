@@ -102,7 +102,7 @@ def test_a_measured_speed_narrows_the_edges_only_on_the_layout_it_was_measured_o
     does a slack that would make the measured edge wider than the model's."""
     spec, _, slower = in_force_and_slower()
     reconciler = Reconciler(FakeKube(), OperatorSettings(allow_hub=False))
-    here = Layout.of_plan(slower)
+    here = Layout.of(slower)
     elsewhere = Layout(here.gpu_product, 2 * here.tensor_parallel_size, here.pipeline_parallel_size, False)
 
     def plan(correction: Correction) -> Plan:
@@ -127,13 +127,13 @@ def test_evidence_names_its_slack_and_layout_only_once_the_speed_counts_as_measu
     assert early.correction.slack is None and early.correction.measured_on is None
     known = Evidence.of(restored(1.4, 1.4, samples=20, confidence=0.9), model)
     assert known.correction.slack is not None and 1.0 <= known.correction.slack <= 1.15
-    assert known.correction.measured_on == Layout.of_plan(model)
+    assert known.correction.measured_on == Layout.of(model)
 
 
 def test_an_applied_measured_speed_round_trips_through_status() -> None:
     spec, model, slower = in_force_and_slower()
     asked = with_autoscaling(spec, apply_recommendations=True)
-    evidence = Evidence(correction_of(1.4, 1.4, 1.05, Layout.of_plan(model)), confidence=0.95, samples=20)
+    evidence = Evidence(correction_of(1.4, 1.4, 1.05, Layout.of(model)), confidence=0.95, samples=20)
     verdict = recommend(
         asked, in_force=model, corrected=slower, error=None, evidence=evidence, previous=None, wall=WALL
     )
@@ -153,7 +153,7 @@ def test_an_impossible_recorded_slack_falls_back_instead_of_failing_every_reconc
     a whole, as one with unreadable factors is, and the spec is sized at the model's speed."""
     spec, model, _ = in_force_and_slower()
     asked = with_autoscaling(spec, apply_recommendations=True)
-    layout = Layout.of_plan(model)
+    layout = Layout.of(model)
     applied = AppliedCorrection(
         prefill_factor=1.4, decode_factor=1.4, slack=1.05, measured_on=None, model=spec.model.name, time=WALL
     ).to_wire()

@@ -30,7 +30,7 @@ slow edges and every other layout with the model's own (sizing.performance.Corre
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -86,13 +86,8 @@ def applied_correction(spec: LLMDeploymentSpec, status: JSON) -> Correction | No
         return None
     if applied.model != spec.model.name:
         return None
-    where = applied.measured_on
-    layout = (
-        Layout(where.gpu_product, where.tensor_parallel_size, where.pipeline_parallel_size, where.expert_parallel)
-        if where is not None
-        else None
-    )
-    return correction_of(applied.prefill_factor, applied.decode_factor, applied.slack, layout)
+    where = Layout.of(applied.measured_on) if applied.measured_on is not None else None
+    return correction_of(applied.prefill_factor, applied.decode_factor, applied.slack, where)
 
 
 def plan_changes(in_force: Plan, corrected: Plan) -> list[str]:
@@ -141,7 +136,7 @@ class Evidence:
                 calibration.prefill.factor,
                 calibration.decode.factor,
                 slack,
-                Layout.of_plan(in_force) if slack is not None else None,
+                Layout.of(in_force) if slack is not None else None,
             ),
             calibration.confidence,
             calibration.samples,
@@ -180,6 +175,7 @@ def recommend(
     Event it is worth: one when it is applied, and one when a recommendation that would change the plan appears (on
     a change of state only: the figures of a standing recommendation move with every window)."""
     applied = previous.applied if previous is not None and spec.autoscaling.apply_recommendations else None
+    where = evidence.correction.measured_on
 
     def verdict(state: str, message: str, *, changes: list[str] | None = None, apply: bool = False) -> Verdict:
         record = (
@@ -187,7 +183,7 @@ def recommend(
                 prefill_factor=evidence.correction.prefill,
                 decode_factor=evidence.correction.decode,
                 slack=evidence.correction.slack,
-                measured_on=_layout_status(evidence.correction.measured_on),
+                measured_on=MeasuredLayout.model_validate(asdict(where)) if where is not None else None,
                 model=spec.model.name,
                 time=wall,
             )
@@ -253,17 +249,6 @@ def _held_back(
                 f"per {interval / 60:.0f} min"
             )
     return None
-
-
-def _layout_status(layout: Layout | None) -> MeasuredLayout | None:
-    if layout is None:
-        return None
-    return MeasuredLayout(
-        gpu_product=layout.gpu_product,
-        tensor_parallel_size=layout.tensor_parallel_size,
-        pipeline_parallel_size=layout.pipeline_parallel_size,
-        expert_parallel=layout.expert_parallel,
-    )
 
 
 def _parsed(rfc3339: str) -> datetime | None:

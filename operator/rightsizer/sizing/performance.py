@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from rightsizer import perf
-from rightsizer.api.v1alpha1.plan import Plan, PredictedPerformance
+from rightsizer.api.v1alpha1.plan import PredictedPerformance
 from rightsizer.facts.perf_calibration import VLLM, Efficiency
 from rightsizer.perf.load import (
     BatchLimit,
@@ -55,6 +56,19 @@ def clear_caches() -> None:
 # --- a measured speed ------------------------------------------------------------------------------------------------
 
 
+class LaidOut(Protocol):
+    """What names a layout: a Plan, or the status record of where a speed was measured (MeasuredLayout)."""
+
+    @property
+    def gpu_product(self) -> str: ...
+    @property
+    def tensor_parallel_size(self) -> int: ...
+    @property
+    def pipeline_parallel_size(self) -> int: ...
+    @property
+    def expert_parallel(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a speed was measured: the GPU product and how the replica splits the model over it."""
@@ -65,8 +79,10 @@ class Layout:
     expert_parallel: bool
 
     @staticmethod
-    def of_plan(plan: Plan) -> Layout:
-        return Layout(plan.gpu_product, plan.tensor_parallel_size, plan.pipeline_parallel_size, plan.expert_parallel)
+    def of(named: LaidOut) -> Layout:
+        return Layout(
+            named.gpu_product, named.tensor_parallel_size, named.pipeline_parallel_size, named.expert_parallel
+        )
 
     @staticmethod
     def of_candidate(candidate: Candidate) -> Layout:
