@@ -218,3 +218,13 @@ def test_the_probe_fails_while_a_loop_is_stale_and_reports_every_loop_otherwise(
         probe(memo=memo)
     health.passed("autoscale", now)
     assert set(probe(memo=memo)) == {"autoscale", "resync"}
+
+
+def test_kopf_keeps_retrying_its_api_requests_through_a_minute_long_outage_with_room_to_spare() -> None:
+    """When kopf's resource observer runs out of retries the whole operator exits. Its default schedule (54 s) is
+    shorter than the one-minute outage tests/integration/test_supervision.py survives, and lost that race when a
+    scan began just before the outage; the operator's schedule must outlast twice that outage."""
+    from rightsizer.controller import handlers
+
+    assert sum(handlers.API_ERROR_BACKOFFS) >= 2 * 60.0
+    assert max(handlers.API_ERROR_BACKOFFS) <= 30.0  # a recovered API server is found again within half a minute
