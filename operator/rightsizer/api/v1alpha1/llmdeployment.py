@@ -407,17 +407,20 @@ class MeasuredLayout(StatusModel):
     expert_parallel: bool = Field(default=False, description="vLLM --enable-expert-parallel.")
 
 
+def _slack_field(description: str) -> Any:
+    """A measured speed's slack: a finite factor of at least 1 (perf.Replica.measured refuses anything else, so a
+    record outside it is refused as a whole when read back, never passed on)."""
+    return Field(default=None, ge=1.0, allow_inf_nan=False, description=description)
+
+
 class AppliedCorrection(StatusModel):
     """The measured speed the plan in force is sized with (spec.autoscaling.applyRecommendations)."""
 
     prefill_factor: float = Field(description="Prompt work takes this many times the model's time.")
     decode_factor: float = Field(description="Decode steps take this many times the model's time.")
-    slack: float | None = Field(
-        default=None,
-        ge=1.0,
-        allow_inf_nan=False,
-        description="e^(the factors' half-width) when they were applied, at least 1; with measuredOn, plans of that "
-        "layout use the narrower slow edges of a measured speed (absent: the model's cross-source edges everywhere).",
+    slack: float | None = _slack_field(
+        "e^(the factors' half-width) when they were applied, at least 1; with measuredOn, plans of that layout use the "
+        "narrower slow edges of a measured speed (absent: the model's cross-source edges everywhere)."
     )
     measured_on: MeasuredLayout | None = Field(default=None, description="Where the factors were measured.")
     model: str = Field(description="spec.model.name the factors were measured on; another model ignores them.")
@@ -430,12 +433,9 @@ class RecommendationStatus(StatusModel):
     prefill_factor: float = Field(description="The factors the recommendation rests on.")
     decode_factor: float = Field(description="The factors the recommendation rests on.")
     confidence: float = Field(description="Of the factors (status.performance.confidence).")
-    slack: float | None = Field(
-        default=None,
-        ge=1.0,
-        allow_inf_nan=False,
-        description="e^(the factors' half-width), at least 1, once they rest on enough evidence: the plan in force's "
-        "layout is re-sized with the slow edges of a measured speed times it, every other layout with the model's own.",
+    slack: float | None = _slack_field(
+        "e^(the factors' half-width), at least 1, once they rest on enough evidence: the plan in force's layout is "
+        "re-sized with the slow edges of a measured speed times it, every other layout with the model's own."
     )
     summary: str | None = Field(default=None, description="The recommended plan in one line.")
     changes: list[str] = Field(
