@@ -34,30 +34,33 @@ def test_dead_peers_are_ignored() -> None:
 
 
 def live(priority: int) -> dict[str, object]:
+    """A peer that was seen just now: called when the test runs, not when pytest collects it, so that a suite
+    longer than the peer's 60 s lifetime does not see it as dead."""
     return {"priority": priority, "lastseen": datetime.now(UTC).isoformat(), "lifetime": 60}
 
 
 @pytest.mark.parametrize(
-    ("namespaces", "statuses", "reads", "pause"),
+    ("namespaces", "peers", "reads", "pause"),
     [
-        ((), {("ClusterKopfPeering", None): {"other": live(200)}}, [("ClusterKopfPeering", None)], True),
-        ((), {("ClusterKopfPeering", None): {"other": live(50)}}, [("ClusterKopfPeering", None)], False),
+        ((), {("ClusterKopfPeering", None): 200}, [("ClusterKopfPeering", None)], True),
+        ((), {("ClusterKopfPeering", None): 50}, [("ClusterKopfPeering", None)], False),
         # Watching namespaces, kopf peers through a KopfPeering in each, and pauses while any of them says so.
-        (("a", "b"), {("KopfPeering", "b"): {"other": live(200)}}, [("KopfPeering", "a"), ("KopfPeering", "b")], True),
-        (("a", "b"), {("KopfPeering", "a"): {"other": live(50)}}, [("KopfPeering", "a"), ("KopfPeering", "b")], False),
+        (("a", "b"), {("KopfPeering", "b"): 200}, [("KopfPeering", "a"), ("KopfPeering", "b")], True),
+        (("a", "b"), {("KopfPeering", "a"): 50}, [("KopfPeering", "a"), ("KopfPeering", "b")], False),
     ],
 )
 def test_the_resync_reads_the_peering_kopf_uses(
     monkeypatch: pytest.MonkeyPatch,
     namespaces: tuple[str, ...],
-    statuses: dict[tuple[str, str | None], dict[str, object]],
+    peers: dict[tuple[str, str | None], int],
     reads: list[tuple[str, str | None]],
     pause: bool,
 ) -> None:
+    """`peers`: each peering object's other live peer, by its priority."""
     kube = FakeKube()
-    for (kind, namespace), status in statuses.items():
+    for (kind, namespace), priority in peers.items():
         meta = {"name": "rightsizer", "namespace": namespace}
-        kube.put({"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": meta, "status": status})
+        kube.put({"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": meta, "status": {"other": live(priority)}})
     reconciler = Reconciler(kube, OperatorSettings(allow_hub=False))
     runtime = Runtime(reconciler, Peering("rightsizer", 100, "me", namespaces))
     assert runtime.paused() is pause
