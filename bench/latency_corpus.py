@@ -77,6 +77,12 @@ QUANTIZATION_CONFIGS: dict[WeightFormat, dict[str, object]] = {
     WeightFormat.MXFP4: {"quant_method": "mxfp4"},
     WeightFormat.NVFP4: {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16},
 }
+# Twins whose own release is quantized otherwise than the format's typical checkpoint above: NVIDIA's ModelOpt FP8
+# export ("quantized with TensorRT Model Optimizer", https://huggingface.co/nvidia/Llama-3.1-8B-Instruct-FP8; its
+# quant_algo FP8 has one scale per tensor, FP8_PB_WO is ModelOpt's block recipe: model/checkpoint_quant.py).
+TWIN_QUANTIZATION: dict[str, dict[str, object]] = {
+    "nvidia/llama-3.1-8b-instruct-fp8": {"quant_method": "modelopt", "quant_algo": "FP8"},
+}
 _PROMPTS = re.compile(r"(\d[\d,]*)\s+(?:prompts|requests)")
 
 
@@ -244,7 +250,8 @@ def facts_of(row: Row) -> ModelFacts:
         return facts
     if wanted == WeightFormat.NONE:
         return replace(facts, quantization=None)
-    return replace(facts, quantization=checkpoint_quantization({"quantization_config": QUANTIZATION_CONFIGS[wanted]}))
+    config = TWIN_QUANTIZATION.get(row.model.lower(), QUANTIZATION_CONFIGS[wanted])
+    return replace(facts, quantization=checkpoint_quantization({"quantization_config": config}))
 
 
 def settings_of(row: Row, facts: ModelFacts) -> EngineSettings:

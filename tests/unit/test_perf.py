@@ -15,9 +15,10 @@ from rightsizer.api.v1alpha1.plan import Plan
 from rightsizer.cli.main import main
 from rightsizer.errors import SloUnreachableError
 from rightsizer.facts.gpus import from_node_labels, lookup
-from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM
+from rightsizer.facts.perf_calibration import TENSORRT_LLM, VLLM, Efficiency
 from rightsizer.facts.vllm_profiles import profile_for
-from rightsizer.model.config import WeightFormat
+from rightsizer.model.checkpoint_quant import checkpoint_quantization
+from rightsizer.model.config import ModelFacts, WeightFormat
 from rightsizer.model.memory import EngineSettings, replica_memory
 from rightsizer.perf import (
     UTILIZATION_CEILING,
@@ -95,6 +96,31 @@ def test_long_prefill_is_compute_bound_and_no_faster_than_peak_flops(
     assert r.prefill_seconds(8192) > flops_per_gpu / (peak * 1e12)
     # Doubling a long prompt more than doubles the time: attention is quadratic in the prompt.
     assert r.prefill_seconds(16384) > 2 * r.prefill_seconds(8192)
+
+
+def test_block_scaled_fp8_weights_prefill_at_the_bf16_rate_and_still_stream_as_fp8() -> None:
+    """A 128x128 block-FP8 checkpoint (Qwen's and DeepSeek's FP8 releases) computes at the bf16 peak, as vLLM's own
+    kernel benchmarks measure it, while per-tensor FP8 (online `--quantization fp8`) keeps the FP8 peak; both read
+    one byte per weight, so a small decode step, bound by streaming the weights, is the same."""
+    facts, product = facts_of(LLAMA_70B), lookup("H200")
+    block = replace(
+        facts,
+        quantization=checkpoint_quantization(
+            {"quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+        ),
+    )
+    settings = EngineSettings(2, 1, 256, 8192, 8192, 0.9, "bfloat16", "auto", WeightFormat.FP8)
+
+    def built(f: ModelFacts, efficiency: Efficiency = VLLM) -> Replica:
+        memory = replica_memory(f, settings, product, profile_for("0.19.0"))
+        return build_replica(f, settings, product, memory, efficiency=efficiency)
+
+    per_tensor, blocked = built(facts), built(block)
+    assert blocked.prefill_seconds(8192) > 1.6 * per_tensor.prefill_seconds(8192)
+    assert blocked.decode_step_seconds(1, 512) == pytest.approx(per_tensor.decode_step_seconds(1, 512), rel=0.05)
+    # The term is off in an Efficiency that leaves it out (the model before it): block FP8 at the FP8 peak.
+    before = replace(VLLM, block_fp8_on_bf16_peak=False)
+    assert built(block, before).prefill_seconds(8192) == pytest.approx(per_tensor.prefill_seconds(8192), rel=0.02)
 
 
 def test_a_prompt_scheduled_beside_others_takes_at_least_the_step_that_carries_them() -> None:
