@@ -64,8 +64,8 @@ VLLM = Efficiency(
     # 2025-09) measure 128x128 block-scaled FP8 GEMMs at 0.30-0.74x torch's bf16 GEMM throughput on the PR's
     # DeepSeek-V3 shapes at 2,048-16,384 tokens (N=2112 K=7168 at 8,192 tokens: 490 TFLOP/s CUTLASS, 407 Triton,
     # against 666 bf16), never above it; so block-FP8 checkpoints get the bf16 peak, per-tensor FP8 keeps the FP8
-    # one. DeepGEMM (vLLM's default from 0.11 where installed) is faster, but the corpus's block-FP8 runs on those
-    # releases are slower than the FP8 peak predicts too (docs/performance-model.md §3, "Block-FP8 GEMMs").
+    # one. DeepGEMM (vLLM's default from 0.11 where installed) is faster, but most of the corpus's block-FP8
+    # deployments on those releases ran slower than the FP8 peak predicts too (docs/performance-model.md §3).
     block_fp8_on_bf16_peak=True,
     source="fit: vLLM CI (late 2024) on H100 for the hardware; the V1 corpus's fit split for the CPU costs",
 )
