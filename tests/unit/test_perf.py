@@ -32,6 +32,7 @@ from rightsizer.perf import (
     predict,
     saturation_rate,
 )
+from rightsizer.perf.step import runs_on_bf16_kernels
 from rightsizer.sizing import MEMORY_ONLY, SizingRequest, plan, search
 from rightsizer.sizing.pools import GpuPool, default_pools
 from tests.unit.helpers import facts_of
@@ -121,6 +122,23 @@ def test_block_scaled_fp8_weights_prefill_at_the_bf16_rate_and_still_stream_as_f
     # The term is off in an Efficiency that leaves it out (the model before it): block FP8 at the FP8 peak.
     before = replace(VLLM, block_fp8_on_bf16_peak=False)
     assert built(block, before).prefill_seconds(8192) == pytest.approx(per_tensor.prefill_seconds(8192), rel=0.02)
+
+
+def test_mxfp4_weights_multiply_at_the_bf16_rate_on_blackwell_and_nvfp4_at_the_fp4_rate() -> None:
+    """vLLM's default MXFP4 MoE backends keep the activations in bf16, so gpt-oss on a B200 prefills at the bf16
+    rate, not the FP4 one its tensor cores offer to NVFP4 (FP4 activations too)."""
+    product = lookup("B200")
+    facts = facts_of("openai/gpt-oss-20b")
+    settings = EngineSettings(1, 1, 256, 8192, 8192, 0.9, "bfloat16", "auto", WeightFormat.MXFP4)
+    memory = replica_memory(facts, settings, product, profile_for("0.19.0"))
+
+    def prefill(efficiency: Efficiency) -> float:
+        return build_replica(facts, settings, product, memory, efficiency=efficiency).prefill_seconds(8192)
+
+    assert runs_on_bf16_kernels(facts, settings, VLLM)
+    assert prefill(VLLM) > 1.3 * prefill(replace(VLLM, mxfp4_on_bf16_peak=False))
+    assert not runs_on_bf16_kernels(facts, replace(settings, weight_format=WeightFormat.NVFP4), VLLM)
+    assert not runs_on_bf16_kernels(facts, replace(settings, weight_format=WeightFormat.FP8), VLLM)  # per tensor
 
 
 def test_a_prompt_scheduled_beside_others_takes_at_least_the_step_that_carries_them() -> None:

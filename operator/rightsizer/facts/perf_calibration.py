@@ -39,6 +39,7 @@ class Efficiency:
     seq_overhead_s: float = 0.0  # per running sequence per step: scheduling, sampling, detokenising (CPU)
     roofline_overlap: float = 0.0  # share of the smaller of memory time and compute time that is not hidden
     block_fp8_on_bf16_peak: bool = False  # block-scaled FP8 weights compute at the bf16 peak, not the FP8 one
+    mxfp4_on_bf16_peak: bool = False  # MXFP4 weights compute at the bf16 peak (bf16 activations), not the FP4 one
     source: str = ""
 
 
@@ -67,6 +68,11 @@ VLLM = Efficiency(
     # one. DeepGEMM (vLLM's default from 0.11 where installed) is faster, but most of the corpus's block-FP8
     # deployments on those releases ran slower than the FP8 peak predicts too (docs/performance-model.md §3).
     block_fp8_on_bf16_peak=True,
+    # Not fitted either: vLLM's MXFP4 MoE backends default to bf16 activations (v0.10.2 mxfp4.py get_mxfp4_backend:
+    # "Using FlashInfer MXFP4 BF16 backend for SM100"; v0.19.0 fused_moe/oracle/mxfp4.py _get_priority_backends:
+    # "Only includes BF16 backends. MXFP8 backends are selected via env vars"), and a bf16 operand multiplies at
+    # the bf16 rate; Hopper and Ampere have no FP4 tensor cores and ran MXFP4 at the bf16 peak already.
+    mxfp4_on_bf16_peak=True,
     source="fit: vLLM CI (late 2024) on H100 for the hardware; the V1 corpus's fit split for the CPU costs",
 )
 

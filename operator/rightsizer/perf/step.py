@@ -131,16 +131,14 @@ def _stage_costs(f: ModelFacts, s: EngineSettings) -> tuple[StageCost, ...]:
     return tuple(stage_cost(f, s, i, stage_layers) for i, stage_layers in enumerate(layers))
 
 
-def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings, block_fp8_on_bf16_peak: bool = False) -> float:
+def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings, bf16_kernels: bool = False) -> float:
     """Dense tensor-core peak the linear layers run at: the weight format's if the GPU has it, else bf16.
 
-    `block_fp8_on_bf16_peak`: the weights are FP8 with one scale per block (DeepSeek's and Qwen's FP8 releases)
-    and run at the bf16 peak. vLLM's block-scaled FP8 GEMMs rescale every 128-wide slice of the reduction, and its
-    own kernel benchmarks measure them below torch's bf16 GEMMs at every batch size (Efficiency.block_fp8_on_bf16_peak
-    cites them), where per-tensor FP8 (online `--quantization fp8`, ModelOpt exports) reaches the FP8 peak."""
+    `bf16_kernels`: the format's vLLM kernels multiply at the bf16 rate whatever the GPU offers
+    (`runs_on_bf16_kernels`)."""
     fmt = s.weight_format
     base = gpu.bf16_tflops / (2.0 if s.dtype == "float32" else 1.0)  # float32 runs as TF32
-    if block_fp8_on_bf16_peak and fmt == WeightFormat.FP8:
+    if bf16_kernels:
         return base
     if fmt in (WeightFormat.FP8, WeightFormat.W8A8) and gpu.fp8_tflops is not None:
         return gpu.fp8_tflops
@@ -151,8 +149,18 @@ def gemm_peak_tflops(gpu: GpuProduct, s: EngineSettings, block_fp8_on_bf16_peak:
     return base  # weight-only int4/fp8 kernels (Marlin) dequantise into bf16 GEMMs
 
 
-def _block_scaled(f: ModelFacts) -> bool:
-    return f.quantization is not None and f.quantization.block is not None
+def runs_on_bf16_kernels(f: ModelFacts, s: EngineSettings, efficiency: Efficiency) -> bool:
+    """Whether vLLM's kernels for these weights multiply at the bf16 rate though the GPU has faster tensor cores.
+
+    * FP8 with one scale per block (DeepSeek's and Qwen's FP8 releases): the kernels rescale every 128-wide slice of
+      the reduction, and vLLM's own benchmarks measure them below torch's bf16 GEMMs at every batch size
+      (Efficiency.block_fp8_on_bf16_peak cites them). Per-tensor FP8 (online `--quantization fp8`, ModelOpt
+      exports) reaches the FP8 rate.
+    * MXFP4 (gpt-oss): vLLM's default MXFP4 MoE backends keep the activations in bf16, on Blackwell too; FP4 or FP8
+      activations are an opt-in (Efficiency.mxfp4_on_bf16_peak cites the selection)."""
+    if s.weight_format == WeightFormat.FP8:
+        return efficiency.block_fp8_on_bf16_peak and f.quantization is not None and f.quantization.block is not None
+    return efficiency.mxfp4_on_bf16_peak and s.weight_format == WeightFormat.MXFP4
 
 
 def has_performance_figures(gpu: GpuProduct) -> bool:
@@ -478,7 +486,7 @@ def build_replica(
         experts_per_token=f.moe.experts_per_token if f.moe is not None else 0,
         sliding_window=f.sliding_window,
         hbm_bytes_per_s=gpu.hbm_tb_per_s * TERA * efficiency.hbm,
-        gemm_flops_per_s=gemm_peak_tflops(gpu, settings, efficiency.block_fp8_on_bf16_peak and _block_scaled(f))
+        gemm_flops_per_s=gemm_peak_tflops(gpu, settings, runs_on_bf16_kernels(f, settings, efficiency))
         * TERA
         * efficiency.compute,
         attention_flops_per_s=gpu.bf16_tflops * TERA * efficiency.compute,
