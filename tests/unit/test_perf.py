@@ -138,7 +138,6 @@ def test_mxfp4_weights_multiply_at_the_bf16_rate_on_blackwell_and_nvfp4_at_the_f
     assert runs_on_bf16_kernels(facts, settings, VLLM)
     assert prefill(VLLM) > 1.3 * prefill(replace(VLLM, mxfp4_on_bf16_peak=False))
     assert not runs_on_bf16_kernels(facts, replace(settings, weight_format=WeightFormat.NVFP4), VLLM)
-    assert not runs_on_bf16_kernels(facts, replace(settings, weight_format=WeightFormat.FP8), VLLM)  # per tensor
 
 
 def test_a_prompt_scheduled_beside_others_takes_at_least_the_step_that_carries_them() -> None:
