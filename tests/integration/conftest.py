@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,20 @@ NAMESPACE_LABEL = "rightsizer.dev/integration-test"
 # sessions (or developers) can share one plane without their operators acting on each other's objects.
 NAMESPACE_PREFIX = f"it-{uuid.uuid4().hex[:4]}-"
 PROGRESS_DEADLINE_SECONDS = 45  # the operator under test's RIGHTSIZER_PROGRESS_DEADLINE_SECONDS
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report carries the log tail of each operator process it used, so that a failure on CI (where
+    the logs are gone afterwards) shows what the operator was doing."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, OperatorProcess):
+                report.sections.append((f"operator log ({name}, last 60 lines)", value.log_tail(60)))
+    return report
 
 
 def plane_is_healthy() -> bool:

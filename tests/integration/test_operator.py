@@ -70,13 +70,27 @@ def require_condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
 def wait_condition(
     custom: client.CustomObjectsApi, namespace: str, name: str, kind: str, status: str = "True", timeout: float = 90
 ) -> dict[str, Any]:
+    seen: list[str] = []  # what the object last showed, for the timeout's message
+
     def check() -> dict[str, Any] | None:
         obj = get(custom, namespace, name)
         c = condition(obj, kind)
-        current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-        return obj if c and c["status"] == status and current else None
+        observed = (obj.get("status") or {}).get("observedGeneration")
+        seen[:] = [status_summary(obj)]
+        return obj if c and c["status"] == status and observed == obj["metadata"]["generation"] else None
 
-    return wait_for(check, timeout, f"{namespace}/{name} {kind}={status}")
+    try:
+        return wait_for(check, timeout, f"{namespace}/{name} {kind}={status}")
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}; the object showed: {seen[0] if seen else 'nothing (never read)'}") from None
+
+
+def status_summary(obj: dict[str, Any]) -> str:
+    """generation, observedGeneration and each condition's type=status (reason), on one line."""
+    found = obj.get("status") or {}
+    conditions = ", ".join(f"{x['type']}={x['status']} ({x.get('reason')})" for x in found.get("conditions") or [])
+    observed = found.get("observedGeneration")
+    return f"generation {obj['metadata'].get('generation')}, observedGeneration {observed}, [{conditions}]"
 
 
 def pod_list(core: client.CoreV1Api, namespace: str, name: str) -> list[client.V1Pod]:
