@@ -25,13 +25,14 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
 from tests.integration.crds import apply_crds
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
-from tests.integration.objects import typed
+from tests.integration.objects import custom_object, typed
 from tests.integration.operator import OperatorProcess
 from tests.integration.plane import UP, LocalPlane
 
@@ -153,8 +154,15 @@ def crds(api_client: client.ApiClient) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """One operator for the session; on the local plane it also serves the admission webhook on 127.0.0.1."""
+def operator(
+    kubeconfig: str,
+    crds: None,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """One operator for the session; on the local plane it also serves the admission webhook on 127.0.0.1. It is
+    handed to the tests once it has reconciled a first object (`first_reconcile`)."""
     process = OperatorProcess(
         kubeconfig,
         tmp_path_factory.mktemp("operator") / "operator.log",
@@ -164,8 +172,46 @@ def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFacto
         args=("--namespace", f"{NAMESPACE_PREFIX}*"),
     )
     process.start()
+    try:
+        first_reconcile(process, core, custom)
+    except BaseException:
+        process.stop()
+        raise
     yield process
     process.stop()
+
+
+def first_reconcile(process: OperatorProcess, core: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
+    """Waits until the new operator has written the status of an LLMDeployment it can never place (a pool the plane
+    lacks: no pods, quick to delete), in a namespace of its own.
+
+    Serving metrics is not the same as reconciling: kopf holds every handler until the watches of each namespace
+    have listed once, and right after a CRD is (re)written the API server answers those lists with 429 "storage is
+    (re)initializing" until its watch cache is rebuilt, which kopf retries on its back-off (API_ERROR_BACKOFFS in
+    controller/handlers.py). On CI (stop 22) the first test that used this operator saw its object unreconciled
+    for 90 s, cause unrecorded; start-up waits like that one are paid here, within 240 s, and a failure carries the
+    operator's log."""
+    name = f"{NAMESPACE_PREFIX}first"
+    core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
+    body = yaml.safe_load((REPO / "examples" / "llama-3.1-8b-h200.yaml").read_text())
+    body["metadata"]["name"] = "first"
+    body["spec"]["gpu"] = {"products": ["L40S"]}
+    custom.create_namespaced_custom_object("rightsizer.dev", "v1alpha1", name, "llmdeployments", body)
+
+    def reconciled() -> bool:
+        obj = custom_object(
+            custom.get_namespaced_custom_object("rightsizer.dev", "v1alpha1", name, "llmdeployments", "first")
+        )
+        status = obj.get("status") or {}
+        return bool(status.get("conditions")) and status.get("observedGeneration") == obj["metadata"]["generation"]
+
+    try:
+        wait_for(reconciled, 240, "the operator's first reconcile")
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}; operator log:\n{process.log_tail(60)}") from None
+    finally:
+        core.delete_namespace(name)
+        wait_for(lambda: gone(lambda: core.read_namespace(name)), 120, f"namespace {name} to be deleted")
 
 
 def webhook_env() -> dict[str, str]:
