@@ -427,6 +427,39 @@ def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
     return leveled
 
 
+def deployment_levels(points: Sequence[Scored], metric: str) -> list[float]:
+    """Each deployment's level for one metric: the median measured / predicted ratio of its points (deployments with
+    MIN_DEPLOYMENT_POINTS or more, queue-bound rows left out, as in `at_deployment_level`)."""
+    by_deployment: dict[tuple[object, ...], list[float]] = defaultdict(list)
+    for p in points:
+        if p.metric == metric and not p.row.queue_bound:
+            by_deployment[deployment_of(p.row)].append(p.measured / p.predicted)
+    return [statistics.median(r) for r in by_deployment.values() if len(r) >= MIN_DEPLOYMENT_POINTS]
+
+
+@dataclass(frozen=True)
+class LevelSpread:
+    deployments: int
+    median_off: float  # median |level - 1|: how far the model's level is from the typical deployment's
+    floor: float  # the same after the one factor on every prediction that makes it smallest
+    factor: float  # that factor
+
+
+def level_spread(levels: Sequence[float]) -> LevelSpread:
+    """How far deployments' levels lie from the model's, and from each other: no single factor applied to every
+    prediction brings the median deployment within `floor` of its measurements (the factor is searched on a fine
+    log grid between the lowest and the highest level, so this is an in-sample bound, not a held-out figure). What
+    lies below the floor is open only to terms that tell deployments apart."""
+    if not levels:
+        return LevelSpread(0, math.nan, math.nan, math.nan)
+    values = np.array(levels)
+    grid = np.geomspace(values.min(), values.max(), 4001) if values.max() > values.min() else values[:1]
+    offs = np.median(np.abs(values[None, :] / grid[:, None] - 1.0), axis=1)
+    best = int(np.argmin(offs))
+    median_off = float(np.median(np.abs(values - 1.0)))
+    return LevelSpread(len(levels), median_off, float(offs[best]), float(grid[best]))
+
+
 def measured_intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
     """The intervals left once a deployment's own metrics have set the model's level: per kind as in `intervals`,
     over the measured / predicted ratios of the held-out points at their deployment's level (`at_deployment_level`)."""
@@ -613,6 +646,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         at_deployment_level(split(current, "holdout", False)),
         at_deployment_level(split(baseline, "holdout", False)),
     )
+    print(
+        "\ndeployment levels (each deployment's median measured / predicted, both splits, burst TTFT excluded): how far"
+        "\nthe median deployment's level lies from the model's, and how far it still would after the best single factor"
+        "\non every prediction (the floor only terms that tell deployments apart can go under)"
+    )
+    for metric in ("itl", "ttft"):
+        spread = level_spread(deployment_levels(steady(current), metric))
+        print(
+            f"  {metric:<4} {spread.deployments:>3} deployments: median |level - 1| {100 * spread.median_off:5.1f}%, "
+            f"floor {100 * spread.floor:5.1f}% (x{spread.factor:.2f})"
+        )
     if args.sources:
         implied_share_table(rows)
     if args.plot:

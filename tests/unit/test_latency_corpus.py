@@ -177,6 +177,26 @@ def test_at_its_deployments_level_a_point_keeps_only_its_own_departure_from_them
     assert bench.at_deployment_level(_deployment_points(second[:2], [1.0, 3.0])) == []
 
 
+def test_the_level_floor_is_what_no_single_factor_gets_under() -> None:
+    """Deployments at 1x, 2x and 3x the model's time: the model is off by a median 100 % (0, 100 and 200 %). The best
+    single factor, 2.5, leaves a median of 20 % (60, 20 and 20 %): above it the 2x deployment moves further off, below
+    it the 3x one, and no other factor does as well (1.5 leaves 1/3, 2 leaves 1/2). A deployment with fewer than
+    MIN_DEPLOYMENT_POINTS points has no level."""
+    first, second, third, fourth = _deployments(3)[:4]
+    points = [
+        *_deployment_points(first, [1.0, 1.0, 1.0]),
+        *_deployment_points(second, [2.0, 1.8, 2.2]),
+        *_deployment_points(third, [3.0, 3.2, 2.8]),
+        *_deployment_points(fourth[:2], [9.0, 9.0]),
+    ]
+    levels = bench.deployment_levels(points, "itl")
+    assert sorted(levels) == pytest.approx([1.0, 2.0, 3.0])
+    assert bench.deployment_levels(points, "ttft") == []
+    spread = bench.level_spread(levels)
+    assert spread.deployments == 3 and spread.median_off == pytest.approx(1.0)
+    assert spread.floor == pytest.approx(0.2, abs=1e-3) and spread.factor == pytest.approx(2.5, rel=1e-3)
+
+
 def test_a_fit_runs_on_rows_with_and_without_a_config() -> None:
     """`fit` (what --fit and every --loso fold run) over a few rows, one of them skipped for want of a config (a name
     clash once broke it before the first step): the fitted factors have less loss on the usable rows than the point
