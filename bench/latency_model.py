@@ -460,6 +460,16 @@ def level_spread(levels: Sequence[float]) -> LevelSpread:
     return LevelSpread(len(levels), median_off, float(offs[best]), float(grid[best]))
 
 
+def levels_table(title: str, points: Sequence[Scored], out: Callable[[str], None] = print) -> None:
+    out(f"\n{title}")
+    for metric in ("itl", "ttft"):
+        spread = level_spread(deployment_levels(points, metric))
+        out(
+            f"  {metric:<4} {spread.deployments:>3} deployments: median |level - 1| {100 * spread.median_off:5.1f}%, "
+            f"floor {100 * spread.floor:5.1f}% (x{spread.factor:.2f})"
+        )
+
+
 def measured_intervals(held: Sequence[Scored]) -> dict[Key, Interval]:
     """The intervals left once a deployment's own metrics have set the model's level: per kind as in `intervals`,
     over the measured / predicted ratios of the held-out points at their deployment's level (`at_deployment_level`)."""
@@ -646,17 +656,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         at_deployment_level(split(current, "holdout", False)),
         at_deployment_level(split(baseline, "holdout", False)),
     )
-    print(
-        "\ndeployment levels (each deployment's median measured / predicted, both splits, burst TTFT excluded): how far"
+    levels_table(
+        "deployment levels (each deployment's median measured / predicted, both splits, burst TTFT excluded): how far"
         "\nthe median deployment's level lies from the model's, and how far it still would after the best single factor"
-        "\non every prediction (the floor only terms that tell deployments apart can go under)"
+        "\non every prediction (the floor only terms that tell deployments apart can go under)",
+        steady(current),
     )
-    for metric in ("itl", "ttft"):
-        spread = level_spread(deployment_levels(steady(current), metric))
-        print(
-            f"  {metric:<4} {spread.deployments:>3} deployments: median |level - 1| {100 * spread.median_off:5.1f}%, "
-            f"floor {100 * spread.floor:5.1f}% (x{spread.factor:.2f})"
-        )
     if args.sources:
         implied_share_table(rows)
     if args.plot:
@@ -678,6 +683,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "leave-one-source-out at each deployment's own level (as above)",
             at_deployment_level(steady(held)),
             at_deployment_level(steady(baseline)),
+        )
+        levels_table(
+            "deployment levels, leave-one-source-out (as above; each from the fit without its source)",
+            steady(held),
         )
         if args.intervals:
             module = Path(args.intervals)
