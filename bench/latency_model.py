@@ -6,6 +6,7 @@
     .venv/bin/python bench/latency_model.py --rows     # every row's prediction
     .venv/bin/python bench/latency_model.py --pending  # with the verified rows held back (latency-pending.csv)
     .venv/bin/python bench/latency_model.py --sources  # and the figures of each source
+    .venv/bin/python bench/latency_model.py --levels   # and which row settings tell deployments' levels apart
     .venv/bin/python bench/latency_model.py --loso --intervals operator/rightsizer/facts/perf_intervals.py \
         --held-out ~/.cache/rightsizer/loso.csv        # the interval tables (INTERVALS, MEASURED_INTERVALS), keeping
                                                        # the residuals for the next run while its inputs are the same
@@ -427,14 +428,69 @@ def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
     return leveled
 
 
-def deployment_levels(points: Sequence[Scored], metric: str) -> list[float]:
-    """Each deployment's level for one metric: the median measured / predicted ratio of its points (deployments with
-    MIN_DEPLOYMENT_POINTS or more, queue-bound rows left out, as in `at_deployment_level`)."""
-    by_deployment: dict[tuple[object, ...], list[float]] = defaultdict(list)
+def levels_of(points: Sequence[Scored], metric: str) -> list[tuple[float, Scored]]:
+    """Each deployment's level for one metric, the median measured / predicted ratio of its points, beside its first
+    point (deployments with MIN_DEPLOYMENT_POINTS or more, queue-bound rows left out, as in `at_deployment_level`)."""
+    by_deployment: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
     for p in points:
         if p.metric == metric and not p.row.queue_bound:
-            by_deployment[deployment_of(p.row)].append(p.measured / p.predicted)
-    return [statistics.median(r) for r in by_deployment.values() if len(r) >= MIN_DEPLOYMENT_POINTS]
+            by_deployment[deployment_of(p.row)].append(p)
+    return [
+        (statistics.median(p.measured / p.predicted for p in group), group[0])
+        for group in by_deployment.values()
+        if len(group) >= MIN_DEPLOYMENT_POINTS
+    ]
+
+
+def deployment_levels(points: Sequence[Scored], metric: str) -> list[float]:
+    return [level for level, _ in levels_of(points, metric)]
+
+
+def publisher_of(row: corpus.Row) -> str:
+    """Who measured a row: the repository owner of a source, or the host (and owner, on GitHub) of a URL."""
+    key = row.source_key
+    if key.startswith(("http://", "https://")):
+        host, _, path = key.split("://", 1)[1].partition("/")
+        return f"{host}/{path.split('/')[0]}" if host == "github.com" else host
+    return key.split("/", 1)[0]
+
+
+# Row settings that might tell deployments' levels apart (`level_predictors`).
+LEVEL_SETTINGS: dict[str, Callable[[Scored], object]] = {
+    "GPU": lambda p: p.row.gpu,
+    "release": lambda p: ".".join(p.row.vllm_version.split(".")[:2]),
+    "family": lambda p: corpus.kind(p.row)[1],
+    "weight format": lambda p: p.row.quantization,
+    "TP": lambda p: p.row.tp,
+    "client": lambda p: "burst" if p.burst else "closed loop" if p.row.closed_loop else "rate",
+    "publisher": lambda p: publisher_of(p.row),
+}
+
+
+def level_predictors(points: Sequence[Scored], metric: str) -> dict[str, float]:
+    """How well each row setting alone predicts a deployment's level from other sources' deployments: per setting,
+    the median over deployments of |level / reference - 1|, the reference being the median level of the deployments
+    of other sources that share the setting (of all other sources' where none does). "none" is the reference of
+    all other sources' deployments: a setting that does not beat it says nothing about the level."""
+    levels = levels_of(points, metric)
+
+    def error(same: Callable[[Scored, Scored], bool]) -> float:
+        off = []
+        for level, p in levels:
+            others = [(lv, q) for lv, q in levels if q.row.source_key != p.row.source_key]
+            if not others:
+                continue
+            sharing = [lv for lv, q in others if same(p, q)] or [lv for lv, _ in others]
+            off.append(abs(level / statistics.median(sharing) - 1.0))
+        return statistics.median(off) if off else math.nan
+
+    def sharing(setting: Callable[[Scored], object]) -> Callable[[Scored, Scored], bool]:
+        return lambda p, q: setting(p) == setting(q)
+
+    found = {"none": error(lambda p, q: True)}
+    for name, setting in LEVEL_SETTINGS.items():
+        found[name] = error(sharing(setting))
+    return found
 
 
 @dataclass(frozen=True)
@@ -609,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep the --loso residuals in CSV and reuse them while the corpus, factors and model code are the same",
     )
     parser.add_argument("--sources", action="store_true", help="the figures of each source too")
+    parser.add_argument("--levels", action="store_true", help="which row settings tell deployments' levels apart")
     parser.add_argument(
         "--pending",
         action="store_true",
@@ -662,6 +719,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\non every prediction (the floor only terms that tell deployments apart can go under)",
         steady(current),
     )
+    if args.levels:
+        print(
+            "\nwhat each row setting alone says of a deployment's level (median |level / reference - 1|, the reference"
+            "\nbeing the median level of other sources' deployments that share the setting; 'none': of all of them)"
+        )
+        for metric in ("itl", "ttft"):
+            found = level_predictors(steady(current), metric)
+            print(f"  {metric:<4} " + ", ".join(f"{name} {100 * value:.1f}%" for name, value in found.items()))
     if args.sources:
         implied_share_table(rows)
     if args.plot:

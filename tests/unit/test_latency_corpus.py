@@ -197,6 +197,33 @@ def test_the_level_floor_is_what_no_single_factor_gets_under() -> None:
     assert spread.floor == pytest.approx(0.2, abs=1e-3) and spread.factor == pytest.approx(2.5, rel=1e-3)
 
 
+def test_a_setting_that_sorts_deployments_by_level_predicts_it_from_other_sources() -> None:
+    """Four sources measure one model, two on H100 at the model's time and two on H200 at twice it. By GPU, each
+    deployment's level is that of the other source on its GPU: no error. With no setting, the median of the other
+    three is 2 for an H100 deployment (off by 50 %) and 1 for an H200 one (off by 100 %): 75 % in the median. Each
+    source is its own publisher, so by publisher nothing is shared and the reference is all other sources'."""
+    rows = _deployments(3)[0]
+    points = []
+    for i, (gpu, ratio) in enumerate([("H100-80GB-HBM3", 1.0), ("H100-80GB-HBM3", 1.0), ("H200", 2.0), ("H200", 2.0)]):
+        mine = [replace(r, source=f"publisher{i}/repo@abc:file.md (L{r.line})", gpu=f"NVIDIA-{gpu}") for r in rows]
+        points += _deployment_points(mine, [ratio] * 3)
+    found = bench.level_predictors(points, "itl")
+    assert found["GPU"] == pytest.approx(0.0) and found["none"] == pytest.approx(0.75)
+    assert found["publisher"] == pytest.approx(0.75)
+    assert math.isnan(bench.level_predictors(points, "ttft")["none"])  # no TTFT points: no figure, not zero
+
+
+def test_a_publisher_is_a_repository_owner_or_a_sites_host() -> None:
+    row = corpus.load()[0]
+    sources = {
+        "gpustack/gpustack@47277d7:docs/performance-lab/qwen3-8b/h100.md (L12)": "gpustack",
+        "https://github.com/vllm-project/vllm/pull/23151 (PR description)": "github.com/vllm-project",
+        "https://docs.vultr.com/inference-cookbook/cuda/optimization/concurrency-tuning": "docs.vultr.com",
+    }
+    for source, publisher in sources.items():
+        assert bench.publisher_of(replace(row, source=source)) == publisher
+
+
 def test_a_fit_runs_on_rows_with_and_without_a_config() -> None:
     """`fit` (what --fit and every --loso fold run) over a few rows, one of them skipped for want of a config (a name
     clash once broke it before the first step): the fitted factors have less loss on the usable rows than the point
