@@ -64,8 +64,8 @@ class UnknownDeviceError(LookupError):
 def identify(device_name: str, override: str | None) -> gpus.GpuProduct:
     """The product table's entry for the device: `override` if given, else the CUDA device name.
 
-    No fuzzy matching: an H100 PCIe or NVL has other peaks than the SXM H100 in the table, and silently taking
-    the SXM figures would make every fraction wrong."""
+    No fuzzy matching: an H100 NVL has other peaks than the SXM H100 (and the PCIe card) in the table, and
+    silently taking the SXM figures would make every fraction wrong."""
     try:
         return gpus.lookup(override or device_name)
     except gpus.UnknownGpuProductError as exc:

@@ -414,8 +414,9 @@ def test_device_names_map_to_products(device: str, product: str) -> None:
 
 def test_an_unknown_device_needs_product_and_the_override_wins() -> None:
     with pytest.raises(calibrate.UnknownDeviceError, match="--product"):
-        calibrate.identify("NVIDIA H100 PCIe", None)  # other peaks than the SXM H100: never guessed
-    assert calibrate.identify("NVIDIA H100 PCIe", "H200").product == "NVIDIA-H200"
+        calibrate.identify("NVIDIA H100 NVL", None)  # other peaks than the SXM H100: never guessed
+    assert calibrate.identify("NVIDIA H100 NVL", "H200").product == "NVIDIA-H200"
+    assert calibrate.identify("NVIDIA H100 PCIe", None).product == "NVIDIA-H100-PCIe"  # in the table: its own peaks
 
 
 def test_the_gpu_side_needs_neither_numpy_nor_the_rest_of_rightsizer() -> None:

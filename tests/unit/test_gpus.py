@@ -61,6 +61,16 @@ def test_rtx_pro_6000_server_edition_by_its_gfd_name_and_aliases() -> None:
     assert (rtx.interconnect, rtx.link_gb_per_s) == (Interconnect.PCIE, 64.0)
 
 
+def test_h100_pcie_by_its_gfd_name_and_aliases_apart_from_the_sxm_module() -> None:
+    pcie = lookup("NVIDIA-H100-PCIe")
+    assert lookup("H100-PCIe") is pcie and lookup("nvidia h100 pcie") is pcie
+    assert lookup("H100").product == "NVIDIA-H100-80GB-HBM3"  # a bare "H100" stays the SXM module
+    assert (pcie.family, pcie.compute_capability, pcie.memory_mib) == ("hopper", (9, 0), 81559)
+    assert not pcie.torch_total_measured and pcie.torch_total_gib < lookup("H100").torch_total_gib
+    assert (pcie.hbm_tb_per_s, pcie.bf16_tflops, pcie.fp8_tflops, pcie.fp4_tflops) == (2.0, 756.5, 1513.0, None)
+    assert (pcie.interconnect, pcie.link_gb_per_s) == (Interconnect.PCIE, 64.0)
+
+
 def test_a_node_labelled_with_a_new_product_gets_the_table_entry_not_an_estimate() -> None:
     assert from_node_labels("NVIDIA-B300-SXM6-AC", 275040) is lookup("B300")
     unknown = from_node_labels("NVIDIA-B300-SXM6-XX", 275040)
@@ -68,7 +78,7 @@ def test_a_node_labelled_with_a_new_product_gets_the_table_entry_not_an_estimate
 
 
 def test_new_products_are_default_pools_and_declarable() -> None:
-    assert {"b300", "rtx-pro-6000"} <= {p.name for p in default_pools()}
+    assert {"b300", "rtx-pro-6000", "h100-pcie"} <= {p.name for p in default_pools()}
     spec = GpuPoolSpec.model_validate({"name": "rtx", "product": "RTX-PRO-6000", "gpusPerNode": 8})
     assert from_spec(spec).product == "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition"
     with pytest.raises(UnknownGpuProductError):

@@ -162,6 +162,26 @@ PRODUCTS: tuple[GpuProduct, ...] = (
         link_gb_per_s=900.0,
     ),
     GpuProduct(
+        # GFD sanitises the NVML name "NVIDIA H100 PCIe". The PCIe card has the SXM module's 81,559 MiB (nvidia-smi
+        # as quoted in many public logs, e.g. "NVIDIA H100 PCIe, 81559 MiB") but HBM2e at 2 TB/s, lower clocks and
+        # no NVLink switch: its figures are aiconfigurator's estimate-only spec (ai-dynamo/aiconfigurator@095f58a5
+        # aic-core/src/aiconfigurator_core/systems/h100_pcie.yaml: mem_bw 2 TB/s; bfloat16 756.5 and fp8 1,513
+        # dense TFLOP/s, half NVIDIA's with-sparsity figures; PCIe Gen5 x16 at 64 GB/s per direction). Torch-visible
+        # memory is estimated, not the SXM module's measurement.
+        product="NVIDIA-H100-PCIe",
+        aliases=("H100-PCIe", "H100-PCIe-80GB"),
+        family="hopper",
+        compute_capability=(9, 0),
+        memory_mib=81559,
+        torch_total_gib=estimated_torch_total_gib(81559),
+        torch_total_measured=False,
+        hbm_tb_per_s=2.0,
+        bf16_tflops=756.5,
+        fp8_tflops=1513.0,
+        interconnect=Interconnect.PCIE,
+        link_gb_per_s=64.0,
+    ),
+    GpuProduct(
         # GFD sanitises the NVML name "NVIDIA RTX PRO 6000 Blackwell Server Edition"; the Workstation and Max-Q
         # editions report other names (and other clocks) and are not this entry.
         product="NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
