@@ -25,16 +25,16 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import localplane
 from tests.integration.crds import apply_crds
 from tests.integration.kube import current_context, gone, looks_like_test_cluster, wait_for
-from tests.integration.objects import custom_object, typed
+from tests.integration.objects import typed
 from tests.integration.operator import OperatorProcess
 from tests.integration.plane import UP, LocalPlane
+from tests.integration.test_operator import apply, example, wait_condition
 
 REPO = Path(__file__).resolve().parents[2]
 DOWN = REPO / "e2e" / "cluster" / "down"
@@ -193,22 +193,14 @@ def first_reconcile(process: OperatorProcess, core: client.CoreV1Api, custom: cl
     operator's log."""
     name = f"{NAMESPACE_PREFIX}first"
     core.create_namespace(typed(client.V1Namespace, {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}))
-    body = yaml.safe_load((REPO / "examples" / "llama-3.1-8b-h200.yaml").read_text())
-    body["metadata"]["name"] = "first"
-    body["spec"]["gpu"] = {"products": ["L40S"]}
-    custom.create_namespaced_custom_object("rightsizer.dev", "v1alpha1", name, "llmdeployments", body)
-
-    def reconciled() -> bool:
-        obj = custom_object(
-            custom.get_namespaced_custom_object("rightsizer.dev", "v1alpha1", name, "llmdeployments", "first")
-        )
-        status = obj.get("status") or {}
-        return bool(status.get("conditions")) and status.get("observedGeneration") == obj["metadata"]["generation"]
-
     try:
-        wait_for(reconciled, 240, "the operator's first reconcile")
+        body = example("llama-3.1-8b-h200.yaml")
+        body["metadata"]["name"] = "first"
+        body["spec"]["gpu"] = {"products": ["L40S"]}
+        apply(custom, name, body)
+        wait_condition(custom, name, "first", "Sized", "False", timeout=240)
     except TimeoutError as err:
-        raise TimeoutError(f"{err}; operator log:\n{process.log_tail(60)}") from None
+        raise TimeoutError(f"the operator's first reconcile: {err}; operator log:\n{process.log_tail(60)}") from None
     finally:
         core.delete_namespace(name)
         wait_for(lambda: gone(lambda: core.read_namespace(name)), 120, f"namespace {name} to be deleted")
