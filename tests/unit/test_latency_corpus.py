@@ -213,6 +213,24 @@ def test_a_setting_that_sorts_deployments_by_level_predicts_it_from_other_source
     assert math.isnan(bench.level_predictors(points, "ttft")["none"])  # no TTFT points: no figure, not zero
 
 
+def test_the_h100_pcie_rows_decode_at_a_bandwidth_only_the_pcie_card_has() -> None:
+    """GPUStack's Qwen3-32B page (latency-published.md): its random-32K run decodes one request at a time, so each
+    median gap reads every weight and one 32k sequence's KV cache. From the catalog's parameter count and the row's
+    own ITL, without the performance model: 1.71 TB/s, 85 % of the PCIe card's peak and 51 % of the SXM module's."""
+    from rightsizer.facts.gpus import lookup
+    from rightsizer.model.params import total_parameters
+
+    (row,) = [r for r in corpus.load() if "qwen3-32b/h100.md" in r.source and r.input_tokens == 32000]
+    facts = corpus.facts_of(row)
+    kv_per_token = 2 * facts.num_layers * facts.attention.num_kv_heads * facts.attention.head_dim * 2  # bf16 K and V
+    read = 2 * total_parameters(facts) + (row.input_tokens + row.output_tokens / 2) * kv_per_token
+    assert row.itl_ms is not None
+    tb_per_s = read / (row.itl_ms / 1e3) / 1e12
+    assert tb_per_s == pytest.approx(1.71, abs=0.01)
+    assert row.gpu == "NVIDIA-H100-PCIe" and tb_per_s / lookup(row.gpu).hbm_tb_per_s == pytest.approx(0.85, abs=0.01)
+    assert tb_per_s / lookup("NVIDIA-H100-80GB-HBM3").hbm_tb_per_s == pytest.approx(0.51, abs=0.01)
+
+
 def test_a_publisher_is_a_repository_owner_or_a_sites_host() -> None:
     row = corpus.load()[0]
     sources = {
