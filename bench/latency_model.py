@@ -407,6 +407,15 @@ def deployment_of(row: corpus.Row) -> tuple[object, ...]:
     return (row.source_key, row.model, row.gpu, row.tp, row.pp, row.ep, row.quantization, row.kv_cache_dtype)
 
 
+def by_deployment(points: Sequence[Scored]) -> dict[tuple[object, ...], list[Scored]]:
+    """Points grouped by metric and deployment (`deployment_of`), queue-bound rows left out."""
+    groups: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
+    for p in points:
+        if not p.row.queue_bound:
+            groups[(p.metric, *deployment_of(p.row))].append(p)
+    return groups
+
+
 def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
     """Each point predicted at the level the other points of its metric on the same deployment (`deployment_of`)
     set: its prediction times their median measured / predicted ratio, as if those had been its calibration
@@ -414,12 +423,8 @@ def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
     of the error is how it moves with load and lengths within one deployment, not the source's level. Deployments
     with fewer than MIN_DEPLOYMENT_POINTS points of a metric are left out (a lone point is its own median), and so
     are queue-bound rows."""
-    by_deployment: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
-    for p in points:
-        if not p.row.queue_bound:
-            by_deployment[(p.metric, *deployment_of(p.row))].append(p)
     leveled: list[Scored] = []
-    for group in by_deployment.values():
+    for group in by_deployment(points).values():
         if len(group) < MIN_DEPLOYMENT_POINTS:
             continue
         ratios = [p.measured / p.predicted for p in group]
@@ -431,14 +436,10 @@ def at_deployment_level(points: Sequence[Scored]) -> list[Scored]:
 def levels_of(points: Sequence[Scored], metric: str) -> list[tuple[float, Scored]]:
     """Each deployment's level for one metric, the median measured / predicted ratio of its points, beside its first
     point (deployments with MIN_DEPLOYMENT_POINTS or more, queue-bound rows left out, as in `at_deployment_level`)."""
-    by_deployment: dict[tuple[object, ...], list[Scored]] = defaultdict(list)
-    for p in points:
-        if p.metric == metric and not p.row.queue_bound:
-            by_deployment[deployment_of(p.row)].append(p)
     return [
         (statistics.median(p.measured / p.predicted for p in group), group[0])
-        for group in by_deployment.values()
-        if len(group) >= MIN_DEPLOYMENT_POINTS
+        for (kind, *_), group in by_deployment(points).items()
+        if kind == metric and len(group) >= MIN_DEPLOYMENT_POINTS
     ]
 
 
